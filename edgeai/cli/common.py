@@ -1,0 +1,85 @@
+"""Options and helpers the model-using commands share: flags -> Settings, GenParams, a loaded model."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import click
+
+from edgeai.config import Settings, load_settings
+
+
+def model_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--model", "-m", metavar="ID|PATH", help="Catalog id or path to a model file."),
+        click.option("--backend", metavar="NAME", help="Runtime backend (default: from the model)."),
+        click.option("--gpu-layers", type=int, metavar="N",
+                     help="Layers to offload to the GPU (default: all, where the build can)."),
+        click.option("--threads", type=int, metavar="N", help="CPU threads (default: all cores)."),
+        click.option("--ctx", type=int, metavar="N", help="Context window in tokens (default 4096)."),
+        click.option("--chat-template", metavar="NAME|JINJA",
+                     help="Override the model's chat template (chatml, gemma, llama3, phi3)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def sampling_options(fn: Callable) -> Callable:
+    options = [
+        click.option("--max-tokens", type=int, metavar="N", help="Most tokens to generate."),
+        click.option("--temperature", type=float, metavar="T", help="0 = greedy."),
+        click.option("--top-p", type=float),
+        click.option("--top-k", type=int),
+        click.option("--min-p", type=float),
+        click.option("--repeat-penalty", type=float),
+        click.option("--seed", type=int, help="Fix the sampler's seed for repeatable output."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def settings_from(opts: dict[str, Any]) -> Settings:
+    settings = load_settings({"model": opts.get("model"), "backend": opts.get("backend"),
+                              "n_ctx": opts.get("ctx"), "threads": opts.get("threads"),
+                              "gpu_layers": opts.get("gpu_layers")})
+    from edgeai.errors import BadInput
+
+    if settings.n_ctx < 16:
+        raise BadInput("--ctx must be at least 16 tokens")
+    if settings.threads is not None and settings.threads < 1:
+        raise BadInput("--threads must be at least 1")
+    return settings
+
+
+SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed")
+
+
+def sampling_from(opts: dict[str, Any]) -> dict[str, Any]:
+    return {k: opts.get(k) for k in SAMPLING_KEYS}
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr; yields a callback(advance_bytes, total_bytes)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+
+        def advance(n: int, total: int) -> None:
+            bar.update(task, advance=n, total=total)
+
+        yield advance
+
+
+def open_model(settings: Settings, backend: str | None, chat_template: str | None):
+    from edgeai.runtime.loader import load_model
+
+    with progress_bar("assembling model weights (first use only)") as advance:
+        return load_model(settings, settings.model, backend or settings.backend, chat_template,
+                          progress=advance)

@@ -1,0 +1,78 @@
+"""`edgeai run [PROMPT]`: one prompt, the reply streamed to stdout (or one JSON object with --json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from edgeai.cli.common import model_options, open_model, sampling_from, sampling_options, settings_from
+from edgeai.errors import BadInput
+from edgeai.types import Message
+
+
+def read_prompt(prompt: str | None) -> str:
+    """PROMPT itself, or stdin when PROMPT is missing or '-'."""
+    if prompt is not None and prompt != "-":
+        return prompt
+    if sys.stdin is None or sys.stdin.isatty():
+        raise BadInput("no prompt given", "edgeai run \"your question\", or pipe text into it")
+    try:
+        return sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"the prompt on stdin is not UTF-8 text (byte {exc.start})") from None
+
+
+@click.command()
+@click.argument("prompt", required=False)
+@model_options
+@sampling_options
+@click.option("--system", metavar="TEXT", help="System prompt.")
+@click.option("--stop", multiple=True, metavar="TEXT", help="Stop sequence (repeatable).")
+@click.option("--json-schema", "json_schema", metavar="FILE",
+              help="Constrain the reply to JSON matching this schema.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with text and stats.")
+def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_schema: str | None,
+        as_json: bool, **opts) -> None:
+    """Generate a reply to PROMPT (or stdin) and stream it to stdout."""
+    from edgeai.runtime.loader import gen_params
+    from edgeai.schema import load_json_schema
+
+    text = read_prompt(prompt)
+    if not text.strip():
+        raise BadInput("the prompt is empty")
+    schema = load_json_schema(json_schema) if json_schema else None
+    settings = settings_from(opts)
+    backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"))
+    try:
+        params = gen_params(spec, {**sampling_from(opts), "stop": stop or None,
+                                   "response_format": schema})
+        if spec.chat:
+            head = [Message("system", system)] if system else []
+            request: str | list[Message] = head + [Message("user", text)]
+        else:  # a base model completes text; it has no conversation format
+            request = text
+        answer, reasoning, final = [], [], None
+        for chunk in backend.stream(request, params):
+            answer.append(chunk.text)
+            reasoning.append(chunk.reasoning)
+            final = chunk if chunk.finish_reason else final
+            if not as_json:
+                if chunk.reasoning:
+                    click.secho(chunk.reasoning, nl=False, err=True, dim=True)
+                if chunk.text:
+                    click.echo(chunk.text, nl=False)
+    finally:
+        backend.close()
+    if as_json:
+        click.echo(json.dumps(_report(answer, reasoning, final, spec.id, backend.name)))
+    else:
+        click.echo()
+
+
+def _report(answer: list[str], reasoning: list[str], final, model: str, backend: str) -> dict:
+    stats = ("finish_reason", "prompt_tokens", "completion_tokens", "ttft_s", "prompt_tps",
+             "gen_tps", "peak_mem_mb")
+    return {"text": "".join(answer), "reasoning": "".join(reasoning),
+            **{k: getattr(final, k, None) for k in stats}, "model": model, "backend": backend}

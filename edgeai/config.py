@@ -1,0 +1,106 @@
+"""Settings: one frozen dataclass and one loader with precedence CLI > environment > TOML > defaults.
+
+Settings are passed as arguments; there is no global instance. The data dir is a platformdirs
+user dir unless `EDGEAI_HOME` says otherwise; the TOML file is `<home>/config.toml` unless
+`EDGEAI_CONFIG` names another.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from edgeai.errors import BadInput
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Jetson's JetPack 6 ships Python 3.10
+    import tomli as tomllib
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+
+# environment variable -> settings field
+ENV_VARS = {
+    "EDGEAI_MODEL": "model",
+    "EDGEAI_BACKEND": "backend",
+    "EDGEAI_CTX": "n_ctx",
+    "EDGEAI_THREADS": "threads",
+    "EDGEAI_GPU_LAYERS": "gpu_layers",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    model: str = DEFAULT_MODEL
+    backend: str | None = None  # None: chosen from the model's artifact format
+    n_ctx: int = 4096
+    threads: int | None = None  # None: default_threads()
+    gpu_layers: int | None = None  # None: all layers where the build can offload
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+
+def data_home() -> Path:
+    env = os.environ.get("EDGEAI_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("edgeai", appauthor=False))
+
+
+def config_path(home: Path) -> Path:
+    env = os.environ.get("EDGEAI_CONFIG")
+    return Path(env).expanduser() if env else home / "config.toml"
+
+
+def default_threads() -> int:
+    """All cores this process may use; llama.cpp scales to them with OMP_WAIT_POLICY=passive."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS has no sched_getaffinity
+        return max(1, os.cpu_count() or 1)
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if value is None or "int" not in str(kind):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{source}: {name} must be an integer, got {value!r}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"config file {path} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(Settings)} - {"home"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BadInput(f"config file {path}: unknown setting(s) {', '.join(unknown)}",
+                       f"known settings: {', '.join(sorted(known))}")
+    return {k: _coerce(k, v, str(path)) for k, v in data.items()}
+
+
+def load_settings(cli: Mapping[str, Any] | None = None) -> Settings:
+    """Merge defaults, the TOML file, the environment and CLI values (None = not given)."""
+    home = data_home()
+    values: dict[str, Any] = _read_toml(config_path(home))
+    for var, name in ENV_VARS.items():
+        if os.environ.get(var):
+            values[name] = _coerce(name, os.environ[var], var)
+    for name, value in (cli or {}).items():
+        if value is not None:
+            values[name] = value
+    return replace(Settings(home=home), **values)

@@ -1,0 +1,60 @@
+"""The Backend contract every runtime satisfies, and `generate()`, which joins a stream.
+
+A backend is a small class holding one loaded model. `stream()` is a generator of `Chunk`s:
+closing it stops generation, also during a long prefill (backends yield empty progress
+chunks between prompt batches so there is a point to stop at). A loaded backend is not
+thread-safe; callers hold one lock per loaded model for a whole turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
+
+from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    capabilities: Capabilities
+
+    def load(self, spec: ModelSpec, opts: LoadOptions) -> None: ...
+
+    def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def detokenize(self, ids: list[int]) -> str: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class LogitsBackend(Backend, Protocol):
+    """Backends that expose logits, for validation and perplexity."""
+
+    def logits(self, ids: list[int]) -> "np.ndarray": ...
+
+
+@dataclass(frozen=True)
+class Result:
+    """A whole reply: the text joined from a stream, plus the last chunk's statistics."""
+
+    text: str
+    reasoning: str
+    final: Chunk
+
+
+def generate(backend: Backend, prompt: str | list[Message], params: GenParams) -> Result:
+    text: list[str] = []
+    reasoning: list[str] = []
+    last = Chunk()
+    for chunk in backend.stream(prompt, params):
+        text.append(chunk.text)
+        reasoning.append(chunk.reasoning)
+        last = chunk
+    return Result("".join(text), "".join(reasoning), last)

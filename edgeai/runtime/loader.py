@@ -1,0 +1,63 @@
+"""Opens a model for use: resolves the id, picks the backend, loads it, builds GenParams.
+
+The one place the CLI, the chat, the server and the bench share to go from "a model id and
+some flags" to "a loaded backend and the sampling settings for it".
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import Any, Mapping
+
+from edgeai.config import Settings
+from edgeai.errors import BadInput
+from edgeai.runtime import FORMAT_BACKENDS, get_backend
+from edgeai.runtime.base import Backend
+from edgeai.types import GenParams, LoadOptions, ModelSpec
+
+_GEN_FIELDS = {f.name for f in fields(GenParams)}
+
+
+def pick_backend(spec: ModelSpec, requested: str | None) -> str:
+    if requested:
+        return requested
+    for fmt in spec.artifacts:
+        if fmt in FORMAT_BACKENDS:
+            return FORMAT_BACKENDS[fmt]
+    if spec.family == "echo":
+        return "echo"
+    raise BadInput(f"no backend runs model {spec.id} here", "pass --backend NAME")
+
+
+def load_model(settings: Settings, model: str | None = None, backend: str | None = None,
+               chat_template: str | None = None, progress=None) -> tuple[Backend, ModelSpec]:
+    from edgeai.models import resolve
+
+    model = model or settings.model
+    backend = backend or settings.backend
+    spec = ModelSpec(id=model, family="echo") if backend == "echo" else resolve(
+        model, settings, progress=progress)
+    instance = get_backend(pick_backend(spec, backend))
+    opts = LoadOptions(n_ctx=settings.n_ctx, n_threads=settings.threads,
+                       gpu_layers=settings.gpu_layers, chat_template=chat_template)
+    instance.load(spec, opts)
+    return instance, spec
+
+
+def gen_params(spec: ModelSpec, overrides: Mapping[str, Any]) -> GenParams:
+    """The model's catalog defaults, then the user's flags (None = not given), checked."""
+    values = {k: v for k, v in spec.defaults.items() if k in _GEN_FIELDS}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    params = replace(GenParams(), **values)
+    checks = [
+        (params.temperature >= 0, "--temperature must be 0 or more"),
+        (params.max_tokens > 0, "--max-tokens must be at least 1"),
+        (0 < params.top_p <= 1, "--top-p must be in (0, 1]"),
+        (params.top_k >= 0, "--top-k must be 0 or more"),
+        (0 <= params.min_p <= 1, "--min-p must be in [0, 1]"),
+        (params.repeat_penalty > 0, "--repeat-penalty must be above 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise BadInput(message)
+    return params

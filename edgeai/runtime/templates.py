@@ -1,0 +1,99 @@
+"""Chat templates: render a list of Messages into the prompt string a model was trained on.
+
+A model's own Jinja template (GGUF `tokenizer.chat_template`, HF `chat_template`) is used
+when it has one. When it has none we pick an explicit built-in by architecture, and the
+backend checks that the template's control tokens exist in the vocabulary — never a silent
+guess such as llama-cpp-python's `llama-2` fallback. Rendering follows transformers' Jinja
+settings (sandboxed, trim_blocks, lstrip_blocks, `tojson`, `raise_exception`).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Sequence
+
+from edgeai.errors import BadInput
+from edgeai.types import Message
+
+BUILTIN_TEMPLATES: dict[str, str] = {
+    "chatml": (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    ),
+    # Gemma has no system role: the system text opens the first user turn.
+    "gemma": (
+        "{{ bos_token }}{% set ns = namespace(sys='') %}"
+        "{% for m in messages %}{% if m.role == 'system' %}{% set ns.sys = m.content + '\n\n' %}"
+        "{% else %}<start_of_turn>{{ 'model' if m.role == 'assistant' else 'user' }}\n"
+        "{% if m.role == 'user' %}{{ ns.sys }}{% set ns.sys = '' %}{% endif %}"
+        "{{ m.content | trim }}<end_of_turn>\n{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    ),
+    "llama3": (
+        "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_id|>\n\n"
+        "{{ m.content | trim }}<|eot_id|>{% endfor %}"
+        "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+    ),
+    "phi3": (
+        "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}<|end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    ),
+}
+
+# Control tokens each built-in needs; a vocabulary without them cannot use that template.
+TEMPLATE_TOKENS: dict[str, tuple[str, ...]] = {
+    "chatml": ("<|im_start|>", "<|im_end|>"),
+    "gemma": ("<start_of_turn>", "<end_of_turn>"),
+    "llama3": ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+    "phi3": ("<|user|>", "<|assistant|>", "<|end|>"),
+}
+
+# model architecture (GGUF general.architecture / HF model_type) -> built-in template
+ARCH_TEMPLATES: dict[str, str] = {
+    "gemma": "gemma", "gemma2": "gemma", "gemma3": "gemma", "gemma3_text": "gemma",
+    "qwen2": "chatml", "qwen3": "chatml", "qwen2moe": "chatml", "qwen3moe": "chatml",
+    "llama": "llama3", "phi3": "phi3",
+}
+
+
+def template_for_arch(arch: str) -> str | None:
+    return ARCH_TEMPLATES.get(arch.lower())
+
+
+def _raise(message: str) -> None:
+    raise ValueError(message)
+
+
+@lru_cache(maxsize=16)
+def _compile(source: str):
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                        extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False,
+                                                                   indent=indent)
+    env.globals.update(raise_exception=_raise,
+                       strftime_now=lambda fmt: datetime.now().strftime(fmt))
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateError as exc:
+        raise BadInput(f"chat template does not parse: {exc}") from None
+
+
+def resolve_template(name_or_source: str) -> str:
+    """A built-in name becomes its Jinja text; anything else is taken as Jinja text."""
+    return BUILTIN_TEMPLATES.get(name_or_source, name_or_source)
+
+
+def render(template: str, messages: Sequence[Message], *, bos_token: str = "",
+           eos_token: str = "", add_generation_prompt: bool = True, **extra: Any) -> str:
+    payload = [{"role": m.role, "content": m.content} for m in messages]
+    try:
+        return _compile(resolve_template(template)).render(
+            messages=payload, bos_token=bos_token, eos_token=eos_token,
+            add_generation_prompt=add_generation_prompt, **extra)
+    except ValueError as exc:  # the template's own raise_exception
+        raise BadInput(f"the chat template rejected the conversation: {exc}") from None

