@@ -7,8 +7,8 @@ the context window with room left for the reply; the caller is told how many wer
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from edgeai.errors import ContextOverflow
 from edgeai.runtime.base import Backend

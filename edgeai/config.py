@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from edgeai.errors import BadInput
 
@@ -40,10 +41,11 @@ class Settings:
     n_ctx: int = 4096
     threads: int | None = None  # None: default_threads()
     gpu_layers: int | None = None  # None: all layers where the build can offload
+    models_home: Path | None = None  # None: <home>/models (EDGEAI_MODELS_DIR moves it, e.g. to a big disk)
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models"
+        return self.models_home or self.home / "models"
 
 
 def data_home() -> Path:
@@ -100,6 +102,10 @@ def load_settings(cli: Mapping[str, Any] | None = None) -> Settings:
     for var, name in ENV_VARS.items():
         if os.environ.get(var):
             values[name] = _coerce(name, os.environ[var], var)
+    if os.environ.get("EDGEAI_MODELS_DIR"):
+        values["models_home"] = Path(os.environ["EDGEAI_MODELS_DIR"]).expanduser().resolve()
+    elif "models_home" in values:
+        values["models_home"] = Path(values["models_home"]).expanduser()
     for name, value in (cli or {}).items():
         if value is not None:
             values[name] = value

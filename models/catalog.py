@@ -8,10 +8,11 @@ but nothing about assembling or loading it: that is `resolve.py`.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 from edgeai.errors import BadInput, ModelNotFound
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
-from typing import Iterator
+
+from edgeai.models.catalog import UNVERIFIED, Artifact, Entry, find_entry, parse_id
 
 from edgeai.config import Settings
 from edgeai.errors import BadInput, EdgeAIError, MissingExtra
-from edgeai.models.catalog import UNVERIFIED, Artifact, Entry, find_entry, parse_id
 from edgeai.types import ModelSpec
 
 CHUNK = 8 << 20  # bytes per read while assembling or hashing

@@ -36,7 +36,11 @@ def backend_status(name: str, target: str) -> str:
     if name != "llamacpp":
         return "ok"
     from edgeai.runtime.llamacpp_build import (
-        import_llama_cpp, needs_amx_guard, supports_gpu_offload, system_info)
+        import_llama_cpp,
+        needs_amx_guard,
+        supports_gpu_offload,
+        system_info,
+    )
 
     try:
         llama_cpp = import_llama_cpp()

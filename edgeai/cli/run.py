@@ -7,7 +7,13 @@ import sys
 
 import click
 
-from edgeai.cli.common import model_options, open_model, sampling_from, sampling_options, settings_from
+from edgeai.cli.common import (
+    model_options,
+    open_model,
+    sampling_from,
+    sampling_options,
+    settings_from,
+)
 from edgeai.errors import BadInput
 from edgeai.types import Message
 

@@ -8,8 +8,9 @@ thread-safe; callers hold one lock per loaded model for a whole turn.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
@@ -37,7 +38,7 @@ class Backend(Protocol):
 class LogitsBackend(Backend, Protocol):
     """Backends that expose logits, for validation and perplexity."""
 
-    def logits(self, ids: list[int]) -> "np.ndarray": ...
+    def logits(self, ids: list[int]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import json
 import random
 import time
 from collections import deque
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from edgeai.errors import BadInput, ContextOverflow
 from edgeai.memory import peak_rss_mb

@@ -12,8 +12,8 @@ import codecs
 import json
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from edgeai.config import default_threads
 from edgeai.errors import BadInput, ContextOverflow, EdgeAIError, ModelFormatError

@@ -10,9 +10,9 @@ duration of one model load only — the one sanctioned monkeypatch in the code b
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Iterator
 
 from edgeai.errors import MissingExtra
 

@@ -6,8 +6,9 @@ some flags" to "a loaded backend and the sampling settings for it".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 from edgeai.config import Settings
 from edgeai.errors import BadInput

@@ -10,9 +10,10 @@ settings (sandboxed, trim_blocks, lstrip_blocks, `tojson`, `raise_exception`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 from edgeai.errors import BadInput
 from edgeai.types import Message

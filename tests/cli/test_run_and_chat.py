@@ -1,0 +1,78 @@
+"""`edgeai run`, `edgeai chat --plain` and `edgeai doctor` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+JSON_KEYS = {"text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "ttft_s",
+             "prompt_tps", "gen_tps", "peak_mem_mb", "model", "backend"}
+
+
+def test_run_streams_a_reply_from_the_default_model(cli, default_gguf):
+    result = cli("run", "--max-tokens", "60", "Write one sentence about the sea.")
+    assert result.returncode == 0, result.stderr.decode()
+    text = result.stdout.decode()
+    assert len(text.split()) >= 4 and "sea" in text.lower()
+
+
+def test_run_json_prints_one_object_with_the_contract_fields(cli, default_gguf):
+    result = cli("run", "--json", "--temperature", "0", "--max-tokens", "24", "What is 2+2?")
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)
+    assert set(report) == JSON_KEYS
+    assert "4" in report["text"]
+    assert report["backend"] == "llamacpp" and report["model"].startswith("qwen2.5-coder-0.5b")
+    assert report["completion_tokens"] >= 1 and report["prompt_tokens"] > 10
+    assert abs(report["prompt_tps"] - report["prompt_tokens"] / report["ttft_s"]) < 1e-6
+    assert report["gen_tps"] > 0 and report["peak_mem_mb"] > 100
+
+
+def test_run_reads_the_prompt_from_stdin_when_none_or_dash(cli):
+    for args in (["run", "--backend", "echo"], ["run", "--backend", "echo", "-"]):
+        result = cli(*args, "--temperature", "0", input="piped question")
+        assert result.returncode == 0
+        assert result.stdout.decode().strip() == "Echo: piped question"
+
+
+def test_run_json_schema_with_the_real_model(cli, default_gguf, tmp_path):
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"city": {"type": "string"}},
+                                  "required": ["city"]}))
+    result = cli("run", "--json-schema", str(schema), "--temperature", "0", "--max-tokens", "40",
+                 "Which city is the capital of France? Answer as JSON.")
+    assert result.returncode == 0, result.stderr.decode()
+    assert isinstance(json.loads(result.stdout)["city"], str)
+
+
+def test_chat_plain_holds_a_two_turn_conversation(cli, default_gguf):
+    script = "My name is Zorblat. Just say OK.\nWhat is my name? Answer with the name only.\n"
+    result = cli("chat", "--plain", "--temperature", "0", "--max-tokens", "30", input=script)
+    assert result.returncode == 0, result.stderr.decode()
+    replies = [line for line in result.stdout.decode().splitlines() if line.strip()]
+    assert len(replies) >= 2
+    assert "zorblat" in replies[-1].lower()
+
+
+def test_chat_plain_trims_old_turns_to_fit_the_window(cli):
+    lines = "\n".join(f"message number {i} " + "padding " * 20 for i in range(12)) + "\n"
+    result = cli("chat", "--plain", "--backend", "echo", "--ctx", "400", "--temperature", "0",
+                 "--max-tokens", "40", input=lines)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "dropped" in result.stderr.decode()
+    assert "message number 11" in result.stdout.decode().splitlines()[-1]
+
+
+def test_chat_plain_slash_commands(cli):
+    result = cli("chat", "--plain", "--backend", "echo", "--temperature", "0",
+                 input="/system Be terse.\nhello\n/clear\n/bye\nnever sent\n")
+    out = result.stdout.decode()
+    assert result.returncode == 0
+    assert "(system prompt set)" in out and "Echo: hello" in out and "never sent" not in out
+
+
+def test_doctor_reports_backends_cpu_and_memory(cli):
+    result = cli("doctor")
+    out = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    for needle in ("cpu", "memory", "backends", "llamacpp", "echo", "GPU offload", "AMX guard"):
+        assert needle in out, out

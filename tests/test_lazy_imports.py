@@ -1,0 +1,26 @@
+"""`edgeai --help` (and the catalog listing) must not wait on any heavy stack."""
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("llama_cpp", "torch", "mlx", "onnxruntime", "transformers", "coremltools", "faster_whisper",
+         "numpy", "huggingface_hub")
+
+PROBE = """
+import sys
+from edgeai.cli import run_cli
+code = run_cli({args!r})
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})
+print('HEAVY=' + ','.join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["models", "list"]])
+def test_no_heavy_imports(args):
+    result = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY=\n" in result.stderr or result.stderr.rstrip().endswith("HEAVY="), result.stderr
