@@ -61,9 +61,9 @@ PASSAGES = (  # public domain; cycled until the history reaches HISTORY_MIN toke
 
 # -- children: one timed run each, JSON on stdout ------------------------------------------------------
 def _sample(ttft, n_prompt, n_gen, first, last, **extra) -> dict:
-    decode = (n_gen - 1) / (last - first) if n_gen > 1 and last > first else None
     from edgeai.memory import peak_rss_mb  # this process's ru_maxrss in MB
 
+    decode = (n_gen - 1) / (last - first) if n_gen > 1 and last > first else None
     return {"ttft_s": ttft, "prompt_tokens": n_prompt, "completion_tokens": n_gen,
             "prefill_tps": n_prompt / ttft, "decode_tps": decode, "peak_rss_mb": peak_rss_mb(), **extra}
 

@@ -139,7 +139,9 @@ class LlamaCppBackend:
         return self._run(tokens, params, budget, grammar, thinking)
 
     def _prefill(self, tokens: list[int]) -> Iterator[Chunk]:
-        """Evaluate all prompt tokens but the last, reusing the cached common prefix."""
+        """Evaluate the prompt, reusing the cached common prefix; at least the last token is
+        evaluated so the logits to sample from are fresh. `Llama.generate` then finds the whole
+        prompt cached and samples at once (no extra one-token decode)."""
         llm = self._require()
         cached = llm.longest_token_prefix(llm._input_ids.tolist(), tokens) if llm.n_tokens else 0
         keep = min(cached, len(tokens) - 1)
@@ -150,7 +152,7 @@ class LlamaCppBackend:
                 llm.reset()
                 llm._ctx.kv_cache_seq_rm(-1, 0, -1)
                 keep = 0
-        todo = tokens[keep:-1]
+        todo = tokens[keep:]
         for i in range(0, len(todo), PREFILL_STEP):
             llm.eval(todo[i:i + PREFILL_STEP])
             yield Chunk()  # a point where a closed stream stops the prefill

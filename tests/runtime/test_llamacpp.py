@@ -80,3 +80,16 @@ def test_amx_guard_leaves_builds_without_amx_alone():
         assert not active
         assert fake.llama_cpp.llama_model_default_params().use_extra_bufts is True
     assert not needs_amx_guard("AMX_INT8 = 0")
+
+
+def test_closing_the_stream_during_a_long_prefill_abandons_it(llama_backend):
+    prompt = [Message("user", "Summarize this. " + "The tide comes in and goes out. " * 180)]
+    total = len(llama_backend.prompt_tokens(prompt))
+    stream = llama_backend.stream(prompt, GenParams(max_tokens=8, temperature=0))
+    progress = next(stream)  # one prefill step evaluated
+    assert progress.text == "" and progress.finish_reason is None
+    stream.close()
+    assert total > 1000
+    assert llama_backend._llm.n_tokens < total / 2  # the rest of the prompt was never evaluated
+    # and the next turn reuses what was evaluated and completes normally
+    assert generate(llama_backend, prompt, GenParams(max_tokens=4, temperature=0)).final.finish_reason
