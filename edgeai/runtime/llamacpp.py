@@ -117,19 +117,23 @@ class LlamaCppBackend:
 
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
         """The exact tokens a prompt (raw text, or messages through the template) becomes."""
-        llm = self._require()
-        text = self.render(prompt) if isinstance(prompt, list) else prompt
-        # A template that writes the BOS text itself must not get a second BOS token.
+        chat = isinstance(prompt, list)
+        return self._encode(self.render(prompt) if chat else prompt, chat)
+
+    def _encode(self, text: str, chat: bool) -> list[int]:
+        # A template that writes the BOS text itself must not get a second BOS token; control
+        # tokens are parsed only in template output, never in a user's raw text.
         add_bos = not (self._bos_text and text.startswith(self._bos_text))
-        return llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=isinstance(prompt, list))
+        return self._require().tokenize(text.encode("utf-8"), add_bos=add_bos, special=chat)
 
     # -- generation ----------------------------------------------------------------------
     def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]:
         llm = self._require()
-        text = self.render(prompt) if isinstance(prompt, list) else prompt
-        if not text.strip():
+        chat = isinstance(prompt, list)
+        text = self.render(prompt) if chat else prompt
+        if not text.strip() or (chat and not any(m.content.strip() for m in prompt)):
             raise BadInput("the prompt is empty")
-        tokens = self.prompt_tokens(prompt)
+        tokens = self._encode(text, chat)
         n_ctx = llm.n_ctx()
         if len(tokens) >= n_ctx:
             raise ContextOverflow(len(tokens), n_ctx)
