@@ -69,9 +69,8 @@ def _sample(ttft, n_prompt, n_gen, first, last, **extra) -> dict:
 
 
 def _load_edgeai(args):
-    from edgeai.models import resolve
-
     from edgeai.config import load_settings
+    from edgeai.models import resolve
     from edgeai.runtime import get_backend
     from edgeai.types import LoadOptions
 
@@ -169,9 +168,8 @@ def child_reuse(args) -> dict:
 # -- parent: fresh processes, summary, table -----------------------------------------------------------
 def prepare(args) -> None:
     """Resolve the model; render the essay prompt once with edgeai's template, for the raw side."""
-    from edgeai.models import resolve
-
     from edgeai.config import load_settings
+    from edgeai.models import resolve
     from edgeai.runtime.llamacpp_build import import_llama_cpp, supports_gpu_offload
     from edgeai.types import Message
 

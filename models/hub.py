@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from edgeai.models.catalog import UNVERIFIED, Artifact, Entry
-from edgeai.models.resolve import CHUNK, artifact_path, file_lock, read_stamp, write_stamp
-
 from edgeai.config import Settings
 from edgeai.errors import BadInput, EdgeAIError, MissingExtra
+from edgeai.models.catalog import UNVERIFIED, Artifact, Entry
+from edgeai.models.resolve import CHUNK, artifact_path, file_lock, read_stamp, write_stamp
 
 if TYPE_CHECKING:
     from huggingface_hub import HfFileMetadata

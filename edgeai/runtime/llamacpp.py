@@ -66,6 +66,8 @@ class LlamaCppBackend:
         self._eos_text = self._token_text(self._llm.token_eos())
         self._template = self._choose_template(spec, opts, header.get("tokenizer.chat_template"),
                                                header.architecture)
+        if self._template is not None:
+            templates.prepare(self._template)
         self.capabilities = Capabilities(chat_template=self._template is not None, grammar=True,
                                          logits=True, context_length=self._llm.n_ctx())
 
@@ -208,6 +210,19 @@ class LlamaCppBackend:
             ttft_s=ttft, prompt_tps=len(tokens) / ttft if ttft else None,
             gen_tps=(count - 1) / (last - first) if count > 1 and last > first else None,
             peak_mem_mb=peak_rss_mb())
+
+    # -- KV state on disk (instant resume of a conversation) ------------------------------
+    def save_state(self, path: Path) -> int:
+        """Save the KV cache (what the last prompts computed) to `path`; return its size."""
+        from edgeai.runtime.llamacpp_state import model_identity, save_kv
+
+        return save_kv(self._require(), path, model_identity(self.spec.artifact("gguf")))
+
+    def restore_state(self, path: Path) -> int:
+        """Load a cache saved for this same model; return the number of tokens restored."""
+        from edgeai.runtime.llamacpp_state import load_kv, model_identity
+
+        return load_kv(self._require(), path, model_identity(self.spec.artifact("gguf")))
 
     # -- logits (validation, perplexity) -------------------------------------------------
     def logits(self, ids: list[int]):

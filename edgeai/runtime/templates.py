@@ -89,6 +89,11 @@ def resolve_template(name_or_source: str) -> str:
     return BUILTIN_TEMPLATES.get(name_or_source, name_or_source)
 
 
+def prepare(template: str) -> None:
+    """Parse (and cache) a template now, so a bad one fails at load and the first turn is fast."""
+    _compile(resolve_template(template))
+
+
 def render(template: str, messages: Sequence[Message], *, bos_token: str = "",
            eos_token: str = "", add_generation_prompt: bool = True, **extra: Any) -> str:
     payload = [{"role": m.role, "content": m.content} for m in messages]

@@ -9,12 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from edgeai.models import find_entry, load_catalog, parse_id, resolve
-from edgeai.models.catalog import UNVERIFIED
-from edgeai.models.resolve import artifact_path, assemble, read_stamp
 
 from edgeai.config import Settings
 from edgeai.errors import BadInput, EdgeAIError, MissingExtra, ModelNotFound
+from edgeai.models import find_entry, load_catalog, parse_id, resolve
+from edgeai.models.catalog import UNVERIFIED
+from edgeai.models.resolve import artifact_path, assemble, read_stamp
 
 POPULAR = ["qwen3-0.6b", "qwen2.5-0.5b-instruct", "qwen2.5-1.5b-instruct", "llama-3.2-1b-instruct",
            "llama-3.2-3b-instruct", "gemma-3-270m-it", "gemma-3-1b-it", "smollm2-360m-instruct",

@@ -22,12 +22,12 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from edgeai.models.catalog import UNVERIFIED, Artifact, Entry
-from edgeai.models.hub import _partial_path, pull
-from edgeai.models.resolve import artifact_path, read_stamp
 
 from edgeai.config import Settings
 from edgeai.errors import BadInput, EdgeAIError
+from edgeai.models.catalog import UNVERIFIED, Artifact, Entry
+from edgeai.models.hub import _partial_path, pull
+from edgeai.models.resolve import artifact_path, read_stamp
 
 pytest.importorskip("huggingface_hub")
 

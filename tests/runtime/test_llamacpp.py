@@ -93,3 +93,34 @@ def test_closing_the_stream_during_a_long_prefill_abandons_it(llama_backend):
     assert llama_backend._llm.n_tokens < total / 2  # the rest of the prompt was never evaluated
     # and the next turn reuses what was evaluated and completes normally
     assert generate(llama_backend, prompt, GenParams(max_tokens=4, temperature=0)).final.finish_reason
+
+
+def test_a_saved_kv_state_restores_so_the_history_is_not_reprocessed(llama_backend, tmp_path):
+    first = generate(llama_backend, HISTORY, GenParams(max_tokens=8, temperature=0))
+    state = tmp_path / "conversation.kv"
+    assert llama_backend.save_state(state) > 100_000
+    llama_backend._llm.reset()  # as after a restart or a switch to another conversation
+    llama_backend._llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    restored = llama_backend.restore_state(state)
+    assert restored >= first.final.prompt_tokens
+    llm = llama_backend._llm
+    evaluated = []
+    original = llm.eval
+    llm.eval = lambda tokens: (evaluated.append(len(tokens)), original(tokens))[1]
+    try:
+        follow_up = HISTORY + [Message("assistant", first.text), Message("user", "Shorter?")]
+        second = generate(llama_backend, follow_up, GenParams(max_tokens=4, temperature=0))
+    finally:
+        llm.eval = original
+    assert sum(evaluated) - second.final.completion_tokens < 40
+    # the same answer as without the saved state: the restored cache is the real one
+    llama_backend._llm.reset()
+    cold = generate(llama_backend, follow_up, GenParams(max_tokens=4, temperature=0))
+    assert cold.text == second.text
+
+
+def test_a_state_file_from_elsewhere_is_ignored(llama_backend, tmp_path):
+    junk = tmp_path / "junk.kv"
+    junk.write_bytes(b"not a state file")
+    assert llama_backend.restore_state(junk) == 0
+    assert llama_backend.restore_state(tmp_path / "missing.kv") == 0

@@ -1,0 +1,244 @@
+"""Conversations on disk: `chat.db`, one SQLite file with numbered migrations.
+
+Stdlib `sqlite3` only, WAL, a busy timeout, short transactions, one connection guarded by a
+lock (the chat's worker thread saves partial replies while the UI thread reads). A reply is
+written as `streaming` and updated as it grows, so a killed process loses at most the last
+save; on the next open such replies are marked `interrupted` and kept. A file that is not a
+SQLite database, or is somebody else's database, raises `ChatDBError` and is left untouched;
+`backup_and_recreate` moves it aside and starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeai.errors import EdgeAIError
+
+APPLICATION_ID = 0x45444741  # "EDGA": marks a chat.db as ours
+
+
+class ChatDBError(EdgeAIError):
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"chat database {path} {problem}",
+                         "move it aside and start a fresh one: edgeai chat --reset-db")
+        self.path = path
+
+
+# Numbered migrations: the database's user_version says how many have run. Append only.
+MIGRATIONS: list[tuple[str, str]] = [
+    ("m001_conversations", """
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY, title TEXT NOT NULL, created REAL NOT NULL,
+            updated REAL NOT NULL, system TEXT, model TEXT, backend TEXT,
+            params TEXT NOT NULL DEFAULT '{}');
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            role TEXT NOT NULL, content TEXT NOT NULL, reasoning TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'done', stats TEXT NOT NULL DEFAULT '{}',
+            created REAL NOT NULL);
+        CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+    """),
+]
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: int
+    title: str
+    created: float
+    updated: float
+    system: str | None = None
+    model: str | None = None
+    backend: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    reasoning: str = ""
+    status: str = "done"  # done | streaming | interrupted | error
+    stats: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(row["id"], row["title"], row["created"], row["updated"], row["system"],
+                        row["model"], row["backend"], json.loads(row["params"]))
+
+
+def _message(row: sqlite3.Row) -> StoredMessage:
+    return StoredMessage(row["id"], row["conversation_id"], row["role"], row["content"],
+                         row["reasoning"], row["status"], json.loads(row["stats"]), row["created"])
+
+
+class ChatDB:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
+        self.path = Path(path)
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._open()
+
+    # -- opening, migrations, recovery ---------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if not fresh and app_id != APPLICATION_ID and tables:
+                raise ChatDBError(self.path, "belongs to another program (its tables lack the edgeai mark)")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._migrate(db)
+            with db:  # a reply that was streaming when the process died
+                db.execute("UPDATE messages SET status='interrupted' WHERE status='streaming'")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise ChatDBError(self.path, f"is damaged or not a database ({exc})") from None
+        except ChatDBError:
+            db.close()
+            raise
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise ChatDBError(self.path, f"was written by a newer edgeai (schema {version})")
+        for number, (_name, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
+            # one transaction per migration: a crash leaves the schema at the last whole step
+            try:
+                db.executescript(f"BEGIN IMMEDIATE; {sql}; PRAGMA application_id={APPLICATION_ID}; "
+                                 f"PRAGMA user_version={number}; COMMIT;")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def backup_and_recreate(path: Path, clock: Callable[[], float] = time.time) -> Path:
+        """Move a broken chat.db (and its WAL files) aside; return where the old one went."""
+        path = Path(path)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(clock()))
+        backup = path.with_name(f"{path.name}.broken-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            old = Path(str(path) + suffix)
+            if old.exists():
+                old.rename(Path(str(backup) + suffix))
+        return backup
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- helpers -------------------------------------------------------------------------
+    def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._lock, self._db:
+            return self._db.execute(sql, args)
+
+    def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _touch(self, conversation_id: int) -> None:
+        self._write("UPDATE conversations SET updated=? WHERE id=?", (self.clock(), conversation_id))
+
+    # -- conversations -------------------------------------------------------------------
+    def create_conversation(self, title: str = "New chat", system: str | None = None,
+                            model: str | None = None, backend: str | None = None,
+                            params: dict[str, Any] | None = None) -> Conversation:
+        now = self.clock()
+        cursor = self._write(
+            "INSERT INTO conversations(title, created, updated, system, model, backend, params) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", (title, now, now, system, model, backend,
+                                             json.dumps(params or {})))
+        return self.conversation(cursor.lastrowid)
+
+    def conversation(self, conversation_id: int) -> Conversation:
+        rows = self._read("SELECT * FROM conversations WHERE id=?", (conversation_id,))
+        if not rows:
+            raise EdgeAIError(f"conversation {conversation_id} does not exist")
+        return _conversation(rows[0])
+
+    def conversations(self, search: str | None = None) -> list[Conversation]:
+        """Newest first; `search` matches titles and message text, case-insensitively."""
+        if not search:
+            rows = self._read("SELECT * FROM conversations ORDER BY updated DESC, id DESC")
+        else:
+            like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            rows = self._read(
+                "SELECT * FROM conversations c WHERE c.title LIKE ?1 ESCAPE '\\' OR EXISTS ("
+                "SELECT 1 FROM messages m WHERE m.conversation_id=c.id AND m.content LIKE ?1 "
+                "ESCAPE '\\') ORDER BY updated DESC, id DESC", (like,))
+        return [_conversation(r) for r in rows]
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self._write("UPDATE conversations SET title=? WHERE id=?", (title.strip() or "Untitled",
+                                                                   conversation_id))
+
+    def delete(self, conversation_id: int) -> None:
+        self._write("DELETE FROM conversations WHERE id=?", (conversation_id,))
+
+    def update_settings(self, conversation_id: int, **changes: Any) -> Conversation:
+        """Change system, model, backend and/or params (a dict) of a conversation."""
+        allowed = {"system", "model", "backend", "params"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown conversation settings: {sorted(unknown)}")
+        for key, value in changes.items():
+            value = json.dumps(value) if key == "params" else value
+            self._write(f"UPDATE conversations SET {key}=? WHERE id=?", (value, conversation_id))
+        return self.conversation(conversation_id)
+
+    # -- messages ------------------------------------------------------------------------
+    def messages(self, conversation_id: int) -> list[StoredMessage]:
+        rows = self._read("SELECT * FROM messages WHERE conversation_id=? ORDER BY id",
+                          (conversation_id,))
+        return [_message(r) for r in rows]
+
+    def add_message(self, conversation_id: int, role: str, content: str, status: str = "done",
+                    reasoning: str = "", stats: dict[str, Any] | None = None) -> StoredMessage:
+        cursor = self._write(
+            "INSERT INTO messages(conversation_id, role, content, reasoning, status, stats, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (conversation_id, role, content, reasoning, status, json.dumps(stats or {}), self.clock()))
+        self._touch(conversation_id)
+        return self.message(cursor.lastrowid)
+
+    def message(self, message_id: int) -> StoredMessage:
+        rows = self._read("SELECT * FROM messages WHERE id=?", (message_id,))
+        if not rows:
+            raise EdgeAIError(f"message {message_id} does not exist")
+        return _message(rows[0])
+
+    def start_reply(self, conversation_id: int) -> StoredMessage:
+        return self.add_message(conversation_id, "assistant", "", status="streaming")
+
+    def save_partial(self, message_id: int, content: str, reasoning: str = "") -> None:
+        self._write("UPDATE messages SET content=?, reasoning=? WHERE id=?",
+                    (content, reasoning, message_id))
+
+    def finish_reply(self, message_id: int, content: str, reasoning: str = "", status: str = "done",
+                     stats: dict[str, Any] | None = None) -> None:
+        self._write("UPDATE messages SET content=?, reasoning=?, status=?, stats=? WHERE id=?",
+                    (content, reasoning, status, json.dumps(stats or {}), message_id))
+
+    def delete_from(self, message_id: int) -> None:
+        """Delete a message and every later one in its conversation (regenerate, edit-resend)."""
+        message = self.message(message_id)
+        self._write("DELETE FROM messages WHERE conversation_id=? AND id>=?",
+                    (message.conversation_id, message_id))

@@ -1,0 +1,111 @@
+"""chat.db: conversations, partial replies that survive kill -9, broken and foreign files."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from edgeai.chatdb import ChatDB, ChatDBError
+
+
+@pytest.fixture
+def db(tmp_path):
+    ticks = iter(range(1, 10_000))
+    store = ChatDB(tmp_path / "chat.db", clock=lambda: float(next(ticks)))
+    yield store
+    store.close()
+
+
+def test_create_list_rename_delete_and_search(db):
+    a = db.create_conversation("Rust questions", system="Be brief.", model="m1")
+    b = db.create_conversation("Cooking")
+    db.add_message(b.id, "user", "How long do I boil an egg?")
+    assert [c.title for c in db.conversations()] == ["Cooking", "Rust questions"]
+    assert [c.id for c in db.conversations("EGG")] == [b.id]
+    assert [c.id for c in db.conversations("rust")] == [a.id]
+    assert db.conversations("100%") == []
+    db.rename(a.id, "Borrow checker")
+    assert db.conversation(a.id).title == "Borrow checker"
+    db.delete(b.id)
+    assert [c.id for c in db.conversations()] == [a.id]
+    assert db.messages(b.id) == []
+
+
+def test_settings_are_per_conversation_and_persist(db, tmp_path):
+    c = db.create_conversation()
+    db.update_settings(c.id, system="Answer in French.", model="qwen", backend="llamacpp",
+                       params={"temperature": 0.2})
+    db.close()
+    again = ChatDB(tmp_path / "chat.db")
+    stored = again.conversation(c.id)
+    assert (stored.system, stored.model, stored.backend, stored.params) == (
+        "Answer in French.", "qwen", "llamacpp", {"temperature": 0.2})
+    again.close()
+
+
+def test_edit_resend_and_regenerate_delete_from_a_message(db):
+    c = db.create_conversation()
+    first = db.add_message(c.id, "user", "one")
+    db.add_message(c.id, "assistant", "1")
+    second = db.add_message(c.id, "user", "two")
+    db.add_message(c.id, "assistant", "2")
+    db.delete_from(second.id)
+    assert [m.content for m in db.messages(c.id)] == ["one", "1"]
+    db.delete_from(first.id)
+    assert db.messages(c.id) == []
+
+
+def test_a_reply_killed_mid_stream_is_kept_and_marked_interrupted(tmp_path):
+    path = tmp_path / "chat.db"
+    writer = textwrap.dedent(f"""
+        import os, signal
+        from edgeai.chatdb import ChatDB
+        db = ChatDB({str(path)!r})
+        c = db.create_conversation("kill me")
+        db.add_message(c.id, "user", "tell me a story")
+        reply = db.start_reply(c.id)
+        db.save_partial(reply.id, "Once upon a time")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    result = subprocess.run([sys.executable, "-c", writer], capture_output=True, timeout=60)
+    assert result.returncode == -9
+    db = ChatDB(path)
+    (conversation,) = db.conversations()
+    messages = db.messages(conversation.id)
+    assert [(m.role, m.content, m.status) for m in messages] == [
+        ("user", "tell me a story", "done"), ("assistant", "Once upon a time", "interrupted")]
+    db.close()
+
+
+def test_a_corrupt_file_is_refused_untouched_and_can_be_moved_aside(tmp_path):
+    path = tmp_path / "chat.db"
+    garbage = b"this is not sqlite" * 100
+    path.write_bytes(garbage)
+    with pytest.raises(ChatDBError) as err:
+        ChatDB(path)
+    assert "damaged or not a database" in err.value.message and "--reset-db" in err.value.hint
+    assert path.read_bytes() == garbage
+    backup = ChatDB.backup_and_recreate(path)
+    assert backup.read_bytes() == garbage and not path.exists()
+    fresh = ChatDB(path)
+    assert fresh.conversations() == []
+    fresh.close()
+
+
+def test_a_foreign_sqlite_database_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "chat.db"
+    other = sqlite3.connect(path)
+    other.execute("CREATE TABLE invoices(id INTEGER, total REAL)")
+    other.execute("INSERT INTO invoices VALUES (1, 9.5)")
+    other.commit()
+    other.close()
+    with pytest.raises(ChatDBError, match="another program"):
+        ChatDB(path)
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT total FROM invoices").fetchall() == [(9.5,)]
+    assert [r[0] for r in check.execute("SELECT name FROM sqlite_master")] == ["invoices"]
+    check.close()
