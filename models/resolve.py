@@ -16,10 +16,9 @@ from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from edgeai.models.catalog import UNVERIFIED, Artifact, Entry, find_entry, parse_id
-
 from edgeai.config import Settings
 from edgeai.errors import BadInput, EdgeAIError, MissingExtra
+from edgeai.models.catalog import UNVERIFIED, Artifact, Entry, find_entry, parse_id
 from edgeai.types import ModelSpec
 
 CHUNK = 8 << 20  # bytes per read while assembling or hashing
@@ -187,6 +186,9 @@ def spec_from_path(model: str) -> ModelSpec:
 
 def resolve(model: str, settings: Settings, progress=None) -> ModelSpec:
     """An id (`name[:quant][@format]`) or a path -> a spec whose artifacts exist locally."""
+    if model.startswith(("http://", "https://")):  # an OpenAI-compatible endpoint: nothing local
+        from edgeai.runtime.remote import remote_spec
+        return remote_spec(model)
     if looks_like_path(model):
         return spec_from_path(model)
     name, quant, fmt = parse_id(model)

@@ -17,6 +17,7 @@ from edgeai.runtime.base import Backend, Result, generate
 BUILTIN_BACKENDS: dict[str, str] = {
     "llamacpp": "edgeai.runtime.llamacpp:LlamaCppBackend",
     "echo": "edgeai.runtime.echo:EchoBackend",
+    "remote": "edgeai.runtime.remote:RemoteBackend",
 }
 
 # artifact format -> the backend that runs it by default

@@ -27,6 +27,8 @@ def pick_backend(spec: ModelSpec, requested: str | None) -> str:
             return FORMAT_BACKENDS[fmt]
     if spec.family == "echo":
         return "echo"
+    if spec.family == "remote":
+        return "remote"
     raise BadInput(f"no backend runs model {spec.id} here", "pass --backend NAME")
 
 

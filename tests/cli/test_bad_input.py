@@ -96,7 +96,10 @@ def test_ctrl_c_during_generation_stops_cleanly_with_130(default_gguf):
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeai", "run", "--model", str(default_gguf), "--max-tokens", "400",
          "--temperature", "0", "Write a very long story about a lighthouse keeper."],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy(),
+        # a job started in the background of a non-interactive shell (as CI may be) inherits an
+        # ignored SIGINT; a user's terminal delivers it, so give the child the default handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = proc.stdout.read(8)  # generation has started
     assert first
     time.sleep(0.3)

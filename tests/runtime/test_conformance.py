@@ -5,21 +5,34 @@ from __future__ import annotations
 import json
 
 import pytest
+from edgeai_testing.openai_server import serve_backend
 
 from edgeai.runtime import generate, get_backend
+from edgeai.runtime.remote import remote_spec
 from edgeai.types import Chunk, GenParams, LoadOptions, Message, ModelSpec
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
           "required": ["name", "age"]}
 
 
-@pytest.fixture(params=["echo", "llamacpp"])
+def loaded_echo():
+    echo = get_backend("echo")
+    echo.load(ModelSpec(id="echo", family="echo"), LoadOptions(n_ctx=4096))
+    return echo
+
+
+@pytest.fixture(params=["echo", "llamacpp", "remote"])
 def backend(request):
     if request.param == "echo":
-        echo = get_backend("echo")
-        echo.load(ModelSpec(id="echo", family="echo"), LoadOptions(n_ctx=4096))
-        return echo
-    return request.getfixturevalue("llama_backend")
+        yield loaded_echo()
+    elif request.param == "llamacpp":
+        yield request.getfixturevalue("llama_backend")
+    else:  # the remote client against an OpenAI-compatible server on loopback, over echo
+        with serve_backend(loaded_echo()) as endpoint:
+            remote = get_backend("remote")
+            remote.load(remote_spec(f"{endpoint.url}#echo"), LoadOptions())
+            yield remote
+            remote.close()
 
 
 def ask(text: str) -> list[Message]:

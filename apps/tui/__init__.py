@@ -1,0 +1,1 @@
+"""The Textual chat app, imported as `edgeai.tui` and launched by `edgeai chat`."""
