@@ -1,7 +1,10 @@
-"""`edgeai chat --plain`: a line-based chat REPL over the shared conversation code (like `ollama run`).
+"""`edgeai chat`: the Textual app (edgeai.tui), or with `--plain` a line-based REPL (like `ollama run`).
 
-Interactive on a terminal (readline editing, `\"\"\"` for multi-line input, Ctrl-C stops a
-reply and keeps what was said, Ctrl-D leaves); one message per line when stdin is a pipe.
+The plain REPL is interactive on a terminal (readline editing, `\"\"\"` for multi-line input,
+Ctrl-C stops a reply and keeps what was said, Ctrl-D leaves) and reads one message per line
+when stdin is a pipe (a pipe always gets the REPL). The app keeps conversations in
+`<home>/chat.db`; a damaged or foreign chat.db is reported before the app starts and touched
+only by `--reset-db`.
 """
 
 from __future__ import annotations
@@ -73,16 +76,48 @@ def say(backend, conversation, text: str, params, n_ctx: int) -> None:
 
 
 @click.command()
-@click.option("--plain", is_flag=True, help="Line-based REPL (the only chat UI until the TUI lands).")
-@click.option("--system", metavar="TEXT", help="System prompt.")
+@click.option("--plain", is_flag=True,
+              help="Line-based REPL instead of the full-screen app (the default when stdin is a pipe).")
+@click.option("--system", metavar="TEXT", help="System prompt (the app starts a new conversation with it).")
+@click.option("--reset-db", is_flag=True,
+              help="If chat.db cannot be opened, move it aside (renamed, not deleted) and start fresh.")
 @model_options
 @sampling_options
-def chat(plain: bool, system: str | None, **opts) -> None:
+def chat(plain: bool, system: str | None, reset_db: bool, **opts) -> None:
     """Chat with a local model in the terminal."""
+    settings = settings_from(opts)
+    if plain or not sys.stdin.isatty():  # piped input: the REPL reads one message per line
+        if reset_db:
+            open_chat_db(settings, reset=True).close()
+        return plain_chat(settings, system, opts)
+    from edgeai.tui.app import EdgeChatApp
+
+    db = open_chat_db(settings, reset=reset_db)  # fails here, before the screen changes
+    app = EdgeChatApp(settings, db=db, model=opts.get("model"), backend=opts.get("backend"),
+                      system=system, overrides=sampling_from(opts),
+                      chat_template=opts.get("chat_template"))
+    app.run()
+
+
+def open_chat_db(settings, reset: bool):
+    """Open chat.db; a broken one raises ChatDBError (with the --reset-db hint) unless `reset`."""
+    from edgeai.chatdb import ChatDB, ChatDBError
+
+    path = settings.home / "chat.db"
+    try:
+        return ChatDB(path)
+    except ChatDBError as exc:
+        if not reset:
+            raise
+        backup = ChatDB.backup_and_recreate(path)
+        click.secho(f"{exc.message}\nmoved it to {backup}; starting a fresh chat.db", err=True)
+        return ChatDB(path)
+
+
+def plain_chat(settings, system: str | None, opts) -> None:
     from edgeai.chat import Conversation
     from edgeai.runtime.loader import gen_params
 
-    settings = settings_from(opts)
     backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"))
     try:
         if not spec.chat:

@@ -1,0 +1,207 @@
+"""One message in the transcript: who said it, a thinking block, the text, and its statistics.
+
+Boundary: display and per-message keys only. A reply streams in through `write()` (Textual's
+MarkdownStream, which batches fragments faster than the widget can re-render) and is settled
+by `finish()`. What the keys do (copy, edit, regenerate) is decided by the screen: the view
+posts `MessageView.Action` upwards.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Collapsible, Label, Markdown, Static
+from textual.widgets.markdown import MarkdownStream
+
+from edgeai.chatdb import StoredMessage
+
+CODE_BLOCK = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
+STATUS_WORDS = {"streaming": "writing…", "interrupted": "interrupted", "error": "failed"}
+
+
+def code_blocks(text: str) -> list[str]:
+    return [m.group(1).rstrip("\n") for m in CODE_BLOCK.finditer(text)]
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """'42 tokens · 0.31 s to first token · 35.2 tok/s · prompt 120 tokens at 800 tok/s · 512 MB'."""
+    parts = []
+    if stats.get("completion_tokens") is not None:
+        parts.append(f"{stats['completion_tokens']} tokens")
+    if stats.get("ttft_s") is not None:
+        parts.append(f"{stats['ttft_s']:.2f} s to first token")
+    if stats.get("gen_tps"):
+        parts.append(f"{stats['gen_tps']:.1f} tok/s")
+    if stats.get("prompt_tokens") is not None:
+        rate = f" at {stats['prompt_tps']:.0f} tok/s" if stats.get("prompt_tps") else ""
+        parts.append(f"prompt {stats['prompt_tokens']} tokens{rate}")
+    if stats.get("peak_mem_mb"):
+        parts.append(f"{stats['peak_mem_mb']:.0f} MB peak")
+    if stats.get("dropped"):
+        parts.append(f"{stats['dropped']} old messages left out to fit")
+    if stats.get("model"):
+        parts.append(f"{stats['model']} on {stats.get('backend', '?')}")
+    return " · ".join(parts) or "no statistics"
+
+
+class MessageView(Vertical, can_focus=True):
+    BINDINGS = [
+        Binding("c", "act('copy')", "Copy"),
+        Binding("y", "act('copy_code')", "Copy code"),
+        Binding("e", "act('edit')", "Edit & resend"),
+        Binding("r", "act('regenerate')", "Regenerate"),
+        Binding("i", "toggle_stats", "Stats"),
+        Binding("up,k", "neighbour(-1)", "Previous", show=False),
+        Binding("down,j", "neighbour(1)", "Next", show=False),
+    ]
+
+    class Action(Message):
+        """A key asked for something only the screen can do (copy, edit, regenerate)."""
+
+        def __init__(self, view: MessageView, action: str) -> None:
+            super().__init__()
+            self.view = view
+            self.action = action
+
+    def __init__(self, stored: StoredMessage, label: str, show_stats: bool = False) -> None:
+        super().__init__(classes=f"message -{stored.role}")
+        self.stored = stored
+        self.content = stored.content
+        self.reasoning = stored.reasoning
+        self.status = stored.status
+        self.stats = dict(stored.stats)
+        self.label = label
+        self.show_stats = show_stats
+        self._stream: MarkdownStream | None = None
+        self._code_index = 0
+
+    @property
+    def message_id(self) -> int:
+        return self.stored.id
+
+    @property
+    def role(self) -> str:
+        return self.stored.role
+
+    def compose(self):
+        yield Label(self._header(), classes="header", markup=False)
+        if self.role == "assistant":
+            with Collapsible(title=self._thinking_title(), collapsed=True, classes="thinking") as c:
+                c.display = bool(self.reasoning)
+                yield Static(self.reasoning, markup=False, classes="reasoning")
+            yield Markdown(self.content, classes="body")
+        else:
+            yield Static(self.content, markup=False, classes="body")
+        meta = Static(self._meta(), markup=False, classes="meta")
+        meta.display = self._meta_visible()
+        yield meta
+
+    # -- what is shown -------------------------------------------------------------------
+    def _header(self) -> str:
+        who = "You" if self.role == "user" else self.label
+        if self.role == "assistant" and self.stats.get("finish_reason") == "cancelled":
+            return f"{who} · stopped"
+        word = STATUS_WORDS.get(self.status)
+        return f"{who} · {word}" if word else who
+
+    def _thinking_title(self) -> str:
+        words = len(self.reasoning.split())
+        return f"Thinking ({words} words)" if words else "Thinking"
+
+    def _meta(self) -> str:
+        error = self.stats.get("error")
+        if error and not self.show_stats:
+            return f"error: {error}"
+        text = format_stats(self.stats)
+        return f"{text}\nerror: {error}" if error else text
+
+    def _meta_visible(self) -> bool:
+        return self.role == "assistant" and (self.show_stats or bool(self.stats.get("error")))
+
+    def _refresh_meta(self) -> None:
+        self.query_one(".header", Label).update(self._header())
+        meta = self.query_one(".meta", Static)
+        meta.update(self._meta())
+        meta.display = self._meta_visible()
+
+    # -- streaming -----------------------------------------------------------------------
+    async def write(self, text: str, reasoning: str) -> None:
+        if not self.is_attached:
+            return  # the conversation was switched away while the reply streamed
+        if reasoning:
+            self.reasoning += reasoning
+            block = self.query_one(".thinking", Collapsible)
+            block.display = True
+            block.title = self._thinking_title()
+            self.query_one(".reasoning", Static).update(self.reasoning)
+        if text:
+            self.content += text
+            if self._stream is None:
+                self._stream = Markdown.get_stream(self.query_one(".body", Markdown))
+            await self._stream.write(text)
+
+    async def finish(self, content: str, reasoning: str, status: str, stats: dict[str, Any]) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        if not self.is_attached:
+            return
+        if content != self.content:  # batches lost to a failure, or a reply that never streamed
+            self.content = content
+            await self.query_one(".body", Markdown).update(content)
+        self.reasoning, self.status, self.stats = reasoning, status, dict(stats)
+        self._refresh_meta()
+
+    def set_stats_visible(self, visible: bool) -> None:
+        self.show_stats = visible
+        self._refresh_meta()
+
+    def set_header_note(self, note: str) -> None:
+        self.query_one(".header", Label).update(f"{self._header()} · {note}")
+
+    def next_code_block(self) -> tuple[int, int, str] | None:
+        """The next code block to copy: (number, of how many, code); repeated presses cycle."""
+        blocks = code_blocks(self.content)
+        if not blocks:
+            return None
+        index = self._code_index % len(blocks)
+        self._code_index = index + 1
+        return index + 1, len(blocks), blocks[index]
+
+    # -- keys ----------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "act" and parameters:
+            wanted = parameters[0]
+            if wanted == "edit":
+                return self.role == "user"
+            if wanted in ("regenerate", "copy_code"):
+                return self.role == "assistant"
+        if action == "toggle_stats":
+            return self.role == "assistant"
+        return True
+
+    def action_act(self, action: str) -> None:
+        self.post_message(self.Action(self, action))
+
+    def action_toggle_stats(self) -> None:
+        self.set_stats_visible(not self.show_stats)
+
+    def action_neighbour(self, step: int) -> None:
+        views = list(self.parent.query(MessageView)) if self.parent else []
+        index = views.index(self) + step if self in views else -1
+        if 0 <= index < len(views):
+            views[index].focus()
+            views[index].scroll_visible()
+        elif step > 0:
+            self.screen.focus_next("PromptInput")
+
+
+class Notice(Static):
+    """A line from the app itself (errors, hints, help): shown, never stored."""
+
+    def __init__(self, text: str, error: bool = False) -> None:
+        super().__init__(text, markup=False, classes="notice -error" if error else "notice")
