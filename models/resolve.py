@@ -146,6 +146,20 @@ def assemble(entry: Entry, art: Artifact, dest: Path, progress=None) -> Path:
     return dest
 
 
+def artifact_state(entry: Entry, art: Artifact, settings: Settings) -> str:
+    """One word or phrase for `models list`, `doctor` and the chat's model picker."""
+    if art.kind == "builtin":
+        return "built-in"
+    path = artifact_path(entry, art, settings)
+    if read_stamp(path) or (art.kind == "hf" and path.exists()):
+        return "ready"
+    if art.kind == "package":
+        if package_installed(art):
+            return "installed"
+        return f"needs extra {art.source.get('extra', '?')}"
+    return "pull to download"
+
+
 def ensure_artifact(entry: Entry, art: Artifact, settings: Settings, progress=None) -> Path:
     """The local path of an artifact, assembling it from its package once if needed."""
     dest = artifact_path(entry, art, settings)

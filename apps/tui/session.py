@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgeai.config import Settings, default_threads
 from edgeai.runtime.base import Backend
-from edgeai.types import LoadOptions, ModelSpec
+from edgeai.types import ModelSpec
 
 Progress = Callable[[int, int], None]  # (bytes advanced, total bytes) while weights are assembled
 Loader = Callable[[str, str | None, Progress | None], tuple[Backend, ModelSpec]]
@@ -73,19 +73,11 @@ def ui_settings(settings: Settings) -> Settings:
 
 
 def default_loader(settings: Settings, chat_template: str | None = None) -> Loader:
-    """The real loader: catalog ids and paths through `load_model`, URLs through `remote`."""
+    """The real loader: catalog ids, .gguf paths and OpenAI-compatible URLs, via `load_model`."""
     settings = ui_settings(settings)
 
     def load(request: str, backend: str | None, progress: Progress | None = None
              ) -> tuple[Backend, ModelSpec]:
-        if is_url(request) and backend in (None, "remote"):
-            from edgeai.runtime import get_backend
-            from edgeai.runtime.remote import remote_spec
-
-            spec = remote_spec(request)
-            instance = get_backend("remote")
-            instance.load(spec, LoadOptions(n_ctx=settings.n_ctx, chat_template=chat_template))
-            return instance, spec
         from edgeai.runtime.loader import load_model
 
         return load_model(settings, request, backend, chat_template, progress=progress)

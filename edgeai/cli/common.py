@@ -13,11 +13,13 @@ from edgeai.config import Settings, load_settings
 
 def model_options(fn: Callable) -> Callable:
     options = [
-        click.option("--model", "-m", metavar="ID|PATH", help="Catalog id or path to a model file."),
+        click.option("--model", "-m", metavar="ID|PATH|URL",
+                     help="Catalog id, .gguf path, or OpenAI-compatible URL (http://host:port/v1#model)."),
         click.option("--backend", metavar="NAME", help="Runtime backend (default: from the model)."),
         click.option("--gpu-layers", type=int, metavar="N",
                      help="Layers to offload to the GPU (default: all, where the build can)."),
-        click.option("--threads", type=int, metavar="N", help="CPU threads (default: all cores)."),
+        click.option("--threads", type=int, metavar="N",
+                     help="CPU threads (default: all cores; the chat app leaves one to the UI)."),
         click.option("--ctx", type=int, metavar="N", help="Context window in tokens (default 4096)."),
         click.option("--chat-template", metavar="NAME|JINJA",
                      help="Override the model's chat template (chatml, gemma, llama3, phi3)."),

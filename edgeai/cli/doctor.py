@@ -56,10 +56,9 @@ def backend_status(name: str, target: str) -> str:
 @click.command()
 def doctor() -> None:
     """Check this machine: extras, backends, CPU, GPU offload, memory, the default model."""
-    from edgeai.cli.models import artifact_state
     from edgeai.config import load_settings
     from edgeai.models import find_entry, parse_id
-    from edgeai.models.resolve import artifact_path
+    from edgeai.models.resolve import artifact_path, artifact_state
     from edgeai.runtime import all_backends
     from edgeai.system import cpu_info, memory_gb, os_name
 

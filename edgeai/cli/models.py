@@ -6,27 +6,13 @@ import click
 
 from edgeai.cli.common import progress_bar
 from edgeai.config import load_settings
+from edgeai.models.resolve import artifact_state
 
 
 def _size(n: int | None) -> str:
     if not n:
         return "-"
     return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
-
-
-def artifact_state(entry, art, settings) -> str:
-    from edgeai.models.resolve import artifact_path, package_installed, read_stamp
-
-    if art.kind == "builtin":
-        return "built-in"
-    path = artifact_path(entry, art, settings)
-    if read_stamp(path) or (art.kind == "hf" and path.exists()):
-        return "ready"
-    if art.kind == "package":
-        if package_installed(art):
-            return "installed"
-        return f"needs extra {art.source.get('extra', '?')}"
-    return "pull to download"
 
 
 def hash_state(entry, art, settings) -> str:

@@ -53,6 +53,10 @@ class EchoBackend:
     def detokenize(self, ids: list[int]) -> str:
         return "".join(chr(i) for i in ids)
 
+    def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
+        """The code points of the prompt as `stream` sees it (messages through chatml)."""
+        return self.tokenize(templates.render("chatml", prompt) if isinstance(prompt, list) else prompt)
+
     def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]:
         text = templates.render("chatml", prompt) if isinstance(prompt, list) else prompt
         if not text.strip():

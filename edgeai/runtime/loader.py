@@ -38,8 +38,10 @@ def load_model(settings: Settings, model: str | None = None, backend: str | None
 
     model = model or settings.model
     backend = backend or settings.backend
-    spec = ModelSpec(id=model, family="echo") if backend == "echo" else resolve(
-        model, settings, progress=progress)
+    if backend == "echo" and model != "echo":  # any name works on echo; it needs no files
+        spec = ModelSpec(id=model, family="echo")
+    else:
+        spec = resolve(model, settings, progress=progress)
     instance = get_backend(pick_backend(spec, backend))
     opts = LoadOptions(n_ctx=settings.n_ctx, n_threads=settings.threads,
                        gpu_layers=settings.gpu_layers, chat_template=chat_template)

@@ -18,6 +18,7 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from edgeai.config import Settings
+from edgeai.models.resolve import artifact_state  # the CLI's wording too
 
 FREE_TEXT = "…or type a .gguf path, or an endpoint like http://127.0.0.1:8080/v1#model"
 
@@ -27,13 +28,6 @@ class PickerRow:
     request: str
     text: str
     enabled: bool
-
-
-def artifact_state(entry, art, settings: Settings) -> str:
-    # The CLI's `models list` wording, so the picker and the CLI never disagree.
-    from edgeai.cli.models import artifact_state as state
-
-    return state(entry, art, settings)
 
 
 def _size(n: int | None) -> str:
