@@ -6,9 +6,10 @@
    The parent notes the time before starting the child; the child prints the wall time once
    the frame with the prompt is composed (Textual's headless driver renders, it only discards
    the output). Reported as ratio edgeai / bare.
-2. Input latency: Pilot presses a key and waits until Textual has processed it and refreshed
-   (keypress -> rendered character), idle and while a reply streams from the real default
-   model (the echo backend where the model is missing), p50/p95.
+2. Input latency: a key is delivered as the terminal driver delivers it; timed until the
+   character is in the prompt and a frame with it has been rendered (keypress -> rendered
+   character), idle and while a reply streams from the real default model (the echo backend
+   where the model is missing), p50/p95.
 3. Switch time: with the real default model, two conversations each holding a ~1,000-token
    history; switching back to the first and getting the first token of a follow-up, with its
    saved KV state (restored) and without it (the history is re-processed).
@@ -53,6 +54,10 @@ def paint_child(kind: str) -> None:
         base, target = EdgeChatApp, "PromptInput"
 
     class Timed(base):  # Textual runs every class's on_mount along the MRO
+        # a relative CSS_PATH resolves next to the subclass's module: keep the app's own
+        CSS_PATH = str(Path(sys.modules[base.__module__].__file__).with_name(base.CSS_PATH)) \
+            if base.CSS_PATH else None
+
         def on_mount(self) -> None:
             self._seen = False
             self.set_interval(0.002, self._look)
@@ -79,7 +84,7 @@ def first_paint(repeats: int) -> dict:
                 start = time.time()
                 out = subprocess.run([sys.executable, "-m", "edgeai.bench.tui", "--paint-child", kind],
                                      capture_output=True, text=True, env=env, timeout=120)
-            if out.returncode != 0:
+            if out.returncode != 0 or not out.stdout.strip():
                 raise SystemExit(f"first-paint child {kind} failed: {out.stderr.strip()[-400:]}")
             samples[kind].append(float(out.stdout.split()[-1]) - start)
             print(f"  first paint {kind} #{i + 1}: {samples[kind][-1]:.3f} s", file=sys.stderr)
@@ -107,6 +112,27 @@ def _model(threads: int | None):
         return (echo, spec), settings
 
 
+async def _key_to_frame(app, prompt) -> float:
+    """Deliver one key as the terminal driver would; time until the character is in the prompt
+    and a frame with it has been rendered. (Pilot.press waits for the whole app to go idle,
+    which a streaming reply never does, so it would time the stream, not the key.)"""
+    from textual import events
+
+    before = prompt.text
+    rendered = asyncio.Event()
+    start = time.perf_counter()
+    key = events.Key("x", "x")
+    key.set_sender(app)
+    app._driver.send_message(key)
+    while prompt.text == before:
+        await asyncio.sleep(0.0005)
+    app.call_after_refresh(rendered.set)
+    await rendered.wait()
+    elapsed = time.perf_counter() - start
+    await asyncio.sleep(0.02)  # a typist's gap, so keys do not queue behind each other
+    return elapsed
+
+
 async def _press_latencies(keys: int, streaming: bool) -> list[float]:
     from edgeai.tui.app import EdgeChatApp
     from edgeai.tui.widgets.prompt import PromptInput
@@ -124,11 +150,7 @@ async def _press_latencies(keys: int, streaming: bool) -> list[float]:
                 while "-generating" not in app.screen.query_one("Composer").classes:
                     await pilot.pause(0.05)
                 await pilot.pause(1.0)  # well into the reply
-            latencies = []
-            for _ in range(keys):
-                start = time.perf_counter()
-                await pilot.press("x")
-                latencies.append(time.perf_counter() - start)
+            latencies = [await _key_to_frame(app, prompt) for _ in range(keys)]
             assert prompt.text.endswith("x" * keys), "the keys did not reach the prompt"
             if streaming:
                 app.screen.action_stop()
