@@ -37,6 +37,13 @@ class Artifact:
     def kind(self) -> str:
         return str(self.source.get("kind", ""))
 
+    @property
+    def size_label(self) -> str:
+        """'491 MB', '1.1 GB', or '' when the size is not known before download."""
+        if not self.size:
+            return ""
+        return f"{self.size / 1e9:.1f} GB" if self.size >= 1e9 else f"{self.size / 1e6:.0f} MB"
+
 
 @dataclass(frozen=True)
 class Entry:

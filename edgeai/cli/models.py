@@ -9,12 +9,6 @@ from edgeai.config import load_settings
 from edgeai.models.resolve import artifact_state
 
 
-def _size(n: int | None) -> str:
-    if not n:
-        return "-"
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
-
-
 def hash_state(entry, art, settings) -> str:
     from edgeai.models.catalog import UNVERIFIED
     from edgeai.models.resolve import artifact_path, read_stamp
@@ -43,7 +37,7 @@ def list_models() -> None:
     for entry in load_catalog():
         for art in entry.artifacts:
             rows.append((entry.id, entry.role or ("base" if not entry.chat else ""),
-                         f"{art.quant}@{art.format}", _size(art.size),
+                         f"{art.quant}@{art.format}", art.size_label or "-",
                          artifact_state(entry, art, settings), entry.license))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -72,7 +66,7 @@ def info(model_id: str) -> None:
         ("context", f"{entry.context_length:,} tokens"),
         ("license", f"{entry.license} ({entry.license_note})" if entry.license_note else entry.license),
         ("source", f"{kind}: " + ", ".join(f"{k}={v}" for k, v in source.items())),
-        ("size", _size(art.size)),
+        ("size", art.size_label or "-"),
         ("sha256", hash_state(entry, art, settings)),
         ("state", artifact_state(entry, art, settings)),
         ("path", str(artifact_path(entry, art, settings)) if art.kind != "builtin" else "-"),

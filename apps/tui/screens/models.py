@@ -30,11 +30,6 @@ class PickerRow:
     enabled: bool
 
 
-def _size(n: int | None) -> str:
-    if not n:
-        return ""
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
-
 
 def catalog_rows(settings: Settings, current: str | None) -> list[PickerRow]:
     from edgeai.models import load_catalog
@@ -46,7 +41,7 @@ def catalog_rows(settings: Settings, current: str | None) -> list[PickerRow]:
             mark = "●" if current in (request, entry.id) else " "
             state = artifact_state(entry, art, settings) if entry.chat else "base model: cannot chat"
             role = entry.role if entry.role in ("default", "quality") else ""
-            text = f"{mark} {request:<28} {role:<8} {_size(art.size):>7}  {state}"
+            text = f"{mark} {request:<28} {role:<8} {art.size_label:>7}  {state}"
             rows.append(PickerRow(request, text, entry.chat))
     return rows
 
