@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from edgeai.fileio import atomic_write
+
 N_CTX, N_BATCH = 4096, 512
 ESSAY = "Write a detailed, long essay about the history of the printing press."
 WARMUP = "The quick brown fox"  # raw text: no common prefix with a chat prompt, so no cache reuse
@@ -237,12 +239,6 @@ def table(result: dict, args) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)  # a reader never sees half a file
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m edgeai.bench.overhead", description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -276,11 +272,12 @@ def main(argv: list[str] | None = None) -> None:
 
         settings = {k: getattr(args, k) for k in ("model", "gguf", "threads", "gpu_layers", "gen_tokens",
                                                   "repeats", "prompt_text")}
-        write_json(args.json, {
+        atomic_write(args.json, json.dumps({
             "settings": {**settings, "n_ctx": N_CTX, "n_batch": N_BATCH, "follow_up": FOLLOW_UP},
             "versions": {"llama_cpp_python": llama_cpp.__version__, "edgeai": __version__,
                          "python": sys.version.split()[0]},
-            "cpu": cpu_info(), "llama_system_info": system_info(llama_cpp), **result, "samples": samples})
+            "cpu": cpu_info(), "llama_system_info": system_info(llama_cpp), **result, "samples": samples},
+            indent=2))
 
 
 if __name__ == "__main__":

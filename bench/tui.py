@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgeai.fileio import atomic_write
+
 PASSAGE = ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
            "age of foolishness, it was the epoch of belief, it was the epoch of incredulity. ")
 
@@ -255,9 +257,7 @@ def main() -> None:
     else:
         print(f"switch           skipped: {switch.get('skipped')}")
     if args.json:
-        tmp = args.json.with_name(f".{args.json.name}.tmp")
-        tmp.write_text(json.dumps(report, indent=1))
-        os.replace(tmp, args.json)
+        atomic_write(args.json, json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

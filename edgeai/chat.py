@@ -1,6 +1,7 @@
 """A conversation and one chat turn over any backend: history, context trimming, the reply.
 
-UI-free: `edgeai chat --plain` drives it from a terminal loop, the Textual app from a worker.
+UI-free: `edgeai chat --plain` drives `chat_turn` from a terminal loop; the Textual app (which
+keeps its history in chat.db) borrows `fit_to_context`, `count_prompt_tokens` and `reply_reserve`.
 Old turns are dropped (oldest first, the system prompt kept) when the history no longer fits
 the context window with room left for the reply; the caller is told how many were dropped.
 """
@@ -35,6 +36,11 @@ def count_prompt_tokens(backend: Backend) -> Callable[[list[Message]], int]:
     return lambda messages: sum(len(backend.tokenize(m.content)) + 4 for m in messages)
 
 
+def reply_reserve(params: GenParams, n_ctx: int) -> int:
+    """Room kept for the reply when old turns are trimmed."""
+    return min(params.max_tokens, n_ctx // 4)
+
+
 def fit_to_context(messages: list[Message], count: Callable[[list[Message]], int], n_ctx: int,
                    reserve: int) -> tuple[list[Message], int]:
     """Drop the oldest non-system messages until prompt + reserve fits; return (kept, dropped)."""
@@ -67,9 +73,8 @@ def chat_turn(backend: Backend, conversation: Conversation, user_text: str, para
     """Stream the reply to `user_text`; the exchange joins the history even if cut short."""
     conversation.turns.append(Message("user", user_text))
     try:
-        reserve = min(params.max_tokens, n_ctx // 4)
-        messages, turn.dropped = fit_to_context(conversation.messages(),
-                                                count_prompt_tokens(backend), n_ctx, reserve)
+        messages, turn.dropped = fit_to_context(conversation.messages(), count_prompt_tokens(backend),
+                                                n_ctx, reply_reserve(params, n_ctx))
     except ContextOverflow:
         conversation.turns.pop()
         raise

@@ -32,14 +32,16 @@ class ChatDBError(EdgeAIError):
 
 
 # Numbered migrations: the database's user_version says how many have run. Append only.
+# AUTOINCREMENT: a deleted conversation's id is never handed to a new one (its KV file, a
+# reply still finishing for it, must not land in someone else's conversation).
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_conversations", """
         CREATE TABLE conversations (
-            id INTEGER PRIMARY KEY, title TEXT NOT NULL, created REAL NOT NULL,
+            id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, created REAL NOT NULL,
             updated REAL NOT NULL, system TEXT, model TEXT, backend TEXT,
             params TEXT NOT NULL DEFAULT '{}');
         CREATE TABLE messages (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
             role TEXT NOT NULL, content TEXT NOT NULL, reasoning TEXT NOT NULL DEFAULT '',
             status TEXT NOT NULL DEFAULT 'done', stats TEXT NOT NULL DEFAULT '{}',
@@ -88,13 +90,19 @@ class ChatDB:
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EdgeAIError(f"cannot create {self.path.parent}: {exc.strerror}") from None
         self._db = self._open()
 
     # -- opening, migrations, recovery ---------------------------------------------------
     def _open(self) -> sqlite3.Connection:
         fresh = not self.path.exists() or self.path.stat().st_size == 0
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise EdgeAIError(f"cannot open chat database {self.path}: {exc}") from None
         db.row_factory = sqlite3.Row
         try:
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
@@ -107,7 +115,11 @@ class ChatDB:
             self._migrate(db)
             with db:  # a reply that was streaming when the process died
                 db.execute("UPDATE messages SET status='interrupted' WHERE status='streaming'")
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError as exc:  # locked, disk I/O, permissions: the file may be fine
+            db.close()
+            raise EdgeAIError(f"cannot use chat database {self.path}: {exc}",
+                              "is another edgeai writing to it? check the disk and permissions") from None
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
             db.close()
             raise ChatDBError(self.path, f"is damaged or not a database ({exc})") from None
         except ChatDBError:

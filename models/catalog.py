@@ -112,7 +112,3 @@ def find_entry(name: str) -> Entry:
             return entry
     raise ModelNotFound(f"model {name!r} is not in the catalog",
                         "see `edgeai models list`, or pass a path to a .gguf file")
-
-
-def entry_with_role(role: str) -> Entry | None:
-    return next((e for e in load_catalog() if e.role == role), None)

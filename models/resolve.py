@@ -18,6 +18,7 @@ from pathlib import Path
 
 from edgeai.config import Settings
 from edgeai.errors import BadInput, EdgeAIError, MissingExtra
+from edgeai.fileio import atomic_write
 from edgeai.models.catalog import UNVERIFIED, Artifact, Entry, find_entry, parse_id
 from edgeai.types import ModelSpec
 
@@ -51,16 +52,7 @@ def read_stamp(path: Path) -> dict | None:
 def write_stamp(path: Path, sha256: str, verified: bool) -> None:
     st = path.stat()
     data = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256, "verified": verified}
-    atomic_write_text(_stamp_path(path), json.dumps(data))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(_stamp_path(path), json.dumps(data))
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import textwrap
 import pytest
 
 from edgeai.chatdb import ChatDB, ChatDBError
+from edgeai.errors import EdgeAIError
 
 
 @pytest.fixture
@@ -109,3 +110,26 @@ def test_a_foreign_sqlite_database_is_refused_and_left_alone(tmp_path):
     assert check.execute("SELECT total FROM invoices").fetchall() == [(9.5,)]
     assert [r[0] for r in check.execute("SELECT name FROM sqlite_master")] == ["invoices"]
     check.close()
+
+
+def test_a_locked_database_is_not_called_damaged(tmp_path):
+    path = tmp_path / "chat.db"
+    ChatDB(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(EdgeAIError) as err:
+            ChatDB(path)
+        assert not isinstance(err.value, ChatDBError)  # no advice to move a healthy file aside
+        assert "locked" in err.value.message
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    ChatDB(path).close()
+
+
+def test_ids_of_deleted_conversations_are_never_reused(db):
+    first = db.create_conversation("one")
+    db.delete(first.id)
+    assert db.create_conversation("two").id != first.id

@@ -18,6 +18,15 @@ sys.exit(code)
 """
 
 
+def test_the_chat_app_module_is_light_too():
+    """The TUI's first paint must not wait on a heavy stack: importing the app pulls none."""
+    probe = ("import sys, edgeai.tui.app\n"
+             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["models", "list"]])
 def test_no_heavy_imports(args):
     result = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)],

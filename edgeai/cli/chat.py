@@ -20,7 +20,7 @@ from edgeai.cli.common import (
     sampling_options,
     settings_from,
 )
-from edgeai.errors import BadInput, ContextOverflow
+from edgeai.errors import BadInput, EdgeAIError
 
 HELP = """commands:
   /system TEXT   set the system prompt (clears nothing)
@@ -68,8 +68,8 @@ def say(backend, conversation, text: str, params, n_ctx: int) -> None:
         click.echo()
     except KeyboardInterrupt:
         click.secho("\n(stopped)", dim=True)
-    except ContextOverflow as exc:
-        click.echo(f"edgeai: error: {exc.message}; {exc.hint}", err=True)
+    except EdgeAIError as exc:  # one bad turn (a dropped endpoint, a template) keeps the REPL
+        click.echo(f"edgeai: error: {exc.message}" + (f"; {exc.hint}" if exc.hint else ""), err=True)
     if turn.dropped:
         click.secho(f"(dropped {turn.dropped} old messages to fit the {n_ctx}-token window)",
                     dim=True, err=True)
@@ -85,7 +85,10 @@ def say(backend, conversation, text: str, params, n_ctx: int) -> None:
 @sampling_options
 def chat(plain: bool, system: str | None, reset_db: bool, **opts) -> None:
     """Chat with a local model in the terminal."""
+    from edgeai.runtime.loader import check_overrides
+
     settings = settings_from(opts)
+    check_overrides(sampling_from(opts))  # bad flags exit 2 here, not on every message
     if plain or not sys.stdin.isatty():  # piped input: the REPL reads one message per line
         if reset_db:
             open_chat_db(settings, reset=True).close()
@@ -97,6 +100,7 @@ def chat(plain: bool, system: str | None, reset_db: bool, **opts) -> None:
                       system=system, overrides=sampling_from(opts),
                       chat_template=opts.get("chat_template"))
     app.run()
+    return app.return_code or 0
 
 
 def open_chat_db(settings, reset: bool):

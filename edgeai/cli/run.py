@@ -42,7 +42,7 @@ def read_prompt(prompt: str | None) -> str:
 def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_schema: str | None,
         as_json: bool, **opts) -> None:
     """Generate a reply to PROMPT (or stdin) and stream it to stdout."""
-    from edgeai.runtime.loader import gen_params
+    from edgeai.runtime.loader import check_overrides, gen_params
     from edgeai.schema import load_json_schema
 
     text = read_prompt(prompt)
@@ -50,6 +50,7 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
         raise BadInput("the prompt is empty")
     schema = load_json_schema(json_schema) if json_schema else None
     settings = settings_from(opts)
+    check_overrides(sampling_from(opts))  # before the model loads
     backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"))
     try:
         params = gen_params(spec, {**sampling_from(opts), "stop": stop or None,

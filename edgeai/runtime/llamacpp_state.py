@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import struct
 from pathlib import Path
+
+from edgeai.fileio import atomic_writer
 
 MAGIC = b"EDGEKV1\n"
 
@@ -32,16 +33,10 @@ def save_kv(llm, path: Path, identity: dict) -> int:
     buffer = (ctypes.c_uint8 * size)()
     written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
     header = json.dumps({**identity, "tokens": llm._input_ids.tolist()}).encode()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as f:
+    with atomic_writer(path) as f:
         f.write(MAGIC + struct.pack("<Q", len(header)) + header)
         f.write(memoryview(buffer)[:written])
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path.stat().st_size
+    return Path(path).stat().st_size
 
 
 def load_kv(llm, path: Path, identity: dict) -> int:

@@ -49,6 +49,11 @@ def load_model(settings: Settings, model: str | None = None, backend: str | None
     return instance, spec
 
 
+def check_overrides(overrides: Mapping[str, Any]) -> None:
+    """Check the user's sampling flags alone, before any model is loaded."""
+    gen_params(ModelSpec(id="-"), overrides)
+
+
 def gen_params(spec: ModelSpec, overrides: Mapping[str, Any]) -> GenParams:
     """The model's catalog defaults, then the user's flags (None = not given), checked."""
     values = {k: v for k, v in spec.defaults.items() if k in _GEN_FIELDS}
