@@ -1,10 +1,13 @@
 """EdgeChatApp: the Textual app behind `edgeai chat`.
 
 Boundary: the resources (settings, chat.db, the loaded model) and the app-wide keys and
-command palette. The chat itself is `screens/chat.py`. A model loads in a thread worker after
-the first frame; a new model replaces the old one only once it has loaded, so a failed load
-leaves the previous model in use. Tests inject `loaded=` (a ready backend) or `loader=`, a
-`clock` for chat.db, and `live_stats=False` so snapshots are byte-stable.
+command palette. The chat itself is `screens/chat.py`. `edgeai chat` opens chat.db and passes
+`db=`; without it (bench/tui.py, tests) the app opens it with the same `store.open_chat_db`,
+so a broken file fails the constructor as it fails the CLI, before any screen. A model loads
+in a thread worker after the first frame; a new model replaces the old one only once it has
+loaded, so a failed load leaves the previous model in use. Tests inject `loaded=` (a ready
+backend) or `loader=`, a `clock` for chat.db, and `live_stats=False` so snapshots are
+byte-stable.
 """
 
 from __future__ import annotations
@@ -18,19 +21,26 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import WorkerCancelled, WorkerFailed
 
-from edgeai.chatdb import ChatDB, ChatDBError
+from edgeai.chatdb import ChatDB
 from edgeai.config import Settings
 from edgeai.errors import EdgeAIError
 from edgeai.runtime.base import Backend
 from edgeai.tui.screens.chat import ChatScreen
-from edgeai.tui.screens.dberror import DBErrorScreen
 from edgeai.tui.screens.help import HelpScreen
 from edgeai.tui.session import LoadedModel, Loader, default_loader
+from edgeai.tui.store import open_chat_db
 from edgeai.types import ModelSpec
 
 PROGRESS_EVERY_S = 0.1
-SHUTDOWN_WAIT_S = 10.0  # how long quitting waits for a stopped reply to be saved
+# Quitting stops a reply and waits at most this long for it to be saved (as interrupted) and
+# its KV state written; after that it leaves without it: the partial saves every 0.5 s and
+# the `interrupted` marking on the next start keep what was written.
+SHUTDOWN_WAIT_S = 10.0
+# then at most this long for the model's lock to close the backend; a worker still holding it
+# is left to the process exit rather than hang the terminal
+CLOSE_WAIT_S = 5.0
 
 
 class EdgeChatApp(App[None]):
@@ -48,7 +58,7 @@ class EdgeChatApp(App[None]):
                  clock: Callable[[], float] = time.time, live_stats: bool = True) -> None:
         super().__init__()
         self.settings = settings
-        self._db = db
+        self.db: ChatDB = db if db is not None else open_chat_db(settings, clock=clock)
         self.clock = clock
         self.live_stats = live_stats
         self.cli_model, self.cli_backend, self.system = model, backend, system
@@ -60,27 +70,17 @@ class EdgeChatApp(App[None]):
         self._load_generation = 0
         self.chat: ChatScreen | None = None
 
-    @property
-    def db(self) -> ChatDB:
-        assert self._db is not None, "chat.db is open once the chat screen exists"
-        return self._db
-
     def on_mount(self) -> None:
-        if self._db is None:
-            try:
-                self._db = ChatDB(self.settings.home / "chat.db", clock=self.clock)
-            except ChatDBError as exc:
-                self.push_screen(DBErrorScreen(exc))
-                return
         self.chat = ChatScreen()
         self.push_screen(self.chat)
 
     async def on_unmount(self) -> None:
         await self._stop_turns()
         if self.model is not None:
-            self.model.close()
-        if self._db is not None:
-            self._db.close()
+            # off the event loop and bounded: waiting for the lock here would freeze the UI
+            # that a worker may still need, and a stuck worker must not hang the exit
+            await asyncio.to_thread(self.model.close, CLOSE_WAIT_S)
+        self.db.close()
 
     async def _stop_turns(self) -> None:
         """Stop a reply in flight and wait until it is saved (as interrupted)."""
@@ -90,8 +90,8 @@ class EdgeChatApp(App[None]):
         if turns:
             try:
                 await asyncio.wait_for(self.workers.wait_for_complete(turns), SHUTDOWN_WAIT_S)
-            except asyncio.TimeoutError:
-                pass
+            except (asyncio.TimeoutError, WorkerCancelled, WorkerFailed):
+                pass  # cancelled or failed while we waited: either way it has stopped writing
 
     async def action_quit(self) -> None:
         await self._stop_turns()
@@ -137,13 +137,21 @@ class EdgeChatApp(App[None]):
         except RuntimeError:
             return None  # the app has exited
 
+    def cancel_load(self) -> None:
+        """Forget a load in flight: when it finishes, its model is closed instead of used."""
+        self._load_generation += 1
+        if self.chat is not None:
+            self.chat.status.set(loading=None)
+
     def _load_done(self, generation: int, model: LoadedModel, assign_to: int | None) -> bool:
         if generation != self._load_generation or self.chat is None:
             return False
         old, self.model = self.model, model
-        self.chat.model_ready(model, assign_to, announce=old is not None)
-        if old is not None:
-            self._close_worker(old)
+        try:
+            self.chat.model_ready(model, assign_to, announce=old is not None)
+        finally:  # the swap has happened: the old model goes even if showing the new one failed
+            if old is not None:
+                self._close_worker(old)
         return True
 
     def _load_failed(self, generation: int, request: str, error: str) -> None:

@@ -8,12 +8,12 @@ that one file. A killed export never leaves a half-written file (temp file, fsyn
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 from edgeai.chatdb import ChatDB, Conversation, StoredMessage
-from edgeai.errors import BadInput
+from edgeai.errors import BadInput, EdgeAIError
+from edgeai.fileio import atomic_write
 
 ROLE_TITLES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
@@ -58,18 +58,6 @@ def to_json(conversation: Conversation, messages: list[StoredMessage]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def targets(conversation: Conversation, where: str | None, cwd: Path) -> list[Path]:
     """The files an export writes, from what the user typed after /export."""
     base = f"{slug(conversation.title)}-{conversation.id}"
@@ -92,6 +80,9 @@ def export_conversation(db: ChatDB, conversation_id: int, where: str | None = No
     written = []
     for path in targets(conversation, where, cwd or Path.cwd()):
         render = to_json if path.suffix.lower() == ".json" else to_markdown
-        atomic_write(path, render(conversation, messages))
+        try:
+            atomic_write(path, render(conversation, messages))
+        except OSError as exc:  # a read-only folder, a full disk: a message, not a crash
+            raise EdgeAIError(f"cannot write {path}: {exc.strerror or exc}") from None
         written.append(path)
     return written

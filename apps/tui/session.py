@@ -3,6 +3,7 @@
 Boundary: turning a model request (catalog id, .gguf path, or an OpenAI-compatible URL such
 as `http://127.0.0.1:8080/v1#model`) into a loaded backend. Runs in a worker thread; nothing
 here touches Textual. Heavy imports (llama_cpp) happen inside `load_model`, never at import.
+Also where a conversation's KV state is kept (`kv_path`) and the size cap on all of them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from pathlib import Path
 from edgeai.config import Settings, default_threads
 from edgeai.runtime.base import Backend
 from edgeai.types import ModelSpec
+
+# kv/ keeps one state per conversation, growing with its history (a long chat on a 7B model
+# can take hundreds of MB): beyond this the least recently used go
+KV_CAP_BYTES = 2 * 1024**3
 
 Progress = Callable[[int, int], None]  # (bytes advanced, total bytes) while weights are assembled
 Loader = Callable[[str, str | None, Progress | None], tuple[Backend, ModelSpec]]
@@ -46,9 +51,17 @@ class LoadedModel:
     def matches(self, request: str, backend: str | None) -> bool:
         return request in (self.request, self.spec.id) and backend in (None, self.backend_name)
 
-    def close(self) -> None:
-        with self.lock:  # waits for a running turn: closing mid-stream would crash llama.cpp
+    def close(self, timeout: float | None = None) -> bool:
+        """Close once no turn runs (closing mid-stream would crash llama.cpp). With `timeout`,
+        give up after that many seconds and return False: at exit, leaking a backend whose
+        worker is stuck beats hanging the terminal."""
+        if not self.lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
             self.backend.close()
+        finally:
+            self.lock.release()
+        return True
 
 
 def short_id(model_id: str) -> str:
@@ -58,10 +71,6 @@ def short_id(model_id: str) -> str:
         return model_id
     name = model_id.partition("@")[0]
     return name.removesuffix(":none")
-
-
-def is_url(request: str) -> bool:
-    return request.startswith(("http://", "https://"))
 
 
 def ui_settings(settings: Settings) -> Settings:
@@ -87,6 +96,27 @@ def default_loader(settings: Settings, chat_template: str | None = None) -> Load
 
 def kv_path(home: Path, conversation_id: int) -> Path:
     return home / "kv" / f"{conversation_id}.kv"
+
+
+def prune_kv(folder: Path, cap_bytes: int | None = None) -> list[Path]:
+    """Hold the KV states in `folder` to `cap_bytes` (default KV_CAP_BYTES), least recently used
+    out first: a state is used when it is saved or restored (a restore touches it). Returns
+    what was removed. Only a speed-up is lost: that history is re-processed when reopened."""
+    cap = KV_CAP_BYTES if cap_bytes is None else cap_bytes
+    states = []
+    for path in folder.glob("*.kv"):
+        try:
+            states.append((path.stat(), path))
+        except OSError:
+            continue  # deleted with its conversation meanwhile
+    states.sort(key=lambda state: state[0].st_mtime, reverse=True)
+    total, removed = 0, []
+    for stat, path in states:
+        total += stat.st_size
+        if total > cap:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def can_keep_state(backend: Backend) -> bool:

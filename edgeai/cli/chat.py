@@ -86,16 +86,18 @@ def say(backend, conversation, text: str, params, n_ctx: int) -> None:
 def chat(plain: bool, system: str | None, reset_db: bool, **opts) -> None:
     """Chat with a local model in the terminal."""
     from edgeai.runtime.loader import check_overrides
+    from edgeai.tui.store import open_chat_db  # the app opens chat.db the same way
 
     settings = settings_from(opts)
     check_overrides(sampling_from(opts))  # bad flags exit 2 here, not on every message
     if plain or not sys.stdin.isatty():  # piped input: the REPL reads one message per line
         if reset_db:
-            open_chat_db(settings, reset=True).close()
+            open_chat_db(settings, reset=True, report=_say_on_stderr).close()
         return plain_chat(settings, system, opts)
     from edgeai.tui.app import EdgeChatApp
 
-    db = open_chat_db(settings, reset=reset_db)  # fails here, before the screen changes
+    # fails here, before the screen changes; the app would open it the same way without db=
+    db = open_chat_db(settings, reset=reset_db, report=_say_on_stderr)
     app = EdgeChatApp(settings, db=db, model=opts.get("model"), backend=opts.get("backend"),
                       system=system, overrides=sampling_from(opts),
                       chat_template=opts.get("chat_template"))
@@ -103,19 +105,8 @@ def chat(plain: bool, system: str | None, reset_db: bool, **opts) -> None:
     return app.return_code or 0
 
 
-def open_chat_db(settings, reset: bool):
-    """Open chat.db; a broken one raises ChatDBError (with the --reset-db hint) unless `reset`."""
-    from edgeai.chatdb import ChatDB, ChatDBError
-
-    path = settings.home / "chat.db"
-    try:
-        return ChatDB(path)
-    except ChatDBError as exc:
-        if not reset:
-            raise
-        backup = ChatDB.backup_and_recreate(path)
-        click.secho(f"{exc.message}\nmoved it to {backup}; starting a fresh chat.db", err=True)
-        return ChatDB(path)
+def _say_on_stderr(text: str) -> None:
+    click.secho(text, err=True)
 
 
 def plain_chat(settings, system: str | None, opts) -> None:

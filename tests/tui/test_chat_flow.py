@@ -301,3 +301,53 @@ async def test_sampling_settings_reach_the_backend(make_app, make_echo, send):
         assert seen[-1].top_k == 40
         await send(pilot, "/set top_p 7")  # out of range: refused, not stored
         assert "top_p" not in app.chat.conversation.params
+
+
+# Gemma-style: the template itself refuses two turns of one role in a row
+ALTERNATING = ("{% for m in messages if m.role != 'system' %}"
+               "{% if (m.role == 'user') != (loop.index0 % 2 == 0) %}"
+               "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant') }}"
+               "{% endif %}{% endfor %}")
+
+
+async def test_a_failed_reply_does_not_break_a_template_that_wants_alternating_roles(make_app, make_echo,
+                                                                                   send):
+    from edgeai.errors import EdgeAIError
+    from edgeai.runtime import templates
+
+    backend, spec = make_echo()
+    real, calls = backend.stream, []
+
+    def strict(prompt, params):
+        templates.render(ALTERNATING, prompt)
+        calls.append(prompt)
+        if len(calls) == 1:
+            raise EdgeAIError("the server went away")  # the first reply fails, empty
+        return real(prompt, params)
+
+    backend.stream = strict
+    app = make_app(loaded=(backend, spec))
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "first")
+        assert stored(app)[-1].status == "error"
+        await send(pilot, "second")
+        await send(pilot, "third")
+        assert [m.content for m in stored(app)[2:]] == ["second", "Echo: second", "third", "Echo: third"]
+        assert [m.content for m in calls[-1]] == ["second", "Echo: second", "third"]
+
+
+async def test_an_export_that_cannot_be_written_is_reported(make_app, send, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def refuse(path, text):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("edgeai.tui.export.atomic_write", refuse)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "hello")
+        await send(pilot, "/export")
+        notice = str(list(app.chat.transcript.children)[-1].render())
+        assert notice.startswith("/export: cannot write") and "Permission denied" in notice
+        await send(pilot, "still here")
+        assert stored(app)[-1].content == "Echo: still here"

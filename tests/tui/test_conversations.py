@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgeai.chatdb import ChatDB
+from edgeai.chatdb import ChatDB, ChatDBError
 from edgeai.config import load_settings
-from edgeai.tui.screens.dberror import DBErrorScreen
+from edgeai.tui.store import open_chat_db
 from edgeai.tui.widgets.sidebar import ConversationList
 
 SIZE = (100, 32)
@@ -141,22 +141,32 @@ async def test_a_reply_cut_by_a_crash_is_shown_as_interrupted(make_app, settle):
         assert app.db.message(reply.id).status == "interrupted"
 
 
-async def test_a_corrupt_chat_db_is_reported_and_left_alone(make_app, settle):
+def test_an_app_given_no_db_opens_chat_db_as_the_cli_does(make_app):
+    # bench/tui.py starts the app without db=: a corrupt file stops it before any screen, as
+    # `edgeai chat` does, and is left alone
     home = load_settings().home
     home.mkdir(parents=True, exist_ok=True)
     broken = home / "chat.db"
     junk = b"this is not sqlite at all\n" * 200
     broken.write_bytes(junk)
-    app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        assert isinstance(app.screen, DBErrorScreen)
-        message = str(app.screen.query_one("#db-error-message").render())
-        assert "is damaged or not a database" in message
-        assert "edgeai chat --reset-db" in str(app.screen.query_one("#db-error-hint").render())
-        await pilot.press("q")
+    with pytest.raises(ChatDBError) as failed:
+        make_app()
+    assert "is damaged or not a database" in failed.value.message
+    assert "edgeai chat --reset-db" in failed.value.hint
     assert broken.read_bytes() == junk
     assert sorted(p.name for p in home.iterdir()) == ["chat.db"]
+
+
+def test_open_chat_db_moves_a_broken_file_aside_only_when_asked(edgeai_home):
+    settings = load_settings()
+    edgeai_home.mkdir(parents=True, exist_ok=True)
+    (edgeai_home / "chat.db").write_bytes(b"garbage" * 100)
+    said: list[str] = []
+    with pytest.raises(ChatDBError):
+        open_chat_db(settings, report=said.append)
+    open_chat_db(settings, reset=True, report=said.append).close()
+    assert len(said) == 1 and "moved it to" in said[0]
+    assert len(list(edgeai_home.glob("chat.db.broken-*"))) == 1
 
 
 def test_cli_reports_a_corrupt_chat_db_before_the_app_starts(edgeai_home, monkeypatch, capsys):

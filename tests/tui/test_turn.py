@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import pytest
 
 from edgeai.chatdb import ChatDB
-from edgeai.errors import BadInput
+from edgeai.errors import BadInput, EdgeAIError
 from edgeai.tui import slash
-from edgeai.tui.export import targets, to_markdown
+from edgeai.tui.export import export_conversation, targets, to_markdown
 from edgeai.tui.screens.commands import HANDLERS
-from edgeai.tui.session import LoadedModel, ui_settings
-from edgeai.tui.turn import history, run_reply
-from edgeai.tui.widgets.message import code_blocks, format_stats
+from edgeai.tui.session import LoadedModel, kv_path, prune_kv, ui_settings
+from edgeai.tui.turn import history, prepare, run_reply
+from edgeai.tui.widgets.message import MessageView, code_blocks, format_stats
 from edgeai.tui.widgets.status import StatusState, left_text, right_text
 from edgeai.types import GenParams
 
@@ -81,16 +83,30 @@ def test_a_stop_during_the_prefill_abandons_the_prompt(db, make_echo):
     assert db.message(reply.id).status == "interrupted"
 
 
-def test_history_keeps_partial_replies_and_drops_failed_ones(db):
+def test_history_keeps_partial_replies_and_drops_failed_ones_with_their_question(db):
     conv = db.create_conversation("t")
     db.add_message(conv.id, "user", "a")
     db.add_message(conv.id, "assistant", "half", status="interrupted")
     db.add_message(conv.id, "user", "b")
     db.add_message(conv.id, "assistant", "", status="error")
+    db.add_message(conv.id, "user", "b2")
+    db.add_message(conv.id, "assistant", "  ", status="interrupted")  # stopped before a word
     db.add_message(conv.id, "user", "c")
-    got = history(db.messages(conv.id), "sys")
+    reply = db.start_reply(conv.id)
+    got = history(db.messages(conv.id), "sys", skip=reply.id)
+    # roles alternate: templates such as Gemma's raise on two user turns in a row
     assert [(m.role, m.content) for m in got] == [
-        ("system", "sys"), ("user", "a"), ("assistant", "half"), ("user", "b"), ("user", "c")]
+        ("system", "sys"), ("user", "a"), ("assistant", "half"), ("user", "c")]
+    # not skipped, the reply still empty counts as none: its question goes with it
+    assert [m.content for m in history(db.messages(conv.id), None)] == ["a", "half"]
+
+
+def test_history_never_has_two_turns_of_one_role_in_a_row(db):
+    conv = db.create_conversation("t")
+    for role, text in [("user", "lost"), ("user", "q"), ("assistant", "r"), ("user", "next")]:
+        db.add_message(conv.id, role, text)
+    assert [(m.role, m.content) for m in history(db.messages(conv.id), None)] == [
+        ("user", "q"), ("assistant", "r"), ("user", "next")]
 
 
 def test_old_messages_are_left_out_when_the_window_is_full(db, make_echo):
@@ -165,3 +181,118 @@ def test_the_ui_keeps_a_core_unless_threads_were_chosen(monkeypatch):
     assert ui_settings(Settings(home=".", threads=2)).threads == 2
     monkeypatch.setattr("edgeai.tui.session.default_threads", lambda: 1)
     assert ui_settings(Settings(home=".")).threads == 1
+
+
+def keep_state(backend, on_save=None):
+    """The echo backend with llamacpp's KV-state methods (the file holds a marker)."""
+
+    def save_state(path):
+        if on_save is not None:
+            on_save(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"kv")
+
+    backend.save_state = save_state
+    backend.restore_state = lambda path: 7
+
+
+def test_the_outcome_is_reported_before_the_kv_state_is_saved(db, make_echo, tmp_path):
+    backend, spec = make_echo()
+    model = LoadedModel(backend, spec, "echo")
+    events = []
+    keep_state(backend, lambda path: events.append(("save", model.lock.locked())))
+    conv, reply = start(db)
+    kv = kv_path(tmp_path, conv.id)
+    out = run_reply(model, db, conv, reply.id, GenParams(), lambda: False, lambda t, r: None, kv,
+                    on_outcome=lambda outcome: events.append(("outcome", outcome.status)))
+    assert events == [("outcome", "done"), ("save", True)]  # saved after, still under the lock
+    assert out.status == "done" and kv.is_file()
+
+
+def test_no_kv_file_is_left_for_a_conversation_deleted_meanwhile(db, make_echo, tmp_path):
+    backend, spec = make_echo()
+    saves = []
+    keep_state(backend, saves.append)
+    conv, reply = start(db)
+    kv = kv_path(tmp_path, conv.id)
+    out = run_reply(LoadedModel(backend, spec, "echo"), db, conv, reply.id, GenParams(),
+                    lambda: False, lambda t, r: None, kv,
+                    on_outcome=lambda outcome: db.delete(conv.id))  # deleted as it finished
+    assert out.status == "done" and saves == [] and not kv.exists()
+
+
+def test_kv_files_are_held_to_a_size_cap_least_recently_used_first(tmp_path):
+    folder = tmp_path / "kv"
+    folder.mkdir()
+    now = time.time()
+    for name, age in [("1.kv", 300), ("2.kv", 100), ("3.kv", 200)]:
+        path = folder / name
+        path.write_bytes(b"x" * 400)
+        os.utime(path, (now - age, now - age))
+    (folder / "notes.txt").write_bytes(b"x" * 5000)  # not a KV state: neither counted nor removed
+    assert [p.name for p in prune_kv(folder, 900)] == ["1.kv"]
+    assert sorted(p.name for p in folder.iterdir()) == ["2.kv", "3.kv", "notes.txt"]
+    assert prune_kv(folder, 900) == []
+
+
+def test_each_saved_state_prunes_and_a_restore_counts_as_a_use(db, make_echo, tmp_path, monkeypatch):
+    monkeypatch.setattr("edgeai.tui.session.KV_CAP_BYTES", 3)
+    backend, spec = make_echo()
+    keep_state(backend)
+    model = LoadedModel(backend, spec, "echo")
+    first = db.create_conversation("t")
+    old = kv_path(tmp_path, first.id)
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"kv")
+    os.utime(old, (time.time() - 60, time.time() - 60))
+    restored, _ = prepare(model, db, first, old)
+    assert restored == 7 and old.stat().st_mtime > time.time() - 30  # used just now
+    os.utime(old, (time.time() - 60, time.time() - 60))
+    conv, reply = start(db)
+    run_reply(model, db, conv, reply.id, GenParams(), lambda: False, lambda t, r: None,
+              kv_path(tmp_path, conv.id))
+    assert [p.name for p in old.parent.iterdir()] == [f"{conv.id}.kv"]  # 2 + 2 bytes > 3
+
+
+def test_a_prepare_that_was_cancelled_while_it_waited_does_nothing(db, make_echo, tmp_path):
+    backend, spec = make_echo()
+    restores = []
+    keep_state(backend)
+    backend.restore_state = lambda path: restores.append(path) or 7
+    kv = kv_path(tmp_path, 1)
+    kv.parent.mkdir(parents=True)
+    kv.write_bytes(b"kv")
+    model = LoadedModel(backend, spec, "echo")
+    assert prepare(model, db, db.create_conversation("t"), kv, cancelled=lambda: True) == (0, 0)
+    assert restores == [] and model.kv_owner is None
+
+
+def test_an_unwritable_export_target_is_a_message_not_a_crash(db, tmp_path, monkeypatch):
+    conv = db.create_conversation("t")
+
+    def refuse(path, text):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("edgeai.tui.export.atomic_write", refuse)
+    with pytest.raises(EdgeAIError, match=f"cannot write {tmp_path}/t-{conv.id}.md: Permission denied"):
+        export_conversation(db, conv.id, None, cwd=tmp_path)
+
+
+def test_the_help_screen_names_every_key_the_footer_shows():
+    from edgeai.tui.app import EdgeChatApp
+    from edgeai.tui.screens.chat import ChatScreen
+    from edgeai.tui.screens.help import KEYS
+    from edgeai.tui.widgets.sidebar import ConversationList
+
+    names = {"escape": "esc", "question_mark": "?"}
+    listed = {word.strip("(),").lower() for keys, _ in KEYS for word in keys.replace("/", " ").split()}
+    for owner in (EdgeChatApp, ChatScreen, MessageView, ConversationList):
+        for binding in owner.BINDINGS:
+            if binding.show:
+                for key in binding.key.split(","):
+                    assert names.get(key, key) in listed, f"{owner.__name__}: {key} is not in the help"
+
+
+def test_a_note_on_a_message_view_that_is_not_shown_is_ignored(db):
+    conv, reply = start(db)
+    MessageView(reply, "echo").set_header_note("stopping…")  # removed by a switch: no crash

@@ -2,8 +2,9 @@
 
 Boundary: UI state and user intent. The UI thread only posts and updates widgets; a reply is
 produced by `turn.run_reply` in a thread worker (group "turn") under the model's lock, and
-streams back through `call_from_thread`. Slash commands live in `screens/commands.py`; the
-model itself is owned by the app (`EdgeChatApp.request_model`).
+streams back as `ReplyText` / `ReplyDone` messages: posted, never waited for, so the worker
+never waits for the UI while it holds the lock. Slash commands live in `screens/commands.py`;
+the model itself is owned by the app (`EdgeChatApp.request_model`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import TYPE_CHECKING
 from textual import on, work
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer
 from textual.worker import get_current_worker
 
+from edgeai.chat import reply_reserve
 from edgeai.chatdb import ChatDB, Conversation
 from edgeai.errors import BadInput
 from edgeai.tui.screens import commands
@@ -26,7 +29,8 @@ from edgeai.tui.screens.confirm import ConfirmScreen
 from edgeai.tui.screens.models import ModelPicker, catalog_rows
 from edgeai.tui.screens.rename import RenameScreen
 from edgeai.tui.session import LoadedModel, can_keep_state, kv_path
-from edgeai.tui.turn import Outcome, prepare, reserve_for, run_reply
+from edgeai.tui.store import conversation_exists
+from edgeai.tui.turn import Outcome, prepare, run_reply
 from edgeai.tui.widgets.message import MessageView
 from edgeai.tui.widgets.prompt import Composer, PromptInput
 from edgeai.tui.widgets.sidebar import Sidebar
@@ -51,6 +55,26 @@ class Job:
     params: GenParams
     view: MessageView
     stop: threading.Event
+
+
+class ReplyText(Message):
+    """More of a reply, from the turn worker."""
+
+    bubble = False
+
+    def __init__(self, job: Job, text: str, reasoning: str) -> None:
+        super().__init__()
+        self.job, self.text, self.reasoning = job, text, reasoning
+
+
+class ReplyDone(Message):
+    """The reply is in chat.db (its KV state may still be being saved)."""
+
+    bubble = False
+
+    def __init__(self, job: Job, outcome: Outcome) -> None:
+        super().__init__()
+        self.job, self.outcome = job, outcome
 
 
 class ChatScreen(Screen[None]):
@@ -138,6 +162,7 @@ class ChatScreen(Screen[None]):
         if self.job is not None:
             self.action_stop()  # switching away stops the reply; what it wrote is kept
         self.cancel_edit()
+        switched = self.conversation is None or self.conversation.id != conversation_id  # not /clear
         conv = self.db.conversation(conversation_id)
         self.conversation = conv
         self.status.set(ttft_s=None, gen_tps=None, note=None, context_used=None)  # the last reply's
@@ -151,7 +176,10 @@ class ChatScreen(Screen[None]):
             return  # startup: _startup_model decides which model, then prepares
         if conv.model and (model is None or not model.matches(conv.model, conv.backend)):
             self.chat_app.request_model(conv.model, conv.backend, None)
-        elif model is not None:
+            return
+        if conv.model and switched:  # its model is loaded: a load for another chat must not replace it
+            self.chat_app.cancel_load()
+        if model is not None:
             self.prepare_context()
 
     def refresh_sidebar(self) -> None:
@@ -204,7 +232,7 @@ class ChatScreen(Screen[None]):
         self.status.set(loading=f"{request}{done}")
 
     def model_ready(self, model: LoadedModel, assign_to: int | None, announce: bool = True) -> None:
-        if assign_to is not None:
+        if assign_to is not None and conversation_exists(self.db, assign_to):  # not if deleted
             conv = self.db.update_settings(assign_to, model=model.request, backend=model.backend_name)
             if self.conversation is not None and self.conversation.id == assign_to:
                 self.conversation = conv
@@ -236,12 +264,16 @@ class ChatScreen(Screen[None]):
         if model is not None and conv is not None:
             self._prepare_worker(model, conv)
 
-    @work(thread=True, group="prepare", exit_on_error=False)
+    # exclusive: quick switches cancel the restores queued before, so only the last one runs
+    @work(thread=True, group="prepare", exclusive=True, exit_on_error=False)
     def _prepare_worker(self, model: LoadedModel, conv: Conversation) -> None:
+        worker = get_current_worker()
         kv = kv_path(self.chat_app.settings.home, conv.id) if can_keep_state(model.backend) else None
         try:
-            restored, used = prepare(model, self.db, conv, kv)
+            restored, used = prepare(model, self.db, conv, kv, lambda: worker.is_cancelled)
         except Exception:  # only an estimate: never worth a crash
+            return
+        if worker.is_cancelled:
             return
         try:
             self.app.call_from_thread(self._prepared, conv.id, model, restored, used)
@@ -254,7 +286,7 @@ class ChatScreen(Screen[None]):
         params = self.params(model)
         note = f"resumed {restored:,} cached tokens" if restored else None
         self.status.set(context_used=used, context_window=model.n_ctx, note=note,
-                        reserve=reserve_for(params, model.n_ctx) if params else 0)
+                        reserve=reply_reserve(params, model.n_ctx) if params else 0)
 
     # -- a turn --------------------------------------------------------------------------
     @on(PromptInput.Submitted)
@@ -309,43 +341,63 @@ class ChatScreen(Screen[None]):
 
     @work(thread=True, group="turn", exit_on_error=False)
     def _turn_worker(self, job: Job) -> None:
-        app, worker = self.app, get_current_worker()
+        worker = get_current_worker()
+        reported: list[Outcome] = []
 
-        def push(text: str, reasoning: str) -> None:
+        def post(message: Message) -> None:
             try:
-                app.call_from_thread(job.view.write, text, reasoning)
-            except RuntimeError:
+                posted = self.post_message(message)
+            except RuntimeError:  # the event loop has closed
+                posted = False
+            if not posted:
                 job.stop.set()  # the app is shutting down: stop and keep what was written
+
+        def report(outcome: Outcome) -> None:
+            reported.append(outcome)
+            post(ReplyDone(job, outcome))
 
         kv = kv_path(self.chat_app.settings.home, job.conversation.id) \
             if can_keep_state(job.model.backend) else None
         try:
-            outcome = run_reply(job.model, self.db, job.conversation, job.reply_id, job.params,
-                                lambda: job.stop.is_set() or worker.is_cancelled, push, kv)
+            run_reply(job.model, self.db, job.conversation, job.reply_id, job.params,
+                      lambda: job.stop.is_set() or worker.is_cancelled,
+                      lambda text, reasoning: post(ReplyText(job, text, reasoning)), kv,
+                      on_outcome=report)
         except Exception as exc:  # e.g. chat.db closed under us at exit
-            outcome = Outcome(status="error", error=f"{type(exc).__name__}: {exc}")
-        try:
-            app.call_from_thread(self._turn_done, job, outcome)
-        except RuntimeError:
-            pass
+            if not reported:
+                report(Outcome(status="error", error=f"{type(exc).__name__}: {exc}"))
 
-    async def _turn_done(self, job: Job, outcome: Outcome) -> None:
-        await job.view.finish(outcome.text, outcome.reasoning, outcome.status, outcome.stats)
+    @on(ReplyText)
+    async def _reply_text(self, event: ReplyText) -> None:
+        await event.job.view.write(event.text, event.reasoning)  # a view switched away: ignored
+
+    @on(ReplyDone)
+    async def _turn_done(self, event: ReplyDone) -> None:
+        job, outcome = event.job, event.outcome
         if self.job is job:
-            self.job = None
+            self.job = None  # first: whatever fails below, the user can send again
             self._set_generating(False)
-        if self.conversation is not None and job.conversation.id == self.conversation.id:
-            stats = outcome.stats
-            self.status.set(ttft_s=stats.get("ttft_s"), gen_tps=stats.get("gen_tps"),
-                            peak_mem_mb=stats.get("peak_mem_mb"), note=None)
-            if outcome.context_used is not None:
-                self.status.set(context_used=outcome.context_used)
-            else:  # stopped or failed: count what the history now holds
-                self.prepare_context()
-            if stats.get("dropped"):
-                self.transcript.notice(f"{stats['dropped']} old messages were left out so the "
-                                       f"conversation fits the {job.model.n_ctx:,}-token window.")
+        current = self.conversation is not None and job.conversation.id == self.conversation.id
+        await job.view.finish(outcome.text, outcome.reasoning, outcome.status, outcome.stats)
+        # reopened meanwhile: the reply is shown by a new view, which needs finishing too
+        view = self.transcript.view_for(job.reply_id) if current else None
+        if view is not None and view is not job.view:
+            await view.finish(outcome.text, outcome.reasoning, outcome.status, outcome.stats)
+        if current:
+            self._show_turn_stats(job, outcome)
         self.refresh_sidebar()
+
+    def _show_turn_stats(self, job: Job, outcome: Outcome) -> None:
+        stats = outcome.stats
+        self.status.set(ttft_s=stats.get("ttft_s"), gen_tps=stats.get("gen_tps"),
+                        peak_mem_mb=stats.get("peak_mem_mb"), note=None)
+        if outcome.context_used is not None:
+            self.status.set(context_used=outcome.context_used)
+        else:  # stopped or failed: count what the history now holds
+            self.prepare_context()
+        if stats.get("dropped"):
+            self.transcript.notice(f"{stats['dropped']} old messages were left out so the "
+                                   f"conversation fits the {job.model.n_ctx:,}-token window.")
 
     def _set_generating(self, generating: bool) -> None:
         self.query_one(Composer).set_class(generating, "-generating")
@@ -433,7 +485,9 @@ class ChatScreen(Screen[None]):
     def action_stop(self) -> None:
         if self.job is not None:
             self.job.stop.set()
-            self.job.view.set_header_note("stopping…")
+            # the view shown now: a reopened conversation shows the reply in a new one
+            view = self.transcript.view_for(self.job.reply_id) or self.job.view
+            view.set_header_note("stopping…")
 
     def action_cancel_edit(self) -> None:
         self.cancel_edit()

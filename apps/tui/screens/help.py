@@ -1,4 +1,9 @@
-"""The key and slash-command reference (F1 or ?), generated from the real bindings and table."""
+"""The key and slash-command reference (F1 or ?).
+
+The commands are generated from the slash table. The keys are written by hand: one line often
+covers keys of several widgets (Up/Down in the prompt, the messages, the list) and says more
+than a binding's footer label; a test checks that every key the footer shows is listed here.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +26,13 @@ KEYS = [
     ("Ctrl+B or F3", "show or hide the chats sidebar"),
     ("Ctrl+F", "search conversations; Down or Enter moves on to the list"),
     ("F2", "rename this conversation"),
-    ("Delete (in the list)", "delete the highlighted conversation"),
+    ("Delete or Ctrl+D (in the list)", "delete the highlighted conversation"),
     ("Shift+Tab", "from the prompt to the messages; Up/Down move between them"),
     ("c / y on a message", "copy it / copy its code blocks one by one"),
     ("e / r on a message", "edit and resend (yours) / regenerate (a reply)"),
     ("i on a reply", "its statistics"),
     ("Ctrl+P", "command palette (also: theme)"),
+    ("F1 or ?", "this help"),
     ("Ctrl+Q", "quit"),
 ]
 

@@ -161,6 +161,8 @@ class MessageView(Vertical, can_focus=True):
         self._refresh_meta()
 
     def set_header_note(self, note: str) -> None:
+        if not self.is_attached:
+            return  # removed by a switch while its reply was still finishing
         self.query_one(".header", Label).update(f"{self._header()} · {note}")
 
     def next_code_block(self) -> tuple[int, int, str] | None:
