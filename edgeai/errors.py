@@ -16,6 +16,13 @@ class EdgeAIError(Exception):
         self.hint = hint
 
 
+def describe(exc: BaseException) -> str:
+    """One line for a UI: our message and hint, or the type and text of anything else."""
+    if isinstance(exc, EdgeAIError):
+        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
 class BadInput(EdgeAIError):
     """Something the user gave us is wrong: an id, a path, a flag value, a file's format."""
 

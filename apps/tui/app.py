@@ -25,7 +25,7 @@ from textual.worker import WorkerCancelled, WorkerFailed
 
 from edgeai.chatdb import ChatDB
 from edgeai.config import Settings
-from edgeai.errors import EdgeAIError
+from edgeai.errors import describe
 from edgeai.runtime.base import Backend
 from edgeai.tui.screens.chat import ChatScreen
 from edgeai.tui.screens.help import HelpScreen
@@ -125,7 +125,7 @@ class EdgeChatApp(App[None]):
         try:
             instance, spec = self.loader(request, backend, progress)
         except Exception as exc:  # any failure is a message, and the old model stays
-            self._from_thread(self._load_failed, generation, request, _describe(exc))
+            self._from_thread(self._load_failed, generation, request, describe(exc))
             return
         model = LoadedModel(instance, spec, request, self.settings.n_ctx)
         if not self._from_thread(self._load_done, generation, model, assign_to):
@@ -195,9 +195,3 @@ async def _command(screen: ChatScreen, name: str, arg: str = "") -> None:
     from edgeai.tui.screens import commands
 
     await commands.run(screen, name, arg)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, EdgeAIError):
-        return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-    return f"{type(exc).__name__}: {exc}"

@@ -19,7 +19,8 @@ from typing import Any
 
 from edgeai.chat import count_prompt_tokens, fit_to_context, reply_reserve
 from edgeai.chatdb import ChatDB, Conversation, StoredMessage
-from edgeai.errors import EdgeAIError
+from edgeai.errors import EdgeAIError, describe
+from edgeai.runtime.base import chunk_stats
 from edgeai.tui.session import LoadedModel, can_keep_state, prune_kv
 from edgeai.tui.store import conversation_exists
 from edgeai.types import Chunk, GenParams, Message
@@ -60,20 +61,10 @@ def history(messages: list[StoredMessage], system: str | None, skip: int | None 
     return ([Message("system", system)] if system else []) + turns
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, EdgeAIError):
-        return f"{exc.message}" + (f" ({exc.hint})" if exc.hint else "")
-    return f"{type(exc).__name__}: {exc}"
-
 
 def _stats(final: Chunk | None, model: LoadedModel, dropped: int, stopped: bool) -> dict[str, Any]:
     stats: dict[str, Any] = {"model": model.spec.id, "backend": model.backend_name}
-    if final is not None:
-        for key in ("prompt_tokens", "completion_tokens", "ttft_s", "prompt_tps", "gen_tps",
-                    "peak_mem_mb", "finish_reason"):
-            value = getattr(final, key)
-            if value is not None:
-                stats[key] = value
+    stats.update({k: v for k, v in chunk_stats(final).items() if v is not None})
     if stopped:
         stats["finish_reason"] = "cancelled"
     if dropped:
@@ -113,7 +104,7 @@ def _stream(model: LoadedModel, db: ChatDB, conversation: Conversation, reply_id
                                        reply_reserve(params, model.n_ctx))
         stream = model.backend.stream(kept, params)
     except Exception as exc:  # context overflow, a bad template: a message, not a crash
-        out.status, out.error = "error", _error_text(exc)
+        out.status, out.error = "error", describe(exc)
         out.stats = {"error": out.error}
         db.finish_reply(reply_id, "", status="error", stats=out.stats)
         return out
@@ -142,7 +133,7 @@ def _stream(model: LoadedModel, db: ChatDB, conversation: Conversation, reply_id
                 db.save_partial(reply_id, "".join(text), "".join(reasoning))
                 last_save = now
     except Exception as exc:  # a backend failing mid-reply: keep what arrived
-        out.error = _error_text(exc)
+        out.error = describe(exc)
     finally:
         stream.close()  # abandons a prefill or a decode at once
     if pending[0] or pending[1]:

@@ -79,7 +79,7 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
 
 
 def _report(answer: list[str], reasoning: list[str], final, model: str, backend: str) -> dict:
-    stats = ("finish_reason", "prompt_tokens", "completion_tokens", "ttft_s", "prompt_tps",
-             "gen_tps", "peak_mem_mb")
-    return {"text": "".join(answer), "reasoning": "".join(reasoning),
-            **{k: getattr(final, k, None) for k in stats}, "model": model, "backend": backend}
+    from edgeai.runtime.base import chunk_stats
+
+    return {"text": "".join(answer), "reasoning": "".join(reasoning), **chunk_stats(final),
+            "model": model, "backend": backend}

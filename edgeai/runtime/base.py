@@ -50,6 +50,15 @@ class Result:
     final: Chunk
 
 
+STAT_FIELDS = ("finish_reason", "prompt_tokens", "completion_tokens", "ttft_s", "prompt_tps",
+               "gen_tps", "peak_mem_mb")
+
+
+def chunk_stats(final: Chunk | None) -> dict:
+    """The statistics of a stream's last chunk, every field present (None where unknown)."""
+    return {key: getattr(final, key, None) for key in STAT_FIELDS}
+
+
 def generate(backend: Backend, prompt: str | list[Message], params: GenParams) -> Result:
     text: list[str] = []
     reasoning: list[str] = []

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from edgeai.errors import EdgeAIError
+from edgeai.errors import EdgeAIError, describe
 from edgeai.tui import slash
 from edgeai.tui.export import export_conversation
 from edgeai.tui.session import kv_path
@@ -31,8 +31,7 @@ async def run(screen: ChatScreen, name: str, arg: str) -> None:
     try:
         await handler(screen, arg)
     except EdgeAIError as exc:
-        hint = f" ({exc.hint})" if exc.hint else ""
-        screen.transcript.notice(f"/{name}: {exc.message}{hint}", error=True)
+        screen.transcript.notice(f"/{name}: {describe(exc)}", error=True)
 
 
 async def _new(screen: ChatScreen, arg: str) -> None:
