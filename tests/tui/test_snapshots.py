@@ -32,6 +32,8 @@ async def _quiet(pilot) -> None:
     await app.workers.wait_for_complete()
     await pilot.pause()
     app.chat.prompt.cursor_blink = False
+    for field in app.screen.query("Input"):  # the sidebar's search box blinks too when focused
+        field.cursor_blink = False
     app.clear_notifications()
     await pilot.pause()
 
