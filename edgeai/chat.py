@@ -33,7 +33,9 @@ def count_prompt_tokens(backend: Backend) -> Callable[[list[Message]], int]:
     exact = getattr(backend, "prompt_tokens", None)
     if exact is not None:
         return lambda messages: len(exact(messages))
-    return lambda messages: sum(len(backend.tokenize(m.content)) + 4 for m in messages)
+    # an estimate for backends without a template of their own (remote): one tokenize call over
+    # the joined text, not one per message (each is an HTTP request there), plus a few per turn
+    return lambda messages: len(backend.tokenize("\n".join(m.content for m in messages))) + 4 * len(messages)
 
 
 def reply_reserve(params: GenParams, n_ctx: int) -> int:
