@@ -50,6 +50,22 @@ class Result:
     final: Chunk
 
 
+def final_chunk(*, finish_reason: str, prompt_tokens: int | None, completion_tokens: int,
+                start: float, first: float | None, last: float | None, text: str = "",
+                reasoning: str = "", token_ids: tuple[int, ...] = (),
+                peak_mem_mb: float | None = None) -> Chunk:
+    """A stream's last chunk, with the timing figures every backend derives the same way:
+    TTFT = first token - call; prompt tok/s = prompt tokens / TTFT; decode tok/s =
+    (completion tokens - 1) / (last token - first token)."""
+    ttft = (first - start) if first else None
+    decoding = completion_tokens > 1 and first is not None and last is not None and last > first
+    return Chunk(text=text, reasoning=reasoning, token_ids=token_ids, finish_reason=finish_reason,
+                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, ttft_s=ttft,
+                 prompt_tps=prompt_tokens / ttft if ttft and prompt_tokens else None,
+                 gen_tps=(completion_tokens - 1) / (last - first) if decoding else None,
+                 peak_mem_mb=peak_mem_mb)
+
+
 STAT_FIELDS = ("finish_reason", "prompt_tokens", "completion_tokens", "ttft_s", "prompt_tps",
                "gen_tps", "peak_mem_mb")
 

@@ -19,6 +19,7 @@ from typing import Any
 from edgeai.errors import BadInput, ContextOverflow
 from edgeai.memory import peak_rss_mb
 from edgeai.runtime import templates
+from edgeai.runtime.base import final_chunk
 from edgeai.runtime.textstream import TextStream
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
@@ -99,12 +100,9 @@ class EchoBackend:
             if stream.stopped:
                 break
         answer, reasoning = stream.flush()
-        ttft = (first - start) if first else None
-        yield Chunk(text=answer, reasoning=reasoning, finish_reason=finish,
-                    prompt_tokens=n_prompt, completion_tokens=count, ttft_s=ttft,
-                    prompt_tps=n_prompt / ttft if ttft else None,
-                    gen_tps=(count - 1) / (last - first) if count > 1 and last > first else None,
-                    peak_mem_mb=peak_rss_mb())
+        yield final_chunk(text=answer, reasoning=reasoning, finish_reason=finish,
+                          prompt_tokens=n_prompt, completion_tokens=count, start=start, first=first,
+                          last=last, peak_mem_mb=peak_rss_mb())
 
 
 def smallest_instance(schema: Mapping[str, Any] | bool) -> Any:

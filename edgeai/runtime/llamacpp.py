@@ -20,6 +20,7 @@ from edgeai.errors import BadInput, ContextOverflow, EdgeAIError, ModelFormatErr
 from edgeai.gguf_info import read_header
 from edgeai.memory import peak_rss_mb
 from edgeai.runtime import templates
+from edgeai.runtime.base import final_chunk
 from edgeai.runtime.llamacpp_build import amx_guard, import_llama_cpp, supports_gpu_offload
 from edgeai.runtime.textstream import THINK_OPEN, TextStream
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
@@ -203,13 +204,10 @@ class LlamaCppBackend:
             tokens_out.close()
         answer, reasoning = text.feed(decoder.decode(b"", final=True))
         tail = text.flush()
-        ttft = (first - start) if first else None
-        yield Chunk(
+        yield final_chunk(
             text=answer + tail[0], reasoning=reasoning + tail[1], token_ids=tuple(pending),
             finish_reason=finish, prompt_tokens=len(tokens), completion_tokens=count,
-            ttft_s=ttft, prompt_tps=len(tokens) / ttft if ttft else None,
-            gen_tps=(count - 1) / (last - first) if count > 1 and last > first else None,
-            peak_mem_mb=peak_rss_mb())
+            start=start, first=first, last=last, peak_mem_mb=peak_rss_mb())
 
     # -- KV state on disk (instant resume of a conversation) ------------------------------
     def save_state(self, path: Path) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from edgeai.errors import BackendUnavailable, BadInput, EdgeAIError
+from edgeai.runtime.base import final_chunk
 from edgeai.runtime.textstream import TextStream
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
@@ -185,15 +186,13 @@ class RemoteBackend:
             self._live.discard(sock)
             _hang_up(sock)
         answer, reasoning = text.flush()
-        ttft = (first - start) if first else None
         prompt_tokens = usage.get("prompt_tokens") or self._count(prompt)
         completion = count if text.stopped else usage.get("completion_tokens") or count
-        yield Chunk(text=answer, reasoning=reasoning,
-                    finish_reason="length" if finish == "length" and not text.stopped else "stop",
-                    prompt_tokens=prompt_tokens, completion_tokens=completion, ttft_s=ttft,
-                    prompt_tps=prompt_tokens / ttft if ttft and prompt_tokens else None,
-                    gen_tps=(completion - 1) / (last - first) if completion > 1 and last > first else None,
-                    peak_mem_mb=None)  # the memory is the server's, not ours to measure
+        # peak_mem_mb stays None: the memory is the server's, not ours to measure
+        yield final_chunk(text=answer, reasoning=reasoning,
+                          finish_reason="length" if finish == "length" and not text.stopped else "stop",
+                          prompt_tokens=prompt_tokens, completion_tokens=completion,
+                          start=start, first=first, last=last)
 
     def _events(self, url: str, conn: http.client.HTTPConnection) -> Iterator[dict | None]:
         """The SSE stream's JSON events; None each POLL_S the server stays silent."""
