@@ -11,6 +11,16 @@ from edgeai.tui.session import kv_path
 SIZE = (100, 32)
 
 
+def held_loader(make_echo, release: threading.Event, only: str | None = None):
+    """A model loader that waits for `release` (for the request `only`, or for every request)."""
+    def loader(request, backend, progress=None):
+        if only is None or request == only:
+            release.wait(5)
+        return make_echo(request)
+
+    return loader
+
+
 def finish_slowly(backend, release: threading.Event) -> None:
     """Once stopped, the stream takes until `release` to close (as a long llama.cpp prefill
     batch does): the reply stays 'finishing', its worker holding the model's lock."""
@@ -154,10 +164,7 @@ async def test_switching_back_cancels_a_load_for_another_conversation(make_app, 
                                                                       settle):
     release = threading.Event()
 
-    def loader(request, backend, progress=None):
-        if request == "slow":
-            release.wait(5)
-        return make_echo(request)
+    loader = held_loader(make_echo, release, only="slow")
 
     app = make_app(loader=loader)
     async with app.run_test(size=SIZE) as pilot:
@@ -180,9 +187,7 @@ async def test_clearing_the_conversation_keeps_the_model_it_is_loading(make_app,
                                                                        settle):
     release = threading.Event()
 
-    def loader(request, backend, progress=None):
-        release.wait(5)
-        return make_echo(request)
+    loader = held_loader(make_echo, release)
 
     app = make_app(loader=loader)
     async with app.run_test(size=SIZE) as pilot:
@@ -202,9 +207,7 @@ async def test_deleting_a_conversation_while_its_model_loads(make_app, make_echo
     closed = threading.Event()
     echo[0].close = closed.set
 
-    def loader(request, backend, progress=None):
-        release.wait(5)
-        return make_echo(request)
+    loader = held_loader(make_echo, release)
 
     app = make_app(loader=loader)
     async with app.run_test(size=SIZE) as pilot:
