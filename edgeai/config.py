@@ -30,6 +30,7 @@ ENV_VARS = {
     "EDGEAI_CTX": "n_ctx",
     "EDGEAI_THREADS": "threads",
     "EDGEAI_GPU_LAYERS": "gpu_layers",
+    "EDGEAI_BATCH": "n_batch",
 }
 
 
@@ -41,6 +42,7 @@ class Settings:
     n_ctx: int = 4096
     threads: int | None = None  # None: default_threads()
     gpu_layers: int | None = None  # None: all layers where the build can offload
+    n_batch: int | None = None  # prompt tokens per evaluation step; None: the backend's default
     models_home: Path | None = None  # None: <home>/models (EDGEAI_MODELS_DIR moves it, e.g. to a big disk)
 
     @property

@@ -126,3 +126,33 @@ def read_header(path: Path) -> GGUFHeader:
         raise ModelFormatError(f"GGUF file {path.name} is truncated: {size:,} bytes, its tensors "
                                f"need {end:,}", "download or assemble it again")
     return GGUFHeader(version, metadata, n_tensors, end, size)
+
+
+# llama.cpp's `general.file_type` (enum llama_ftype) -> the quantization name users know
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M",
+    18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S",
+    25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M",
+    32: "BF16", 36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4",
+}
+
+
+def quant_name(header: GGUFHeader) -> str | None:
+    ftype = header.get("general.file_type")
+    return FILE_TYPES.get(ftype, f"ftype {ftype}") if ftype is not None else None
+
+
+def kv_bytes_per_token(header: GGUFHeader, bytes_per_value: int = 2) -> int | None:
+    """Bytes of K and V cache one token of context adds (f16 cache by default), from the
+    architecture's hyperparameters; None when the header lacks them."""
+    arch = header.architecture
+    layers = header.get(f"{arch}.block_count")
+    heads = header.get(f"{arch}.attention.head_count")
+    kv_heads = header.get(f"{arch}.attention.head_count_kv", heads)
+    width = header.get(f"{arch}.embedding_length")
+    if not (layers and heads and kv_heads and width):
+        return None
+    key_len = header.get(f"{arch}.attention.key_length", width // heads)
+    value_len = header.get(f"{arch}.attention.value_length", key_len)
+    return int(layers * kv_heads * (key_len + value_len) * bytes_per_value)

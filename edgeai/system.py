@@ -25,16 +25,53 @@ def _sysctl(name: str) -> str:
         return ""
 
 
+# ARM cores by (implementer, part) from /proc/cpuinfo (Arm TRMs' MIDR values; 0x4e = NVIDIA)
+ARM_CORES = {
+    ("0x41", "0xd03"): "Cortex-A53", ("0x41", "0xd04"): "Cortex-A35", ("0x41", "0xd05"): "Cortex-A55",
+    ("0x41", "0xd07"): "Cortex-A57", ("0x41", "0xd08"): "Cortex-A72", ("0x41", "0xd09"): "Cortex-A73",
+    ("0x41", "0xd0a"): "Cortex-A75", ("0x41", "0xd0b"): "Cortex-A76", ("0x41", "0xd0c"): "Neoverse-N1",
+    ("0x41", "0xd0d"): "Cortex-A77", ("0x41", "0xd40"): "Neoverse-V1", ("0x41", "0xd41"): "Cortex-A78",
+    ("0x41", "0xd42"): "Cortex-A78AE", ("0x41", "0xd44"): "Cortex-X1", ("0x41", "0xd46"): "Cortex-A510",
+    ("0x41", "0xd47"): "Cortex-A710", ("0x41", "0xd48"): "Cortex-X2", ("0x41", "0xd49"): "Neoverse-N2",
+    ("0x41", "0xd4b"): "Cortex-A78C", ("0x41", "0xd4f"): "Neoverse-V2", ("0x41", "0xd80"): "Cortex-A520",
+    ("0x41", "0xd81"): "Cortex-A720", ("0x41", "0xd82"): "Cortex-X4", ("0x4e", "0x004"): "NVIDIA Carmel",
+}
+
+
+def parse_cpuinfo(text: str) -> dict[str, object]:
+    """What a /proc/cpuinfo text says: model name (x86 `model name`, or ARM `Hardware`/`cpu model`,
+    else None), ISA flags, processor count, each processor's ARM core name (from `CPU part`) and the
+    physical core count where x86 lists `physical id`/`core id` (else None)."""
+    model, flags, processors, arm, cores = None, set(), 0, [], set()
+    implementer, physical = None, None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key == "processor":
+            processors += 1
+        elif key in ("model name", "hardware", "cpu model") and value:
+            model = value
+        elif key in ("flags", "features"):
+            flags.update(value.split())
+        elif key == "cpu implementer":
+            implementer = value.lower()
+        elif key == "cpu part":
+            part = value.lower()
+            arm.append(ARM_CORES.get((implementer or "", part), f"ARM part {part}"))
+        elif key == "physical id":
+            physical = value
+        elif key == "core id":
+            cores.add((physical, value))
+    return {"model": model, "flags": flags, "processors": processors, "arm_cores": arm,
+            "physical_cores": len(cores) or None}
+
+
 def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, object]:
     model, flags = platform.processor() or platform.machine(), set()
     if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            if key in ("model name", "hardware", "cpu model") and value.strip():
-                model = value.strip()
-            elif key in ("flags", "features"):
-                flags.update(value.split())
+        parsed = parse_cpuinfo(cpuinfo.read_text(errors="replace"))
+        model = parsed["model"] or model
+        flags = parsed["flags"]
     elif platform.system() == "Darwin":
         model = _sysctl("machdep.cpu.brand_string") or model
         flags.update(f.lower() for f in _sysctl("machdep.cpu.features").split())
@@ -44,9 +81,8 @@ def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, object]:
             "features": [f for f in INTERESTING_FLAGS if f in flags]}
 
 
-def memory_gb() -> tuple[float | None, float | None]:
-    """(total, available) RAM in GB, where the OS tells."""
-    meminfo = Path("/proc/meminfo")
+def memory_gb(meminfo: Path = Path("/proc/meminfo")) -> tuple[float | None, float | None]:
+    """(total, available) RAM in GB (10^9 bytes), where the OS tells."""
     if meminfo.is_file():
         values = {}
         for line in meminfo.read_text().splitlines():

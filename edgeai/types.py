@@ -36,6 +36,7 @@ class GenParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     response_format: Mapping[str, Any] | None = None  # a JSON schema for constrained output
+    ignore_eos: bool = False  # generate exactly max_tokens (benchmarks), as llama-bench and vLLM allow
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class LoadOptions:
     n_ctx: int = 4096
     n_threads: int | None = None  # None: decided from the machine (see config.default_threads)
     n_batch: int = 512
+    prefill_step: int | None = None  # prompt tokens per evaluation call; None: the backend's default
     gpu_layers: int | None = None  # None: all layers wherever the build can offload
     chat_template: str | None = None  # override the model's own template (a name or Jinja text)
 

@@ -12,6 +12,7 @@ import sys
 import click
 
 from edgeai import __version__
+from edgeai.cli.bench import bench
 from edgeai.cli.chat import chat
 from edgeai.cli.doctor import doctor
 from edgeai.cli.models import models
@@ -30,6 +31,7 @@ cli.add_command(run)
 cli.add_command(chat)
 cli.add_command(models)
 cli.add_command(doctor)
+cli.add_command(bench)
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:

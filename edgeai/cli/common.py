@@ -54,6 +54,8 @@ def settings_from(opts: dict[str, Any]) -> Settings:
         raise BadInput("--ctx must be at least 16 tokens")
     if settings.threads is not None and settings.threads < 1:
         raise BadInput("--threads must be at least 1")
+    if settings.n_batch is not None and settings.n_batch < 1:
+        raise BadInput("n_batch must be at least 1")
     return settings
 
 

@@ -15,7 +15,8 @@ from edgeai import __version__
 EXTRAS = {
     "llamacpp": ("llama_cpp",), "hub": ("huggingface_hub",), "mlx": ("mlx", "mlx_lm"),
     "convert": ("gguf", "transformers", "onnx", "onnxruntime_genai", "coremltools"),
-    "rag": ("tokenizers", "onnxruntime"), "speech": ("faster_whisper",), "vision": ("PIL",),
+    "rag": ("tokenizers", "safetensors", "pypdf", "docx", "selectolax", "faiss"),
+    "bench": ("numpy", "matplotlib"), "speech": ("faster_whisper",), "vision": ("PIL",),
 }
 
 
@@ -54,8 +55,16 @@ def backend_status(name: str, target: str) -> str:
 
 
 @click.command()
-def doctor() -> None:
+@click.option("--tune", is_flag=True,
+              help="Measure the best threads, batch size and backend here, and save them in the config.")
+@click.option("--model", "-m", metavar="ID|PATH", help="Model to tune with (default: the configured one).")
+def doctor(tune: bool, model: str | None) -> None:
     """Check this machine: extras, backends, CPU, GPU offload, memory, the default model."""
+    if tune:
+        from edgeai.cli.tune import run_tune
+
+        run_tune(model)
+        return
     from edgeai.config import load_settings
     from edgeai.models import find_entry, parse_id
     from edgeai.models.resolve import artifact_path, artifact_state

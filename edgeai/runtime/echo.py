@@ -65,6 +65,8 @@ class EchoBackend:
         if len(text) >= self.n_ctx:
             raise ContextOverflow(len(text), self.n_ctx)
         reply = self._reply(prompt, params)
+        if params.ignore_eos:  # no end of reply: keep talking until max_tokens
+            reply = reply * (params.max_tokens // max(1, len(reply)) + 2)
         budget = min(params.max_tokens, self.n_ctx - len(text))
         return self._run(len(text), reply, params, budget)
 

@@ -26,7 +26,8 @@ from edgeai.runtime.textstream import THINK_OPEN, TextStream
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
 # Prompt tokens per decode call. Small enough that a closed stream (Esc, Ctrl-C) waits at most
-# one step (~1 s on one slow core); large enough that prefill speed is unchanged (measured).
+# one step (~1 s on one slow core); large enough that prefill speed is unchanged on a CPU
+# (measured). A GPU may want more: `n_batch` in the config (`edgeai doctor --tune` measures it).
 PREFILL_STEP = 128
 
 
@@ -39,6 +40,7 @@ class LlamaCppBackend:
         self._bos_text = ""
         self._eos_text = ""
         self.spec: ModelSpec | None = None
+        self._step = PREFILL_STEP
         self.capabilities = Capabilities(chat_template=False, grammar=True, logits=True)
 
     # -- loading -------------------------------------------------------------------------
@@ -63,6 +65,7 @@ class LlamaCppBackend:
             except (ValueError, RuntimeError) as exc:
                 raise ModelFormatError(f"llama.cpp could not load {path.name}: {exc}") from None
         self.spec = spec
+        self._step = opts.prefill_step or PREFILL_STEP
         self._bos_text = self._token_text(self._llm.token_bos())
         self._eos_text = self._token_text(self._llm.token_eos())
         self._template = self._choose_template(spec, opts, header.get("tokenizer.chat_template"),
@@ -160,8 +163,8 @@ class LlamaCppBackend:
                 llm._ctx.kv_cache_seq_rm(-1, 0, -1)
                 keep = 0
         todo = tokens[keep:]
-        for i in range(0, len(todo), PREFILL_STEP):
-            llm.eval(todo[i:i + PREFILL_STEP])
+        for i in range(0, len(todo), self._step):
+            llm.eval(todo[i:i + self._step])
             yield Chunk()  # a point where a closed stream stops the prefill
 
     def _run(self, tokens: list[int], params: GenParams, budget: int, grammar,
@@ -186,7 +189,7 @@ class LlamaCppBackend:
             for token in tokens_out:
                 last = time.perf_counter()
                 first = first or last
-                if llama_cpp.llama_vocab_is_eog(vocab, token):
+                if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
                     finish = "stop"
                     break
                 count += 1

@@ -43,8 +43,9 @@ def load_model(settings: Settings, model: str | None = None, backend: str | None
     else:
         spec = resolve(model, settings, progress=progress)
     instance = get_backend(pick_backend(spec, backend))
-    opts = LoadOptions(n_ctx=settings.n_ctx, n_threads=settings.threads,
-                       gpu_layers=settings.gpu_layers, chat_template=chat_template)
+    opts = LoadOptions(n_ctx=settings.n_ctx, n_threads=settings.threads, gpu_layers=settings.gpu_layers,
+                       chat_template=chat_template, n_batch=max(512, settings.n_batch or 0),
+                       prefill_step=settings.n_batch)
     instance.load(spec, opts)
     return instance, spec
 

@@ -290,6 +290,8 @@ def request_body(params: GenParams) -> dict[str, Any]:
     }
     if params.seed is not None:
         body["seed"] = params.seed
+    if params.ignore_eos:  # llama-server and vLLM honour it; others ignore an unknown field
+        body["ignore_eos"] = True
     if params.stop:
         body["stop"] = list(params.stop)
     if params.response_format is not None:

@@ -85,6 +85,7 @@ def params_from(body: dict[str, Any]) -> GenParams:
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_schema":
         values["response_format"] = fmt["json_schema"]["schema"]
+    values["ignore_eos"] = bool(body.get("ignore_eos"))  # llama-server's extension
     return GenParams(**values)
 
 

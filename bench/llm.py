@@ -1,0 +1,287 @@
+"""The `llm` suite: `edgeai bench llm`. Plans the runs, runs each backend in a child process,
+and turns the samples into one schema-v1 result (bench/schema.py).
+
+Why a child per backend: a backend that crashes or cannot load here (a missing extra, the wrong
+artifact format, a driver) is skipped with its reason and the run goes on; peak memory is that
+backend's own (the child's ru_maxrss), not the sum of everything loaded before it.
+
+The child speaks JSON lines on stdout, each prefixed with `EVENT` so llama.cpp's prints cannot be
+mistaken for them: {"tick": label} after every run (the progress bar), then {"done": {...}}.
+Measurements themselves live in bench/llm_protocol.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from edgeai.errors import BadInput
+
+EVENT = "@@edgeai-bench "
+# formats whose backends arrive with the converters (issue #4): listed as skipped until then
+PLANNED_BACKENDS = {"mlx": "MLX", "onnx": "ONNX (onnxruntime-genai)", "coreml": "Core ML"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    backends: tuple[str, ...] = ()  # empty: the model's own backend
+    pp: int = 512
+    tg: int = 128
+    depths: tuple[int, ...] = (0,)
+    warmup: int = 1
+    repeats: int = 5
+    threads: int | None = None
+    gpu_layers: int | None = None
+    n_ctx: int = 4096
+    quick: bool = False
+    sustained_s: float = 0.0  # > 0: repeat tgN for this long and keep every sample (throttling)
+    n_batch: int | None = None  # prompt tokens per evaluation step (None: the backend's default)
+
+
+def quick_plan(model: str, **changes) -> Plan:
+    """`--quick`: llamacpp on the default GGUF, pp128/tg32, 1 warm-up, 3 repeats, depth 0."""
+    return replace(Plan(model=model, pp=128, tg=32, depths=(0,), warmup=1, repeats=3, quick=True), **changes)
+
+
+def check_plan(plan: Plan) -> None:
+    from edgeai.runtime import all_backends
+
+    known = set(all_backends()) | set(PLANNED_BACKENDS)
+    for name in plan.backends:
+        if name not in known:
+            raise BadInput(f"unknown backend {name!r}", f"known: {', '.join(sorted(known))}")
+    if plan.pp < 0 or plan.tg < 0 or not (plan.pp or plan.tg):
+        raise BadInput("--pp and --tg must be 0 or more, and not both 0")
+    if plan.tg == 1:
+        raise BadInput("--tg must be at least 2 (decode speed is measured between tokens)")
+    if plan.repeats < 1 or plan.warmup < 0:
+        raise BadInput("--repeats must be at least 1 and --warmup 0 or more")
+    for depth in plan.depths:
+        if depth < 0 or depth + plan.pp + max(plan.tg, 8) + 8 > plan.n_ctx:
+            raise BadInput(f"depth {depth} + pp{plan.pp} + tg{plan.tg} does not fit --ctx {plan.n_ctx}")
+
+
+def planned_ticks(plan: Plan, backend: str) -> int:
+    from edgeai.bench.llm_protocol import PREFIX_REUSE
+
+    per_run = sum(bool(plan.pp and (not d or backend in PREFIX_REUSE)) + bool(plan.tg) for d in plan.depths)
+    return (plan.warmup + plan.repeats) * per_run + (1 if plan.sustained_s else 0)
+
+
+# -- the child: one backend, one model ----------------------------------------------------------
+def _model_facts(spec) -> dict:
+    """Size, quantization and KV bytes per token of the loaded artifact, where they are known."""
+    facts: dict = {"model": spec.id, "quant": None, "model_bytes": None, "kv_bytes_per_token": None}
+    gguf = spec.artifact("gguf")
+    if gguf:
+        from edgeai.gguf_info import kv_bytes_per_token, quant_name, read_header
+
+        header = read_header(gguf)
+        facts.update(quant=quant_name(header), model_bytes=header.file_size,
+                     kv_bytes_per_token=kv_bytes_per_token(header))
+    else:
+        for path in spec.artifacts.values():
+            if Path(path).is_dir():
+                facts["model_bytes"] = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+            elif Path(path).is_file():
+                facts["model_bytes"] = Path(path).stat().st_size
+    return facts
+
+
+def _emit(**event) -> None:
+    print(EVENT + json.dumps(event), flush=True)
+
+
+def child_main(plan: Plan, backend_name: str, device: dict | None = None) -> None:
+    from edgeai.bench.energy import measure_energy
+    from edgeai.bench.llm_protocol import measure, sustained
+    from edgeai.config import default_threads, load_settings
+    from edgeai.memory import peak_rss_mb
+    from edgeai.runtime.loader import load_model
+
+    settings = load_settings({"threads": plan.threads, "gpu_layers": plan.gpu_layers, "n_ctx": plan.n_ctx,
+                              "n_batch": plan.n_batch})
+    settings = replace(settings, threads=settings.threads or default_threads())
+    start = time.perf_counter()
+    backend, spec = load_model(settings, plan.model, backend_name)
+    load_s = time.perf_counter() - start
+    samples = [asdict(s) for s in measure(backend, backend_name, pp=plan.pp, tg=plan.tg,
+                                          depths=list(plan.depths), warmup=plan.warmup,
+                                          repeats=plan.repeats, tick=lambda label: _emit(tick=label),
+                                          energy=lambda: measure_energy(device))]
+    timeline = []
+    if plan.sustained_s and plan.tg:
+        timeline = [asdict(s) for s in sustained(backend, plan.tg, plan.sustained_s)]
+        _emit(tick="sustained")
+    gpu_layers = settings.gpu_layers
+    if gpu_layers is None and backend_name == "llamacpp":  # None means "all, where the build can"
+        from edgeai.runtime.llamacpp_build import import_llama_cpp, supports_gpu_offload
+
+        gpu_layers = -1 if supports_gpu_offload(import_llama_cpp()) else 0
+    backend.close()
+    probe = measure_energy(device)
+    _emit(done={"load_s": load_s, "samples": samples, "sustained": timeline, "peak_rss_mb": peak_rss_mb(),
+                "energy": {"source": probe.source, "reason": probe.reason},
+                "threads": settings.threads, "gpu_layers": gpu_layers,
+                "versions": backend_versions(backend_name), **_model_facts(spec)})
+
+
+def backend_versions(name: str) -> dict:
+    from importlib import metadata
+
+    dists = {"llamacpp": "llama_cpp_python", "mlx": "mlx_lm", "onnx": "onnxruntime_genai",
+             "coreml": "coremltools"}
+    try:
+        return {dists[name]: metadata.version(dists[name])} if name in dists else {}
+    except metadata.PackageNotFoundError:
+        return {}
+
+
+# -- the parent -----------------------------------------------------------------------------------
+def run_child(plan: Plan, backend: str, on_tick: Callable[[str], None], device: dict | None = None) -> dict:
+    """Run one backend's child; return its `done` payload, or raise RuntimeError with the reason."""
+    payload = json.dumps({"plan": asdict(plan), "backend": backend, "device": device})
+    env = {**os.environ, "OMP_WAIT_POLICY": "passive"}  # spinning OpenMP workers would steal cores
+    proc = subprocess.Popen([sys.executable, "-m", "edgeai.bench.llm", "--child", payload],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    done = None
+    try:
+        for line in proc.stdout:
+            if not line.startswith(EVENT):
+                continue
+            event = json.loads(line[len(EVENT):])
+            if "tick" in event:
+                on_tick(event["tick"])
+            done = event.get("done", done)
+        stderr = proc.stderr.read()
+        proc.wait()
+    except BaseException:  # Ctrl-C: never leave a child running a model
+        proc.kill()
+        proc.wait()
+        raise
+    if proc.returncode or done is None:
+        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+        ours = [ln.partition("edgeai: error: ")[2] for ln in lines if "edgeai: error:" in ln]
+        reason = ours[-1] if ours else lines[-1] if lines else f"exit code {proc.returncode}"
+        raise RuntimeError(reason.strip())
+    return done
+
+
+def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | None) -> None:
+    """Fold one child's samples into result rows: medians, the ceiling share, memory."""
+    from edgeai.bench.schema import add_row, ceiling_pct
+
+    common = {"backend": backend, "model": done["model"], "quant": done["quant"],
+              "model_bytes": done["model_bytes"], "n_params": None, "threads": done["threads"],
+              "gpu_layers": done["gpu_layers"], "peak_rss_mb": done["peak_rss_mb"]}
+    add_row(result, **common, test="load", n_prompt=0, n_gen=0, depth=0, unit="s",
+            samples=[done["load_s"]])
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for sample in done["samples"]:
+        groups.setdefault((sample["test"], sample["depth"]), []).append(sample)
+    for (test, depth), samples in groups.items():
+        values = [s["value"] for s in samples]
+        row = {**common, "test": test, "depth": depth, "n_prompt": samples[0]["n_prompt"],
+               "n_gen": samples[0]["n_gen"], "unit": "s" if test == "ttft" else "tok/s", "samples": values}
+        joules = [s["joules"] for s in samples]
+        if test.startswith("tg") and all(j for j in joules):
+            row["tokens_per_joule"] = round(sum(s["n_gen"] for s in samples) / sum(joules), 3)
+        if test.startswith("tg") and bandwidth and done["model_bytes"]:
+            context = depth + 8 + samples[0]["n_gen"] // 2  # the average context while decoding
+            per_token = done["model_bytes"] + (done["kv_bytes_per_token"] or 0) * context
+            row["bw_ceiling_pct"] = ceiling_pct(statistics.median(values), per_token, bandwidth)
+        add_row(result, **row)
+    if done.get("sustained"):
+        timeline = done["sustained"]
+        add_row(result, **common, test=timeline[0]["test"], depth=0, n_prompt=0,
+                n_gen=timeline[0]["n_gen"], unit="tok/s", samples=[s["value"] for s in timeline],
+                sustained_at_s=[s["at_s"] for s in timeline])  # the time of each sample: throttling
+
+
+def default_output(settings, now: float | None = None) -> Path:
+    """Results go under the data dir, never into the working directory."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return settings.home / "bench" / f"llm-{stamp}.json"
+
+
+def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lambda name, total: None,
+            on_tick: Callable[[str], None] = lambda label: None) -> dict:
+    """Run the plan: every backend in its own child; return the schema-v1 result (unsaved)."""
+    import platform
+
+    from edgeai import __version__
+    from edgeai.bench.device import detect, label
+    from edgeai.bench.schema import bandwidth_gbps, new_result
+    from edgeai.config import default_threads
+    from edgeai.models import resolve
+    from edgeai.runtime import all_backends
+    from edgeai.runtime.loader import pick_backend
+
+    check_plan(plan)
+    plan = replace(plan, threads=plan.threads or settings.threads or default_threads())
+    backends = plan.backends or (pick_backend(resolve(plan.model, settings), settings.backend),)
+    # the ceiling is the bandwidth the same number of threads can draw (1 thread reads ~half)
+    device = detect(measure_bandwidth=True, bandwidth_threads=plan.threads)
+    result = new_result(
+        "llm", device=device, label=label(device),
+        settings={"threads": plan.threads, "warmup": plan.warmup,
+                  "repeats": plan.repeats, "n_ctx": plan.n_ctx, "quick": plan.quick, "pp": plan.pp,
+                  "tg": plan.tg, "depths": list(plan.depths), "sustained_s": plan.sustained_s,
+                  "model": plan.model},
+        versions={"edgeai": __version__, "python": platform.python_version()},
+        source={"tool": "edgeai", "version": __version__, "citation": None, "url": None})
+    registered = all_backends()
+    for name in backends:
+        if name not in registered:
+            result["skipped"].append({"backend": name, "reason": planned_reason(name)})
+            continue
+        on_start(name, planned_ticks(plan, name))
+        try:
+            done = run_child(plan, name, on_tick, device)
+        except RuntimeError as exc:
+            result["skipped"].append({"backend": name, "reason": str(exc)})
+            on_tick("skipped")
+            continue
+        result["versions"].update(done["versions"])
+        bandwidth, source = bandwidth_gbps(device, on_gpu=bool(done["gpu_layers"]))
+        result["settings"].setdefault("ceiling", {})[name] = {"bandwidth_gbps": bandwidth, "source": source}
+        result["settings"].setdefault("energy", {})[name] = done["energy"]
+        add_backend_rows(result, name, done, bandwidth)
+    if not plan.backends:
+        for name in PLANNED_BACKENDS:
+            if name not in registered and name not in backends:
+                result["skipped"].append({"backend": name, "reason": planned_reason(name)})
+    return result
+
+
+def planned_reason(name: str) -> str:
+    if name == "coreml" and sys.platform != "darwin":
+        return "Core ML runs only on macOS"
+    return (f"no {PLANNED_BACKENDS.get(name, name)} backend in this edgeai version yet "
+            "(it comes with `edgeai convert`)")
+
+
+def _child_entry(argv: list[str]) -> int:
+    from edgeai.errors import EdgeAIError
+
+    data = json.loads(argv[argv.index("--child") + 1])
+    plan = Plan(**{**data["plan"], "backends": tuple(data["plan"]["backends"]),
+                   "depths": tuple(data["plan"]["depths"])})
+    try:
+        child_main(plan, data["backend"], data.get("device"))
+    except EdgeAIError as exc:
+        print(f"edgeai: error: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_entry(sys.argv))

@@ -1,0 +1,119 @@
+"""`edgeai bench`: run a suite (`llm`), compare results across machines, and move results in and
+out of the community's formats (llama-bench, mlx_lm.benchmark). The suites live in bench/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeai.cli.common import settings_from
+
+
+@click.group()
+def bench() -> None:
+    """Benchmark this machine with one protocol, and compare results across machines."""
+
+
+@bench.command()
+@click.option("--quick", is_flag=True, help="llamacpp on the default GGUF, pp128/tg32, 1 warm-up, 3 repeats.")
+@click.option("--backend", "backends", multiple=True, metavar="NAME", help="Backend(s) to run (repeatable).")
+@click.option("--model", "-m", metavar="ID|PATH", help="Model id or file (default: the configured model).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Result JSON (default: <data dir>/bench/llm-<time>.json).")
+@click.option("--pp", type=int, help="Prompt tokens for the prefill test (default 512; quick 128).")
+@click.option("--tg", type=int, help="Tokens to generate for the decode test (default 128; quick 32).")
+@click.option("--depth", "depths", type=int, multiple=True, metavar="N",
+              help="Context depth(s): tokens already in context (repeatable; default 0).")
+@click.option("--repeats", type=int, help="Timed runs per test (default 5; quick 3).")
+@click.option("--warmup", type=int, help="Untimed runs first (default 1).")
+@click.option("--threads", "-t", type=int, help="CPU threads (default: all cores).")
+@click.option("--gpu-layers", type=int, help="Layers to offload (default: all where the build can).")
+@click.option("--ctx", "n_ctx", type=int, default=4096, show_default=True, help="Context window.")
+@click.option("--sustained", type=float, default=0.0, metavar="SECONDS",
+              help="Also decode back to back this long to show thermal throttling.")
+def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads, gpu_layers, n_ctx,
+        sustained) -> None:
+    """Load time, TTFT, prefill and decode speed, peak memory, % of the memory-bandwidth ceiling."""
+    from dataclasses import replace
+
+    from edgeai.bench.compare import render_table
+    from edgeai.bench.llm import Plan, default_output, quick_plan, run_llm
+    from edgeai.bench.schema import save_result
+
+    settings = settings_from({"model": model, "threads": threads, "gpu_layers": gpu_layers, "ctx": n_ctx})
+    base = quick_plan(settings.model) if quick else Plan(model=settings.model)
+    given = {"backends": tuple(backends), "pp": pp, "tg": tg, "depths": tuple(depths) or None,
+             "repeats": repeats, "warmup": warmup, "threads": threads, "gpu_layers": gpu_layers,
+             "n_ctx": n_ctx, "sustained_s": sustained}
+    plan = replace(base, **{k: v for k, v in given.items() if v is not None})
+    path = output or default_output(settings)
+    result = _with_progress(lambda start, tick: run_llm(plan, settings, on_start=start, on_tick=tick))
+    save_result(result, path)
+    click.echo(render_table(result))  # the skipped backends, with their reasons, under the table
+    click.echo(f"saved: {path}")
+    if not any(row["test"] != "load" for row in result["results"]):
+        raise click.exceptions.Exit(1)  # nothing was measured: every backend was skipped
+
+
+def _with_progress(work):
+    """Run `work(on_start, on_tick)` under a progress bar (one task per backend) on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        current = {}
+
+        def start(name: str, total: int) -> None:
+            current["task"] = progress.add_task(f"{name}: loading", total=total)
+            current["name"] = name
+
+        def tick(label: str) -> None:
+            progress.update(current["task"], advance=1, description=f"{current['name']}: {label}")
+
+        return work(start, tick)
+
+
+@bench.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for compare.md and the PNG plots (default: <data dir>/bench/compare).")
+@click.option("--references/--no-references", default=False,
+              help="Add the published reference results (Apple M-series, Jetson Orin).")
+def compare(files, out_dir, references) -> None:
+    """Merge results (edgeai JSON, llama-bench JSON, mlx_lm.benchmark output) into a markdown
+    table, PNG plots and a terminal chart."""
+    from edgeai.bench.compare import compare as write_compare
+    from edgeai.bench.compare import load_all, terminal_chart
+
+    out_dir = out_dir or settings_from({}).home / "bench" / "compare"
+    written = write_compare(list(files), out_dir, include_references=references)
+    click.echo(terminal_chart(load_all(list(files), include_references=references)))
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@bench.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def import_(file, output) -> None:
+    """Convert llama-bench JSON or mlx_lm.benchmark output into an edgeai result."""
+    from edgeai.bench.importers import import_any
+    from edgeai.bench.schema import save_result
+
+    save_result(import_any(file), output)
+    click.echo(f"wrote {output}")
+
+
+@bench.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def export(file, output) -> None:
+    """Write an edgeai result as llama-bench-compatible JSON."""
+    from edgeai.bench.compare import dump_llama_bench
+    from edgeai.bench.schema import load_result
+
+    dump_llama_bench(load_result(file), output)
+    click.echo(f"wrote {output}")
