@@ -79,7 +79,8 @@ def planned_ticks(plan: Plan, backend: str) -> int:
 # -- the child: one backend, one model ----------------------------------------------------------
 def _model_facts(spec) -> dict:
     """Size, quantization and KV bytes per token of the loaded artifact, where they are known."""
-    facts: dict = {"model": spec.id, "quant": None, "model_bytes": None, "kv_bytes_per_token": None}
+    # a catalog id's name without ":quant@format" (the quant has its own column); a file's name
+    facts: dict = {"model": spec.id.partition(":")[0], "quant": None, "model_bytes": None, "kv_bytes_per_token": None}
     gguf = spec.artifact("gguf")
     if gguf:
         from edgeai.gguf_info import kv_bytes_per_token, quant_name, read_header
