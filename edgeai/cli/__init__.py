@@ -16,6 +16,7 @@ from edgeai.cli.bench import bench
 from edgeai.cli.chat import chat
 from edgeai.cli.doctor import doctor
 from edgeai.cli.models import models
+from edgeai.cli.rag import rag
 from edgeai.cli.run import run
 from edgeai.errors import EdgeAIError
 
@@ -32,6 +33,7 @@ cli.add_command(chat)
 cli.add_command(models)
 cli.add_command(doctor)
 cli.add_command(bench)
+cli.add_command(rag)
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:

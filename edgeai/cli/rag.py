@@ -1,0 +1,139 @@
+"""`edgeai rag`: index files into named collections and ask them questions, offline.
+
+Every `rag query` is a new process: nothing here imports torch or transformers (the encoder is
+numpy), and heavy modules are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgeai.config import load_settings
+
+COLLECTION = click.option("--collection", "-c", default="default", show_default=True, metavar="NAME",
+                          help="Collection name.")
+
+
+@click.group()
+def rag() -> None:
+    """Ask questions about your own files: index them, search them, measure retrieval."""
+
+
+@rag.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@COLLECTION
+@click.option("--include", multiple=True, metavar="GLOB", help="Only files matching (repeatable).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files matching (repeatable).")
+@click.option("--max-file-mb", type=float, default=256, show_default=True,
+              help="Skip (and report) files larger than this.")
+def add(paths, collection, include, exclude, max_file_mb) -> None:
+    """Index files and folders (recursive). Unchanged files are skipped; re-running after an
+    interruption continues where it stopped."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgeai.rag import api
+
+    settings = load_settings()
+    if max_file_mb <= 0:
+        raise click.BadParameter("must be above 0", param_hint="--max-file-mb")
+    console = Console(stderr=True)
+    columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+               TextColumn("{task.fields[chunks]} chunks · {task.fields[rate]:.1f} chunks/s"),
+               TimeElapsedColumn(), TextColumn("{task.fields[current]}"))
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("", total=None, chunks=0, rate=0.0, current="")
+
+        def update(p) -> None:
+            name = Path(p.current).name if p.current else ""
+            bar.update(task, total=p.files_total, completed=p.files_done, chunks=p.chunks,
+                       rate=p.chunks_per_s, current=name[:40])
+
+        report = api.ingest(settings, collection, list(paths), include=tuple(include),
+                            exclude=tuple(exclude), max_mb=max_file_mb, progress=update)
+    for notice in report.notices:
+        click.echo(f"note: {notice}", err=True)
+    for _, message in report.errors:
+        click.echo(f"skipped: {message}", err=True)
+    click.echo(f"{collection}: {report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
+               f"{report.removed} removed, {len(report.errors)} skipped · {report.chunks} chunks "
+               f"in {report.seconds:.1f} s ({report.chunks_per_s:.1f} chunks/s)")
+    if report.errors and not (report.added or report.updated or report.unchanged):
+        raise click.exceptions.Exit(1)  # nothing could be indexed
+
+
+@rag.command()
+@click.argument("question")
+@COLLECTION
+@click.option("-k", "k", type=int, default=5, show_default=True, help="How many passages.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with every hit's full text.")
+@click.option("--no-rerank", is_flag=True, help="Skip the rerank stage (fused order only).")
+def query(question, collection, k, as_json, no_rerank) -> None:
+    """Find the passages that answer QUESTION, best first."""
+    from edgeai.rag import api
+
+    hits = api.search(load_settings(), collection, question, k, rerank=not no_rerank)
+    if as_json:
+        click.echo(json.dumps({"query": question, "strategy": "retrieval", "hits": [
+            {"rank": rank, "score": hit.score, "file": hit.file, "page": hit.page, "span": hit.span,
+             "text": hit.text} for rank, hit in enumerate(hits, 1)]}, ensure_ascii=False))
+        return
+    if not hits:
+        click.echo("no passages found")
+    for rank, hit in enumerate(hits, 1):
+        where = ", ".join(x for x in (f"page {hit.page}" if hit.page else "", hit.span) if x)
+        click.echo(click.style(f"[{rank}] {hit.file}", bold=True) + (f" ({where})" if where else "")
+                   + f"  score {hit.score:.3f}")
+        text = " ".join(hit.text.split())
+        click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
+
+
+@rag.command(name="ls")
+def ls_() -> None:
+    """List collections."""
+    from edgeai.rag import api
+
+    settings = load_settings()
+    names = api.list_collections(settings)
+    if not names:
+        click.echo("no collections yet: edgeai rag add PATH...")
+    for name in names:
+        info = api.stats(settings, name)
+        click.echo(f"{name:<20} {info['files']:>6} files {info['chunks']:>8} chunks")
+
+
+@rag.command()
+@click.argument("name")
+def rm(name) -> None:
+    """Delete a collection (the index only; your files are not touched)."""
+    from edgeai.rag import api
+
+    api.remove_collection(load_settings(), name)
+    click.echo(f"removed collection {name}")
+
+
+@rag.command()
+@click.argument("name", required=False, default="default")
+def stats(name) -> None:
+    """Files, chunks, embedder and size of a collection."""
+    from edgeai.rag import api
+
+    for key, value in api.stats(load_settings(), name).items():
+        click.echo(f"{key:<12} {value}")
+
+
+@rag.command(name="eval")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@COLLECTION
+@click.option("-k", "k", type=int, default=5, show_default=True)
+def eval_(file, collection, k) -> None:
+    """Recall@k on your corpus. FILE: TSV lines of question <TAB> expected snippet."""
+    from edgeai.rag import api
+
+    report = api.evaluate(load_settings(), collection, api.read_questions(file), k)
+    for question, expected in report.misses:
+        click.echo(f"miss: {question}  (expected: {expected[:60]})")
+    click.echo(f"recall@{k} = {report.recall:.3f} ({report.found}/{report.total}) · MRR = {report.mrr:.3f}")

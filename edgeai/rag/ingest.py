@@ -1,0 +1,183 @@
+"""Indexing files into a collection: walk, skip what is unchanged, extract, chunk, embed, store.
+
+Incremental: a file whose size and mtime match its record is skipped without reading it; one
+whose content hash matches is skipped after hashing (a `touch`); anything else is re-indexed;
+files that were indexed under a given folder and are gone from it are removed. Resumable: each
+file is one transaction (store.file_writer), so a killed ingest leaves every file wholly indexed
+or not at all, and running the same command again continues with the files still to do.
+Per-file problems (binary, encrypted, no text layer, vanished, over the size cap) are collected
+and reported; they never stop the batch. Memory stays bounded: sections stream out of the
+extractor and are embedded and written `BATCH` passages at a time.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgeai.errors import EdgeAIError
+from edgeai.rag.extract import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, ExtractError, iter_sections
+
+BATCH = 32  # passages per embedding call and insert
+DEFAULT_MAX_MB = 256  # per-file cap; larger files are reported, not read (--max-file-mb raises it)
+# the embedder's limit minus room for its special tokens; chunk_sections counts with them
+SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", ".tox"}
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    chunks: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, one-line message)
+    notices: list[str] = field(default_factory=list)  # e.g. "decoded as cp1252"
+    seconds: float = 0.0
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Progress:
+    """What a progress bar shows; `on_update(progress)` is called after each file and batch."""
+
+    files_total: int = 0
+    files_done: int = 0
+    chunks: int = 0
+    current: str = ""
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def chunks_per_s(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.chunks / elapsed if elapsed > 0 else 0.0
+
+
+def _matches(path: Path, root: Path, patterns: Iterable[str]) -> bool:
+    rel = path.relative_to(root).as_posix() if path != root else path.name
+    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(path.name, p) for p in patterns)
+
+
+def walk(paths: Iterable[Path], include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()
+         ) -> Iterator[tuple[Path, Path | None]]:
+    """(file, the folder it was found under, or None for a file named directly). Folders are
+    walked recursively for the formats we read (and images, to say they have no text layer);
+    hidden and tool folders (.git, node_modules, ...) are skipped. A file named directly is
+    always tried, whatever its suffix. Globs match the path relative to the folder or the name."""
+    seen: set[Path] = set()
+    for given in paths:
+        given = Path(given).expanduser()
+        if given.is_dir():
+            root = given.resolve()
+            for folder, dirs, files in os.walk(root):
+                dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+                for name in sorted(files):
+                    path = Path(folder) / name
+                    suffix = path.suffix.lower()
+                    if name.startswith(".") or suffix not in SUPPORTED_SUFFIXES | IMAGE_SUFFIXES:
+                        continue
+                    if include and not _matches(path, root, include):
+                        continue
+                    if exclude and _matches(path, root, exclude):
+                        continue
+                    if path not in seen:
+                        seen.add(path)
+                        yield path, root
+        else:
+            path = given.resolve() if given.exists() else given.absolute()
+            if path not in seen and not (exclude and _matches(path, path.parent, exclude)):
+                seen.add(path)
+                yield path, None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: list[str],
+               on_chunks: Callable[[int], None] = lambda n: None) -> tuple[str, int]:
+    """Index one file if it changed: ("unchanged" | "added" | "updated", chunks written).
+    Raises ExtractError (or OSError) for a file that cannot be indexed; nothing of it is kept."""
+    from edgeai.rag.chunk import chunk_sections
+
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ExtractError(path, "missing", "vanished before it could be read (moved or deleted?)") from None
+    record = coll.file_record(str(path))
+    if record and record[1] == stat.st_size and record[2] == stat.st_mtime:
+        return "unchanged", 0
+    if max_bytes is not None and stat.st_size > max_bytes:  # before hashing a huge file
+        list(iter_sections(path, max_bytes=max_bytes))  # raises the extractor's "too_large" message
+    digest = sha256_of(path)
+    if record and record[0] == digest:
+        return "unchanged", 0
+    sections = iter_sections(path, max_bytes=max_bytes, on_notice=notices.append)
+    passages = chunk_sections(sections, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
+    written = 0
+    with coll.file_writer(str(path), digest, stat.st_size, stat.st_mtime) as writer:
+        batch = []
+        for passage in passages:
+            batch.append(passage)
+            if len(batch) == BATCH:
+                writer.add(batch, embedder.embed([p.embed_text for p in batch]))
+                written += len(batch)
+                on_chunks(len(batch))
+                batch = []
+        if batch:
+            writer.add(batch, embedder.embed([p.embed_text for p in batch]))
+            written += len(batch)
+            on_chunks(len(batch))
+    return ("updated" if record else "added"), written
+
+
+def ingest(coll, embedder, paths: Iterable[Path], *, include: tuple[str, ...] = (),
+           exclude: tuple[str, ...] = (), max_bytes: int | None = DEFAULT_MAX_MB << 20,
+           on_update: Callable[[Progress], None] = lambda p: None) -> IngestReport:
+    """Bring the collection in line with `paths` (see the module docstring)."""
+    report = IngestReport()
+    start = time.perf_counter()
+    found = list(walk(paths, include, exclude))
+    progress = Progress(files_total=len(found))
+    on_update(progress)
+    roots = {root for _, root in found if root is not None}
+    for given in paths:  # a folder with nothing left in it still has deletions to notice
+        if Path(given).expanduser().is_dir():
+            roots.add(Path(given).expanduser().resolve())
+    for path, _ in found:
+        progress.current = str(path)
+
+        def on_chunks(n: int) -> None:
+            progress.chunks += n
+            on_update(progress)
+
+        try:
+            outcome, written = index_file(coll, embedder, path, max_bytes=max_bytes,
+                                          notices=report.notices, on_chunks=on_chunks)
+        except (ExtractError, OSError) as exc:
+            message = exc.message if isinstance(exc, EdgeAIError) else f"{path}: {exc.strerror or exc}"
+            report.errors.append((str(path), message))
+        else:
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            report.chunks += written
+        progress.files_done += 1
+        on_update(progress)
+    found_paths = {str(p) for p, _ in found}
+    for record in coll.files():
+        gone = record.path not in found_paths and not Path(record.path).exists()
+        if gone and any(Path(record.path).is_relative_to(root) for root in roots):
+            report.removed += coll.remove_file(record.path)
+    report.seconds = time.perf_counter() - start
+    return report
