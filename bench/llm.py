@@ -80,7 +80,8 @@ def planned_ticks(plan: Plan, backend: str) -> int:
 def _model_facts(spec) -> dict:
     """Size, quantization and KV bytes per token of the loaded artifact, where they are known."""
     # a catalog id's name without ":quant@format" (the quant has its own column); a file's name
-    facts: dict = {"model": spec.id.partition(":")[0], "quant": None, "model_bytes": None, "kv_bytes_per_token": None}
+    facts: dict = {"model": spec.id.partition(":")[0], "quant": None, "model_bytes": None,
+                   "kv_bytes_per_token": None}
     gguf = spec.artifact("gguf")
     if gguf:
         from edgeai.gguf_info import kv_bytes_per_token, quant_name, read_header
@@ -190,8 +191,10 @@ def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | 
         groups.setdefault((sample["test"], sample["depth"]), []).append(sample)
     for (test, depth), samples in groups.items():
         values = [s["value"] for s in samples]
-        row = {**common, "test": test, "depth": depth, "n_prompt": samples[0]["n_prompt"],
-               "n_gen": samples[0]["n_gen"], "unit": "s" if test == "ttft" else "tok/s", "samples": values}
+        row = {**common, "test": test, "depth": depth, "unit": "s" if test == "ttft" else "tok/s",
+               "samples": values}
+        if test == "ttft":  # ppN/tgN rows take their token counts from the name (speeds use the exact ones)
+            row.update(n_prompt=samples[0]["n_prompt"], n_gen=1)
         joules = [s["joules"] for s in samples]
         if test.startswith("tg") and all(j for j in joules):
             row["tokens_per_joule"] = round(sum(s["n_gen"] for s in samples) / sum(joules), 3)
@@ -207,10 +210,10 @@ def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | 
                 sustained_at_s=[s["at_s"] for s in timeline])  # the time of each sample: throttling
 
 
-def default_output(settings, now: float | None = None) -> Path:
+def default_output(settings, now: float | None = None, suite: str = "llm") -> Path:
     """Results go under the data dir, never into the working directory."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return settings.home / "bench" / f"llm-{stamp}.json"
+    return settings.home / "bench" / f"{suite}-{stamp}.json"
 
 
 def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lambda name, total: None,

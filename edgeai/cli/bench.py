@@ -77,6 +77,31 @@ def _with_progress(work):
 
 
 @bench.command()
+@click.option("--corpus", type=click.Path(file_okay=False, path_type=Path),
+              help="Also index this folder end to end (extract, chunk, embed, store) and report chunks/s.")
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Result JSON (default: <data dir>/bench/embed-<time>.json).")
+def embed(corpus, repeats, output) -> None:
+    """Embedding speed (chunks/s), query-embedding latency, and optionally a real corpus's indexing."""
+    from edgeai.bench.compare import render_table
+    from edgeai.bench.embed import run_embed
+    from edgeai.bench.llm import default_output
+    from edgeai.bench.schema import save_result
+
+    if repeats < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--repeats")
+    settings = settings_from({})
+    result = _with_progress(lambda start, tick: (start("embed", 2 * repeats + (1 if corpus else 0)),
+                                                 run_embed(settings, repeats=repeats, corpus=corpus,
+                                                           on_tick=tick))[1])
+    path = output or default_output(settings, suite="embed")
+    save_result(result, path)
+    click.echo(render_table(result))
+    click.echo(f"saved: {path}")
+
+
+@bench.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for compare.md and the PNG plots (default: <data dir>/bench/compare).")

@@ -122,3 +122,30 @@ def test_result_json_is_loadable_by_compare(tmp_path):
     assert bench("export", str(out), "-o", str(exported)).returncode == 0
     rows = json.loads(exported.read_text())
     assert {r["n_prompt"] for r in rows} >= {16}
+
+
+def test_sustained_mode_keeps_every_sample_with_its_time(tmp_path):
+    out = tmp_path / "r.json"
+    proc = bench("llm", "--model", "echo", "--backend", "echo", "--pp", "0", "--tg", "8", "--repeats", "1",
+                 "--sustained", "2", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    timeline = [r for r in load_result(out)["results"] if "sustained_at_s" in r]
+    assert len(timeline) == 1 and len(timeline[0]["samples"]) >= 3
+    times = timeline[0]["sustained_at_s"]
+    assert times == sorted(times) and 1.5 < times[-1] < 4
+
+
+def test_embed_suite_reports_encoder_speed_and_corpus_ingest(tmp_path):
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    for i in range(3):
+        (corpus / f"note{i}.md").write_text(f"# Note {i}\n\nThe vault code for wing {i} is 7{i}31.\n")
+    out = tmp_path / "e.json"
+    proc = bench("embed", "--corpus", str(corpus), "--repeats", "1", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = load_result(out)
+    assert result["suite"] == "embed" and validate(result) == []
+    tests = {row["test"]: row for row in result["results"]}
+    assert tests["encode200"]["unit"] == "chunks/s" and tests["encode200"]["median"] > 0
+    assert tests["query"]["unit"] == "ms" and tests["ingest"]["median"] > 0
+    assert not list((tmp_path / "home").glob("bench-embed-*"))  # the throwaway collection is gone
