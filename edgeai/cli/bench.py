@@ -101,6 +101,37 @@ def embed(corpus, repeats, output) -> None:
     click.echo(f"saved: {path}")
 
 
+@bench.command(name="rag")
+@click.option("--sizes", default="10000,100000", show_default=True, metavar="N,N",
+              help="Collection sizes in chunks (vectors generated once, clustered, and cached).")
+@click.option("--queries", type=int, default=200, show_default=True, help="Single queries per size.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Result JSON (default: <data dir>/bench/rag-<time>.json).")
+def rag_(sizes, queries, output) -> None:
+    """Retrieval latency p50/p95: exact vs ANN vs faiss-flat, ANN recall@10, full retrieve()."""
+    from edgeai.bench.llm import default_output
+    from edgeai.bench.rag_search import as_result, measure_size, table
+    from edgeai.bench.schema import save_result
+    from edgeai.errors import BadInput, MissingExtra
+    from edgeai.rag.embed import get_embedder
+
+    try:
+        counts = [int(s) for s in sizes.split(",") if s.strip()]
+    except ValueError:
+        raise BadInput(f"--sizes must be numbers separated by commas, not {sizes!r}") from None
+    if not counts or min(counts) < 100 or queries < 1:
+        raise BadInput("--sizes must each be at least 100 and --queries at least 1")
+    try:
+        minilm = get_embedder("minilm")
+    except MissingExtra:
+        minilm = None  # vector-path numbers only
+    rows = [measure_size(n, queries, minilm) for n in counts]
+    path = output or default_output(settings_from({}), suite="rag")
+    save_result(as_result(rows, queries), path)
+    click.echo(table(rows))  # p50 (p95), ANN recall@10, the faiss-flat ratio, new-process cost
+    click.echo(f"saved: {path}")
+
+
 @bench.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path),

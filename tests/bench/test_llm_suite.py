@@ -149,3 +149,15 @@ def test_embed_suite_reports_encoder_speed_and_corpus_ingest(tmp_path):
     assert tests["encode200"]["unit"] == "chunks/s" and tests["encode200"]["median"] > 0
     assert tests["query"]["unit"] == "ms" and tests["ingest"]["median"] > 0
     assert not list((tmp_path / "home").glob("bench-embed-*"))  # the throwaway collection is gone
+
+
+def test_rag_suite_reports_latency_per_path_and_recall(tmp_path):
+    out = tmp_path / "g.json"
+    proc = bench("rag", "--sizes", "600", "--queries", "20", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "ANN recall@10" in proc.stdout
+    result = load_result(out)
+    tests = {row["test"]: row for row in result["results"]}
+    assert {"exact@600", "ann@600", "faiss-flat@600"} <= set(tests)
+    assert len(tests["exact@600"]["samples"]) == 20 and tests["ann@600"]["recall_at_10"] > 0.9
+    assert bench("rag", "--sizes", "ten").returncode == 2

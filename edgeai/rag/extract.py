@@ -1,0 +1,149 @@
+"""A file -> its text as `Section`s, with where each came from (page, heading path, lines).
+
+The boundary: this module picks the extractor (by suffix, else by sniffing the first bytes),
+enforces the size cap and turns OS errors into one-line `ExtractError`s; the format modules in
+`edgeai.rag.extractors` do the reading. Nothing here is split to a token budget: that is
+`edgeai.rag.chunk`'s job.
+
+Contract of `iter_sections` (a generator: nothing happens until the first `next()`):
+- a file that cannot be indexed raises `ExtractError` (a `BadInput`) whose message is one line
+  naming the file and the reason ("notes.txt: looks binary, skipped"), `reason` a short code;
+  it may come after some sections were yielded (a corrupt page, a file deleted mid-read), so a
+  caller stores a file's passages only once its iteration finished;
+- a file that can be indexed with a caveat (not UTF-8, some pages without text) yields its
+  sections and reports the caveat once through `on_notice(message)`; without a callback the
+  notice goes to the `edgeai.rag` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeai.errors import BadInput
+
+Notice = Callable[[str], None]
+
+TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".rst", ".log"})
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf", ".html", ".htm", ".docx"}
+# recognised so they get a clear reason instead of "looks binary"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".heic"})
+_FORMATS = {".md": "markdown", ".markdown": "markdown", ".pdf": "pdf", ".html": "html", ".htm": "html",
+            ".docx": "docx"}
+_UNSUPPORTED = {".doc": "old Word .doc format is not supported: save it as .docx"}
+_MAGIC = ((b"%PDF-", "pdf"), (b"\x89PNG", "image"), (b"\xff\xd8\xff", "image"), (b"GIF8", "image"))
+MB = 1 << 20
+_log = logging.getLogger("edgeai.rag")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A piece of a file's text that belongs together: a paragraph, a code block, a table, a page.
+
+    `heading` is the path of headings above it ("Install > Linux"); `page` is 1-based (PDF);
+    `line_start`/`line_end` are 1-based and inclusive (text and Markdown files).
+    """
+
+    text: str
+    kind: str = "paragraph"  # paragraph, list, quote, code, table, page
+    page: int | None = None
+    heading: str | None = None
+    line_start: int | None = None
+    line_end: int | None = None
+
+
+class ExtractError(BadInput):
+    """A file that cannot be indexed; `reason` is one of: missing, unreadable, too_large, empty,
+    binary, encrypted, no_text, corrupt, unsupported."""
+
+    def __init__(self, path: Path, reason: str, what: str, hint: str | None = None):
+        super().__init__(f"{path}: {what}", hint)
+        self.path = Path(path)
+        self.reason = reason
+
+
+def iter_sections(path: Path, *, max_bytes: int | None = None,
+                  on_notice: Notice | None = None) -> Iterator[Section]:
+    """The sections of one file, in document order (see the module docstring for errors)."""
+    path = Path(path)
+
+    def notice(message: str) -> None:
+        (on_notice or _log.warning)(f"{path}: {message}")
+
+    try:
+        size = _checked_size(path, max_bytes)
+        fmt = _format_of(path)
+        yielded = 0
+        for section in _extractor(fmt)(path, notice):
+            yielded += 1
+            yield section
+    except FileNotFoundError as exc:
+        raise ExtractError(path, "missing", "vanished before it could be read (moved or deleted?)") from exc
+    except PermissionError as exc:
+        raise ExtractError(path, "unreadable", "cannot be read: permission denied") from exc
+    except IsADirectoryError as exc:
+        raise ExtractError(path, "unsupported", "is a folder, not a file") from exc
+    except OSError as exc:
+        raise ExtractError(path, "unreadable", f"cannot be read: {exc.strerror or exc}") from exc
+    if not yielded:
+        if fmt == "pdf":
+            raise ExtractError(path, "no_text", "no text layer (OCR not available yet)",
+                               "a scanned PDF needs OCR; export it with a text layer to index it")
+        raise ExtractError(path, "empty", "no text in it, nothing to index" if size else
+                           "empty, nothing to index")
+
+
+def _checked_size(path: Path, max_bytes: int | None) -> int:
+    if not path.exists():
+        raise FileNotFoundError(path)
+    if path.is_dir():
+        raise IsADirectoryError(path)
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise ExtractError(path, "too_large", f"larger than the {_mb(max_bytes)} MB cap ({_mb(size)} MB), "
+                           "skipped", "raise the cap with --max-file-mb, or split the file")
+    if size == 0:
+        raise ExtractError(path, "empty", "empty, nothing to index")
+    return size
+
+
+def _mb(n: int) -> str:
+    return f"{n / MB:.1f}".removesuffix(".0")
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in _UNSUPPORTED:
+        raise ExtractError(path, "unsupported", _UNSUPPORTED[suffix])
+    if suffix in IMAGE_SUFFIXES:
+        raise ExtractError(path, "no_text", "image: no text layer (OCR not available yet)")
+    if suffix in _FORMATS:
+        return _FORMATS[suffix]
+    if suffix in TEXT_SUFFIXES:
+        return "text"
+    # unknown suffix: PDFs and images by their magic bytes, anything else is read as text
+    # (the text extractor refuses binary with a clear reason)
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    for magic, fmt in _MAGIC:
+        if head.startswith(magic):
+            if fmt == "image":
+                raise ExtractError(path, "no_text", "image: no text layer (OCR not available yet)")
+            return fmt
+    return "text"
+
+
+def _extractor(fmt: str) -> Callable[[Path, Notice], Iterator[Section]]:
+    if fmt == "markdown":
+        from edgeai.rag.extractors.markdown import extract
+    elif fmt == "pdf":
+        from edgeai.rag.extractors.pdf import extract
+    elif fmt == "html":
+        from edgeai.rag.extractors.html import extract
+    elif fmt == "docx":
+        from edgeai.rag.extractors.docx import extract
+    else:
+        from edgeai.rag.extractors.text import extract
+    return extract
