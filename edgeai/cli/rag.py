@@ -44,16 +44,23 @@ def add(paths, collection, include, exclude, max_file_mb) -> None:
     columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
                TextColumn("{task.fields[chunks]} chunks · {task.fields[rate]:.1f} chunks/s"),
                TimeElapsedColumn(), TextColumn("{task.fields[current]}"))
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("", total=None, chunks=0, rate=0.0, current="")
+    bar = Progress(*columns, console=console)
+    task: list = []  # the bar appears with the first update: a bad path fails without one
 
-        def update(p) -> None:
-            name = Path(p.current).name if p.current else ""
-            bar.update(task, total=p.files_total, completed=p.files_done, chunks=p.chunks,
-                       rate=p.chunks_per_s, current=name[:40])
+    def update(p) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task("", total=None, chunks=0, rate=0.0, current=""))
+        name = Path(p.current).name if p.current else ""
+        bar.update(task[0], total=p.files_total, completed=p.files_done, chunks=p.chunks,
+                   rate=p.chunks_per_s, current=name[:40])
 
+    try:
         report = api.ingest(settings, collection, list(paths), include=tuple(include),
                             exclude=tuple(exclude), max_mb=max_file_mb, progress=update)
+    finally:
+        if task:
+            bar.stop()
     for notice in report.notices:
         click.echo(f"note: {notice}", err=True)
     for _, message in report.errors:
@@ -119,9 +126,15 @@ def rm(name) -> None:
 @click.argument("name", required=False, default="default")
 def stats(name) -> None:
     """Files, chunks, embedder and size of a collection."""
-    from edgeai.rag import api
+    import time
 
-    for key, value in api.stats(load_settings(), name).items():
+    from edgeai.rag import api
+    from edgeai.rag.ingest import human_size
+
+    info = api.stats(load_settings(), name)
+    info["created"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(info["created"]))
+    info["size"] = human_size(info.pop("bytes"))
+    for key, value in info.items():
         click.echo(f"{key:<12} {value}")
 
 

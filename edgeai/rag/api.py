@@ -34,15 +34,28 @@ def list_collections(settings) -> list[str]:
     return _list(settings)
 
 
+def _unknown(settings, name: str) -> BadInput:
+    known = list_collections(settings)
+    return BadInput(f"no collection named {name!r}",
+                    f"known: {', '.join(known)}" if known else "create one: edgeai rag add PATH...")
+
+
 def open_collection(settings, name: str, *, create: bool = False) -> Collection:
     """An existing collection (or a new one with `create`), opened for writing with its embedder."""
     path = collection_path(settings, name)
     if not create and not path.exists():
-        known = list_collections(settings)
-        raise BadInput(f"no collection named {name!r}",
-                       f"known: {', '.join(known)}" if known else "create one: edgeai rag add PATH...")
+        raise _unknown(settings, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     return Collection.open(path, embedder_meta(embedder()), create=create)
+
+
+def _open_reader(settings, name: str) -> Collection:
+    """An existing collection opened without its embedder: listing, stats and stored text need no
+    model (so `rag ls` stays fast and still lists a collection built by another embedder)."""
+    path = collection_path(settings, name)
+    if not path.exists():
+        raise _unknown(settings, name)
+    return Collection.open(path, None, create=False)
 
 
 def ingest(settings, name: str, paths: Iterable[Path], *, include: tuple[str, ...] = (),
@@ -52,10 +65,15 @@ def ingest(settings, name: str, paths: Iterable[Path], *, include: tuple[str, ..
     missing = [str(p) for p in paths if not p.expanduser().exists()]
     if missing and len(missing) == len(paths):
         raise BadInput(f"no such file or folder: {', '.join(missing)}")
+    if max_mb <= 0:
+        raise BadInput(f"the file size cap must be above 0 MB, not {max_mb:g}")
+    existed = collection_path(settings, name).exists()
     with open_collection(settings, name, create=True) as coll:
         report = ingest_into(coll, embedder(), paths, include=include, exclude=exclude,
                              max_bytes=int(max_mb * (1 << 20)), on_update=progress or (lambda p: None))
-    report.errors[:0] = [(p, f"{p}: no such file or folder") for p in missing]
+        empty = not coll.files()
+    if empty and not existed:  # every file failed: leave no empty collection behind to list
+        delete_collection(settings, name)
     return report
 
 
@@ -63,6 +81,10 @@ def search(settings, name: str, query: str, k: int = 5, *, rerank: bool = True,
            ann: str = "auto") -> list[Hit]:
     from edgeai.rag.search import retrieve
 
+    if not query or not query.strip():  # before the model loads: a typo fails at once
+        raise BadInput("the question is empty")
+    if k < 1:
+        raise BadInput(f"k must be at least 1, got {k}")
     with open_collection(settings, name) as coll:
         return retrieve(coll, embedder(), query, k, rerank=rerank, ann=ann)
 
@@ -73,14 +95,48 @@ def remove_collection(settings, name: str) -> None:
 
 
 def stats(settings, name: str) -> dict:
-    with open_collection(settings, name) as coll:
+    with _open_reader(settings, name) as coll:
         return {"name": name, "path": str(coll.path), **coll.stats()}
 
 
 def document_text(settings, name: str, file: str) -> str | None:
-    """A whole indexed file's text (its chunks in order), for whole-document questions."""
-    with open_collection(settings, name) as coll:
-        return coll.document_text(file)
+    """A whole indexed file's text (its chunks in order, the overlap between consecutive chunks
+    removed), for whole-document questions; None when the collection does not hold `file`."""
+    with _open_reader(settings, name) as coll, coll.snapshot() as db:
+        row = db.execute("SELECT id FROM files WHERE path=?", (str(file),)).fetchone()
+        if row is None:
+            return None
+        rows = db.execute("SELECT text, page, heading, line_start, line_end FROM chunks "
+                          "WHERE file_id=? ORDER BY ordinal", (row[0],)).fetchall()
+    text, previous = "", None
+    for chunk in rows:
+        overlap = _overlap(previous, chunk) if previous is not None else 0
+        # an overlap is followed by the source's own separator, so the join restores the source
+        text = text + chunk["text"][overlap:] if overlap else (text + "\n\n" if text else "") + chunk["text"]
+        previous = chunk
+    return text
+
+
+MIN_OVERLAP = 16  # characters: shorter shared edges are more likely chance than the chunker's overlap
+MAX_OVERLAP = 4000
+
+
+def _overlap(a, b) -> int:
+    """How many leading characters of chunk b repeat the end of chunk a. The chunker repeats
+    whole trailing pieces (sentences, lines, words) of a passage at the start of the next one,
+    only inside one section: same page and heading, and overlapping lines where there are lines."""
+    if (a["page"], a["heading"]) != (b["page"], b["heading"]):
+        return 0
+    if None not in (a["line_end"], b["line_start"]) and b["line_start"] > a["line_end"]:
+        return 0
+    first, second = a["text"], b["text"]
+    start = max(0, len(first) - min(MAX_OVERLAP, len(second)))
+    for i in range(start, len(first) - MIN_OVERLAP + 1):  # the longest overlap first
+        at_piece_start = i == 0 or first[i - 1].isspace()
+        rest = second[len(first) - i:]
+        if at_piece_start and second.startswith(first[i:]) and (not rest or rest[0].isspace()):
+            return len(first) - i
+    return 0
 
 
 @dataclass
@@ -130,7 +186,12 @@ def evaluate(settings, name: str, questions: list[tuple[str, str]], k: int = 5) 
     from edgeai.rag.search import retrieve
 
     report = EvalReport(k=k)
+    if k < 1:
+        raise BadInput(f"k must be at least 1, got {k}")
     with open_collection(settings, name) as coll:
+        if coll.count() == 0:  # every question would be a miss: say why instead
+            raise BadInput(f"collection {name!r} holds no passages",
+                           f"index files first: edgeai rag add PATH... --collection {name}")
         for question, expected in questions:
             hits = retrieve(coll, embedder(), question, k)
             rank = next((i for i, h in enumerate(hits, 1) if _normal(expected) in _normal(h.text)), None)

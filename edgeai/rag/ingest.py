@@ -5,9 +5,10 @@ whose content hash matches is skipped after hashing (a `touch`); anything else i
 files that were indexed under a given folder and are gone from it are removed. Resumable: each
 file is one transaction (store.file_writer), so a killed ingest leaves every file wholly indexed
 or not at all, and running the same command again continues with the files still to do.
-Per-file problems (binary, encrypted, no text layer, vanished, over the size cap) are collected
-and reported; they never stop the batch. Memory stays bounded: sections stream out of the
-extractor and are embedded and written `BATCH` passages at a time.
+Per-file problems (a path that does not exist, binary, encrypted, no text layer, vanished
+mid-run, over the size cap) are collected and reported; they never stop the batch. Memory stays
+bounded: sections stream out of the extractor and are embedded and written `BATCH` passages at a
+time.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from edgeai.rag.extract import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, ExtractError,
 
 BATCH = 32  # passages per embedding call and insert
 DEFAULT_MAX_MB = 256  # per-file cap; larger files are reported, not read (--max-file-mb raises it)
-# the embedder's limit minus room for its special tokens; chunk_sections counts with them
 SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", ".tox"}
 
 
@@ -98,6 +98,14 @@ def walk(paths: Iterable[Path], include: tuple[str, ...] = (), exclude: tuple[st
                 yield path, None
 
 
+def human_size(n: int) -> str:
+    """1.5 GB, 200 MB, 20 KB: what a user compares with the files in their folder."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -120,7 +128,8 @@ def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: li
     if record and record[1] == stat.st_size and record[2] == stat.st_mtime:
         return "unchanged", 0
     if max_bytes is not None and stat.st_size > max_bytes:  # before hashing a huge file
-        list(iter_sections(path, max_bytes=max_bytes))  # raises the extractor's "too_large" message
+        raise ExtractError(path, "too_large", f"larger than the {human_size(max_bytes)} cap "
+                           f"({human_size(stat.st_size)}); raise --max-file-mb to index it")
     digest = sha256_of(path)
     if record and record[0] == digest:
         return "unchanged", 0
@@ -149,7 +158,10 @@ def ingest(coll, embedder, paths: Iterable[Path], *, include: tuple[str, ...] = 
     """Bring the collection in line with `paths` (see the module docstring)."""
     report = IngestReport()
     start = time.perf_counter()
-    found = list(walk(paths, include, exclude))
+    paths = [Path(p) for p in paths]
+    missing = [p for p in paths if not p.expanduser().exists()]
+    report.errors += [(str(p), f"{p}: no such file or folder") for p in missing]
+    found = list(walk([p for p in paths if p not in missing], include, exclude))
     progress = Progress(files_total=len(found))
     on_update(progress)
     roots = {root for _, root in found if root is not None}
@@ -174,9 +186,9 @@ def ingest(coll, embedder, paths: Iterable[Path], *, include: tuple[str, ...] = 
             report.chunks += written
         progress.files_done += 1
         on_update(progress)
-    found_paths = {str(p) for p, _ in found}
     for record in coll.files():
-        gone = record.path not in found_paths and not Path(record.path).exists()
+        # gone from a folder we walked, including a file that vanished while this run was busy
+        gone = not Path(record.path).exists()
         if gone and any(Path(record.path).is_relative_to(root) for root in roots):
             report.removed += coll.remove_file(record.path)
     report.seconds = time.perf_counter() - start
