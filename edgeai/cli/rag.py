@@ -129,7 +129,7 @@ def stats(name) -> None:
     import time
 
     from edgeai.rag import api
-    from edgeai.rag.ingest import human_size
+    from edgeai.rag.extract import human_size
 
     info = api.stats(load_settings(), name)
     info["created"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(info["created"]))

@@ -72,6 +72,10 @@ def ingest(settings, name: str, paths: Iterable[Path], *, include: tuple[str, ..
         report = ingest_into(coll, embedder(), paths, include=include, exclude=exclude,
                              max_bytes=int(max_mb * (1 << 20)), on_update=progress or (lambda p: None))
         empty = not coll.files()
+        if report.added or report.updated or report.removed:
+            from edgeai.rag.ann import ensure_ann
+
+            report.ann = ensure_ann(coll)  # big collections: the HNSW sidecar, rebuilt now it is stale
     if empty and not existed:  # every file failed: leave no empty collection behind to list
         delete_collection(settings, name)
     return report

@@ -73,7 +73,7 @@ def iter_sections(path: Path, *, max_bytes: int | None = None,
         (on_notice or _log.warning)(f"{path}: {message}")
 
     try:
-        size = _checked_size(path, max_bytes)
+        size = checked_size(path, max_bytes)
         fmt = _format_of(path)
         yielded = 0
         for section in _extractor(fmt)(path, notice):
@@ -95,22 +95,26 @@ def iter_sections(path: Path, *, max_bytes: int | None = None,
                            "empty, nothing to index")
 
 
-def _checked_size(path: Path, max_bytes: int | None) -> int:
+def checked_size(path: Path, max_bytes: int | None) -> int:
     if not path.exists():
         raise FileNotFoundError(path)
     if path.is_dir():
         raise IsADirectoryError(path)
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
-        raise ExtractError(path, "too_large", f"larger than the {_mb(max_bytes)} MB cap ({_mb(size)} MB), "
-                           "skipped", "raise the cap with --max-file-mb, or split the file")
+        raise ExtractError(path, "too_large", f"larger than the {human_size(max_bytes)} cap "
+                           f"({human_size(size)}); raise --max-file-mb to index it")
     if size == 0:
         raise ExtractError(path, "empty", "empty, nothing to index")
     return size
 
 
-def _mb(n: int) -> str:
-    return f"{n / MB:.1f}".removesuffix(".0")
+def human_size(n: int) -> str:
+    """1.5 GB, 200 MB, 20 KB: what a user compares with the files in their folder."""
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
 
 
 def _format_of(path: Path) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeai.errors import EdgeAIError
-from edgeai.rag.extract import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, ExtractError, iter_sections
+from edgeai.rag.extract import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, ExtractError, checked_size, iter_sections
 
 BATCH = 32  # passages per embedding call and insert
 DEFAULT_MAX_MB = 256  # per-file cap; larger files are reported, not read (--max-file-mb raises it)
@@ -39,6 +39,7 @@ class IngestReport:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, one-line message)
     notices: list[str] = field(default_factory=list)  # e.g. "decoded as cp1252"
     seconds: float = 0.0
+    ann: str = "skipped"  # the ANN sidecar after this ingest: "skipped" (small or no faiss), "built", "fresh"
 
     @property
     def chunks_per_s(self) -> float:
@@ -98,14 +99,6 @@ def walk(paths: Iterable[Path], include: tuple[str, ...] = (), exclude: tuple[st
                 yield path, None
 
 
-def human_size(n: int) -> str:
-    """1.5 GB, 200 MB, 20 KB: what a user compares with the files in their folder."""
-    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
-
-
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -127,11 +120,10 @@ def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: li
     record = coll.file_record(str(path))
     if record and record[1] == stat.st_size and record[2] == stat.st_mtime:
         return "unchanged", 0
-    if max_bytes is not None and stat.st_size > max_bytes:  # before hashing a huge file
-        raise ExtractError(path, "too_large", f"larger than the {human_size(max_bytes)} cap "
-                           f"({human_size(stat.st_size)}); raise --max-file-mb to index it")
+    checked_size(path, max_bytes)  # the cap, before hashing a huge file
     digest = sha256_of(path)
     if record and record[0] == digest:
+        coll.touch_file(str(path), stat.st_size, stat.st_mtime)
         return "unchanged", 0
     sections = iter_sections(path, max_bytes=max_bytes, on_notice=notices.append)
     passages = chunk_sections(sections, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)

@@ -322,6 +322,14 @@ class Collection:
         with self.file_writer(path, sha256, size, mtime) as writer:
             return writer.add(passages, vectors)
 
+    def touch_file(self, path: str, size: int, mtime: float) -> None:
+        """Record a new mtime for a file whose content hash did not change (a `touch`, a copy), so
+        the next ingest skips it on size + mtime without hashing it again. Not a content change:
+        the generation stays."""
+        with self._lock:
+            self._db.execute("UPDATE files SET size=?, mtime=? WHERE path=?",
+                             (int(size), float(mtime), str(path)))
+
     def remove_file(self, path: str) -> bool:
         """Delete a file with its chunks, vectors and FTS rows; False when it was not indexed."""
         with self._lock, self._write_transaction():

@@ -121,6 +121,10 @@ def test_a_second_run_an_edit_a_touch_and_a_delete_touch_only_what_changed(tmp_p
     touched = summary(add(cli, corpus.root))
     assert touched == Summary(0, 0, 6, 0, 0, 0)
     assert stored(db) == after
+    con = sqlite3.connect(db)  # the new mtime is recorded: the next run skips it without hashing
+    recorded = con.execute("SELECT mtime FROM files WHERE path=?", (str(markdown.resolve()),)).fetchone()[0]
+    con.close()
+    assert recorded == markdown.stat().st_mtime
 
     html = str(corpus.path(HTML).resolve())
     corpus.path(HTML).unlink()
