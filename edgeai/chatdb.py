@@ -48,6 +48,12 @@ MIGRATIONS: list[tuple[str, str]] = [
             created REAL NOT NULL);
         CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
     """),
+    # RAG: a conversation's attached collection (and whether the quality model was offered);
+    # a reply's strategy and the sources placed/cited, so citations survive a restart
+    ("m002_rag", """
+        ALTER TABLE conversations ADD COLUMN rag TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE messages ADD COLUMN rag TEXT NOT NULL DEFAULT '{}';
+    """),
 ]
 
 
@@ -61,6 +67,7 @@ class Conversation:
     model: str | None = None
     backend: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    rag: dict[str, Any] = field(default_factory=dict)  # {"collection": name, "quality_asked": bool}
 
 
 @dataclass(frozen=True)
@@ -73,16 +80,18 @@ class StoredMessage:
     status: str = "done"  # done | streaming | interrupted | error
     stats: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0
+    rag: dict[str, Any] = field(default_factory=dict)  # {"strategy", "label", "sources": [...]}
 
 
 def _conversation(row: sqlite3.Row) -> Conversation:
     return Conversation(row["id"], row["title"], row["created"], row["updated"], row["system"],
-                        row["model"], row["backend"], json.loads(row["params"]))
+                        row["model"], row["backend"], json.loads(row["params"]), json.loads(row["rag"]))
 
 
 def _message(row: sqlite3.Row) -> StoredMessage:
     return StoredMessage(row["id"], row["conversation_id"], row["role"], row["content"],
-                         row["reasoning"], row["status"], json.loads(row["stats"]), row["created"])
+                         row["reasoning"], row["status"], json.loads(row["stats"]), row["created"],
+                         json.loads(row["rag"]))
 
 
 class ChatDB:
@@ -206,13 +215,13 @@ class ChatDB:
         self._write("DELETE FROM conversations WHERE id=?", (conversation_id,))
 
     def update_settings(self, conversation_id: int, **changes: Any) -> Conversation:
-        """Change system, model, backend and/or params (a dict) of a conversation."""
-        allowed = {"system", "model", "backend", "params"}
+        """Change system, model, backend, params and/or rag (dicts) of a conversation."""
+        allowed = {"system", "model", "backend", "params", "rag"}
         unknown = set(changes) - allowed
         if unknown:
             raise ValueError(f"unknown conversation settings: {sorted(unknown)}")
         for key, value in changes.items():
-            value = json.dumps(value) if key == "params" else value
+            value = json.dumps(value) if key in ("params", "rag") else value
             self._write(f"UPDATE conversations SET {key}=? WHERE id=?", (value, conversation_id))
         return self.conversation(conversation_id)
 
@@ -245,9 +254,15 @@ class ChatDB:
                     (content, reasoning, message_id))
 
     def finish_reply(self, message_id: int, content: str, reasoning: str = "", status: str = "done",
-                     stats: dict[str, Any] | None = None) -> None:
+                     stats: dict[str, Any] | None = None, rag: dict[str, Any] | None = None) -> None:
         self._write("UPDATE messages SET content=?, reasoning=?, status=?, stats=? WHERE id=?",
                     (content, reasoning, status, json.dumps(stats or {}), message_id))
+        if rag is not None:
+            self.save_rag(message_id, rag)
+
+    def save_rag(self, message_id: int, rag: dict[str, Any]) -> None:
+        """A reply's retrieval record (strategy, sources): kept with it, shown after a restart."""
+        self._write("UPDATE messages SET rag=? WHERE id=?", (json.dumps(rag), message_id))
 
     def delete_from(self, message_id: int) -> None:
         """Delete a message and every later one in its conversation (regenerate, edit-resend)."""

@@ -185,6 +185,8 @@ class EdgeChatApp(App[None]):
                             lambda: screen.call_later(_command, screen, "clear"))
         yield SystemCommand("Toggle statistics", "Tokens, speed and memory of each reply",
                             screen.action_toggle_stats)
+        yield SystemCommand("Toggle sources", "The last reply's sources, in a side panel (/sources)",
+                            screen.action_toggle_sources)
         yield SystemCommand("Toggle sidebar", "Show or hide the chats (ctrl+b)",
                             screen.action_toggle_sidebar)
         yield SystemCommand("Search conversations", "Titles and messages (ctrl+f)", screen.action_search)

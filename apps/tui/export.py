@@ -14,6 +14,7 @@ from pathlib import Path
 from edgeai.chatdb import ChatDB, Conversation, StoredMessage
 from edgeai.errors import BadInput, EdgeAIError
 from edgeai.fileio import atomic_write
+from edgeai.rag.context import source_from_dict
 
 ROLE_TITLES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
@@ -42,6 +43,9 @@ def to_markdown(conversation: Conversation, messages: list[StoredMessage]) -> st
             lines += ["<details><summary>Thinking</summary>", "", message.reasoning.strip(), "",
                       "</details>", ""]
         lines.append(message.content)
+        if message.rag.get("sources"):  # a RAG reply's citations, as shown under it
+            lines += ["", f"*{message.rag.get('label', 'sources')}*", ""]
+            lines += [f"- {source_from_dict(s).label}" for s in message.rag["sources"]]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -52,7 +56,8 @@ def to_json(conversation: Conversation, messages: list[StoredMessage]) -> str:
         "model": conversation.model, "backend": conversation.backend,
         "params": conversation.params,
         "messages": [{"role": m.role, "content": m.content, "reasoning": m.reasoning,
-                      "status": m.status, "stats": m.stats, "created": m.created}
+                      "status": m.status, "stats": m.stats, "created": m.created,
+                      **({"rag": m.rag} if m.rag else {})}
                      for m in messages],
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -35,6 +35,9 @@ COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand("regen", "", "regenerate the last reply"),
     SlashCommand("stats", "", "show or hide each reply's statistics"),
     SlashCommand("search", "TEXT", "search conversations (titles and messages)"),
+    SlashCommand("rag", "[on NAME|off]", "answer from a document collection (no argument: show the state)"),
+    SlashCommand("attach", "PATH...", "index files or folders for this conversation and answer from them"),
+    SlashCommand("sources", "", "show or hide the sources panel (the last reply's sources)"),
     SlashCommand("help", "", "keys and commands"),
     SlashCommand("quit", "", "leave (also ctrl+q)"),
 )

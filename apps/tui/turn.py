@@ -21,6 +21,7 @@ from edgeai.chat import count_prompt_tokens, fit_to_context, reply_reserve
 from edgeai.chatdb import ChatDB, Conversation, StoredMessage
 from edgeai.errors import EdgeAIError, describe
 from edgeai.runtime.base import chunk_stats
+from edgeai.tui import rag as ragturn
 from edgeai.tui.session import LoadedModel, can_keep_state, prune_kv
 from edgeai.tui.store import conversation_exists
 from edgeai.types import Chunk, GenParams, Message
@@ -37,6 +38,7 @@ class Outcome:
     stats: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     context_used: int | None = None
+    rag: dict[str, Any] | None = None  # strategy and sources, when the reply used documents
 
 
 def history(messages: list[StoredMessage], system: str | None, skip: int | None = None
@@ -75,7 +77,9 @@ def _stats(final: Chunk | None, model: LoadedModel, dropped: int, stopped: bool)
 def run_reply(model: LoadedModel, db: ChatDB, conversation: Conversation, reply_id: int,
               params: GenParams, should_stop: Callable[[], bool],
               on_text: Callable[[str, str], None], kv_file: Path | None = None, *,
-              on_outcome: Callable[[Outcome], None] | None = None) -> Outcome:
+              on_outcome: Callable[[Outcome], None] | None = None,
+              rag: ragturn.RagPlan | None = None,
+              on_context: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
     """Stream the reply `reply_id` (already started in the db) to the history before it.
 
     `should_stop` is polled between chunks; backends yield empty chunks during a prefill, so
@@ -83,10 +87,14 @@ def run_reply(model: LoadedModel, db: ChatDB, conversation: Conversation, reply_
     `on_outcome` hears the outcome once it is in chat.db and before the KV state is saved: the
     save can take seconds, and the user should not see "generating…" meanwhile. The save
     still holds the lock (the backend is busy until it ends).
+    With `rag` (a retrieval done before), the question goes out with its documents fenced
+    (`rag.compose`); `on_context` hears the strategy and sources before the first token, and
+    the finished text has its citations checked and renumbered (`rag.finish`).
     """
     messages = history(db.messages(conversation.id), conversation.system, skip=reply_id)
     with model.lock:
-        out = _stream(model, db, conversation, reply_id, params, messages, should_stop, on_text)
+        out = _stream(model, db, conversation, reply_id, params, messages, should_stop, on_text,
+                      rag, on_context)
         if on_outcome is not None:
             on_outcome(out)
         if kv_file is not None and out.status != "error":
@@ -96,10 +104,18 @@ def run_reply(model: LoadedModel, db: ChatDB, conversation: Conversation, reply_
 
 def _stream(model: LoadedModel, db: ChatDB, conversation: Conversation, reply_id: int,
             params: GenParams, messages: list[Message], should_stop: Callable[[], bool],
-            on_text: Callable[[str, str], None]) -> Outcome:
+            on_text: Callable[[str, str], None], rag: ragturn.RagPlan | None = None,
+            on_context: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
     """The reply itself, lock held by the caller: streamed, saved as it grows, finished."""
     out = Outcome()
     try:
+        if rag is not None:
+            messages = ragturn.compose(rag, messages, model.backend, model.n_ctx,
+                                       reply_reserve(params, model.n_ctx))
+            out.rag = rag.record()
+            db.save_rag(reply_id, out.rag)  # a killed reply keeps its sources too
+            if on_context is not None:
+                on_context(out.rag)
         kept, dropped = fit_to_context(messages, count_prompt_tokens(model.backend), model.n_ctx,
                                        reply_reserve(params, model.n_ctx))
         stream = model.backend.stream(kept, params)
@@ -139,13 +155,16 @@ def _stream(model: LoadedModel, db: ChatDB, conversation: Conversation, reply_id
     if pending[0] or pending[1]:
         on_text(*pending)
     out.text, out.reasoning = "".join(text), "".join(reasoning)
+    if rag is not None:
+        out.text, out.rag = ragturn.finish(rag, out.text)
     out.stats = _stats(final, model, dropped, stopped)
     if out.error:
         out.stats["error"] = out.error
         out.status = "interrupted" if out.text else "error"
     elif stopped or final is None:
         out.status = "interrupted"
-    db.finish_reply(reply_id, out.text, out.reasoning, status=out.status, stats=out.stats)
+    db.finish_reply(reply_id, out.text, out.reasoning, status=out.status, stats=out.stats,
+                    rag=out.rag)
     if final is not None and final.prompt_tokens is not None:
         out.context_used = final.prompt_tokens + (final.completion_tokens or 0)
     return out

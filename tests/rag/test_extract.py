@@ -305,3 +305,14 @@ def test_importing_extract_and_chunk_pulls_no_parser():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_binary_with_a_zero_in_every_other_byte_is_not_taken_for_utf16(tmp_path):
+    path = tmp_path / "data.txt"
+    path.write_bytes(b"\x00\x01\x02\xff" * 500)
+    with pytest.raises(ExtractError) as caught:
+        sections(path)
+    assert caught.value.reason == "binary"
+    utf16 = tmp_path / "notes.txt"
+    utf16.write_bytes("Grüße aus dem Norden\n".encode("utf-16-be") * 20)  # no BOM: still text
+    assert "Grüße" in " ".join(s.text for s in sections(utf16))

@@ -232,7 +232,7 @@ async def test_slash_completion(make_app, settle):
         await pilot.press("slash", "r")
         await pilot.pause()
         assert suggestions.display
-        assert [o.id for o in suggestions.options] == ["rename", "regen"]
+        assert [o.id for o in suggestions.options] == ["rename", "regen", "rag"]
         await pilot.press("down", "tab")
         assert prompt.text == "/regen"
         await pilot.pause()

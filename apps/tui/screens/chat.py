@@ -3,14 +3,15 @@
 Boundary: UI state and user intent. The UI thread only posts and updates widgets; a reply is
 produced by `turn.run_reply` in a thread worker (group "turn") under the model's lock, and
 streams back as `ReplyText` / `ReplyDone` messages: posted, never waited for, so the worker
-never waits for the UI while it holds the lock. Slash commands live in `screens/commands.py`;
-the model itself is owned by the app (`EdgeChatApp.request_model`).
+never waits for the UI while it holds the lock. Slash commands live in `screens/commands.py`
+(RAG's in `screens/rag_commands.py`); the model itself is owned by the app
+(`EdgeChatApp.request_model`). With a collection attached, the turn worker retrieves first
+(`ReplyContext` shows the strategy and sources) and the sources panel opens a reply's citations.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -23,17 +24,20 @@ from textual.worker import get_current_worker
 
 from edgeai.chat import reply_reserve
 from edgeai.chatdb import ChatDB, Conversation
-from edgeai.errors import BadInput
-from edgeai.tui.screens import commands
+from edgeai.errors import BadInput, describe
+from edgeai.tui import rag as ragturn
+from edgeai.tui.screens import commands, rag_commands
 from edgeai.tui.screens.confirm import ConfirmScreen
 from edgeai.tui.screens.models import ModelPicker, catalog_rows
 from edgeai.tui.screens.rename import RenameScreen
+from edgeai.tui.screens.reply import Job, ReplyContext, ReplyDone, ReplyText
 from edgeai.tui.session import LoadedModel, can_keep_state, kv_path
 from edgeai.tui.store import conversation_exists
 from edgeai.tui.turn import Outcome, prepare, run_reply
 from edgeai.tui.widgets.message import MessageView
 from edgeai.tui.widgets.prompt import Composer, PromptInput
 from edgeai.tui.widgets.sidebar import Sidebar
+from edgeai.tui.widgets.sources import SourcesPanel
 from edgeai.tui.widgets.status import StatusBar
 from edgeai.tui.widgets.transcript import Transcript
 from edgeai.types import GenParams
@@ -43,38 +47,6 @@ if TYPE_CHECKING:
 
 NEW_TITLE = "New chat"
 EDIT_TITLE = "editing: Enter resends (later messages are replaced) · Esc cancels"
-
-
-@dataclass
-class Job:
-    """One reply in flight."""
-
-    model: LoadedModel
-    conversation: Conversation
-    reply_id: int
-    params: GenParams
-    view: MessageView
-    stop: threading.Event
-
-
-class ReplyText(Message):
-    """More of a reply, from the turn worker."""
-
-    bubble = False
-
-    def __init__(self, job: Job, text: str, reasoning: str) -> None:
-        super().__init__()
-        self.job, self.text, self.reasoning = job, text, reasoning
-
-
-class ReplyDone(Message):
-    """The reply is in chat.db (its KV state may still be being saved)."""
-
-    bubble = False
-
-    def __init__(self, job: Job, outcome: Outcome) -> None:
-        super().__init__()
-        self.job, self.outcome = job, outcome
 
 
 class ChatScreen(Screen[None]):
@@ -94,6 +66,7 @@ class ChatScreen(Screen[None]):
         self.job: Job | None = None
         self.editing: int | None = None  # id of the user message being edited
         self.show_stats = False
+        self.pending_send: str | None = None  # sent once the model being loaded is ready
 
     @property
     def chat_app(self) -> EdgeChatApp:
@@ -121,6 +94,7 @@ class ChatScreen(Screen[None]):
             with Vertical(id="chat"):
                 yield Transcript(id="transcript")
                 yield Composer(id="composer")
+            yield SourcesPanel(id="sources")
         yield StatusBar(live_stats=self.chat_app.live_stats, id="status")
         yield Footer()
 
@@ -165,7 +139,9 @@ class ChatScreen(Screen[None]):
         switched = self.conversation is None or self.conversation.id != conversation_id  # not /clear
         conv = self.db.conversation(conversation_id)
         self.conversation = conv
-        self.status.set(ttft_s=None, gen_tps=None, note=None, context_used=None)  # the last reply's
+        self.status.set(ttft_s=None, gen_tps=None, note=None, context_used=None,  # the last reply's
+                        rag=ragturn.collection_of(conv))
+        self.query_one(SourcesPanel).display = False  # it showed another conversation's sources
         messages = self.db.messages(conv.id)
         model = self.chat_app.model
         await self.transcript.show(messages, model.label if model else "assistant", self.show_stats,
@@ -209,6 +185,7 @@ class ChatScreen(Screen[None]):
             self.action_stop()
         self.db.delete(conversation_id)
         kv_path(self.chat_app.settings.home, conversation_id).unlink(missing_ok=True)
+        ragturn.forget_chat_collection(self.chat_app.settings, conversation_id)  # what /attach indexed
         if self.conversation is not None and self.conversation.id == conversation_id:
             remaining = self.db.conversations()
             if remaining:
@@ -241,6 +218,9 @@ class ChatScreen(Screen[None]):
         if announce:
             self.notify(f"{model.label} is ready on {model.backend_name}")
         self.prepare_context()
+        pending, self.pending_send = self.pending_send, None
+        if pending is not None:
+            self.call_later(self.send, pending)
 
     def model_failed(self, request: str, error: str) -> None:
         model = self.chat_app.model
@@ -248,6 +228,9 @@ class ChatScreen(Screen[None]):
         keep = f" Still using {model.label}." if model else (
             " Ctrl+O picks another model; the built-in `echo` model needs no download.")
         self.transcript.notice(f"Could not load {request}: {error}.{keep}", error=True)
+        pending, self.pending_send = self.pending_send, None
+        if pending is not None and not self.prompt.text.strip():
+            self.prompt.load_text(pending)  # not sent: it is back in the prompt
 
     def params(self, model: LoadedModel) -> GenParams | None:
         from edgeai.runtime.loader import gen_params
@@ -311,6 +294,9 @@ class ChatScreen(Screen[None]):
         params = self.params(model)
         if params is None:
             return
+        if self.editing is None and rag_commands.offer_quality_model(self, pending=text):
+            self.prompt.clear()  # sent once the question is answered
+            return
         self.prompt.clear()
         self.prompt.prompts.append(text)
         if self.editing is not None:
@@ -334,7 +320,8 @@ class ChatScreen(Screen[None]):
         reply = self.db.start_reply(conv.id)
         view = MessageView(reply, model.label, self.show_stats)
         await self.transcript.add(view)
-        self.job = Job(model, conv, reply.id, params, view, threading.Event())
+        self.job = Job(model, conv, reply.id, params, view, threading.Event(),
+                       ragturn.collection_of(conv))
         self._set_generating(True)
         self.refresh_sidebar()
         self._turn_worker(self.job)
@@ -359,13 +346,37 @@ class ChatScreen(Screen[None]):
         kv = kv_path(self.chat_app.settings.home, job.conversation.id) \
             if can_keep_state(job.model.backend) else None
         try:
+            plan = self._retrieve(job, post) if job.collection else None
+            if job.collection and plan is None:
+                return
             run_reply(job.model, self.db, job.conversation, job.reply_id, job.params,
                       lambda: job.stop.is_set() or worker.is_cancelled,
                       lambda text, reasoning: post(ReplyText(job, text, reasoning)), kv,
-                      on_outcome=report)
+                      on_outcome=report, rag=plan,
+                      on_context=lambda record: post(ReplyContext(job, record)))
         except Exception as exc:  # e.g. chat.db closed under us at exit
             if not reported:
                 report(Outcome(status="error", error=f"{type(exc).__name__}: {exc}"))
+
+    def _retrieve(self, job: Job, post) -> ragturn.RagPlan | None:
+        """Search the conversation's collection (worker thread, before the model's lock). A
+        failure fails the reply with its reason; None then."""
+        post(ReplyContext(job, None, f"searching {job.collection}…"))
+        try:
+            return ragturn.retrieve_for_reply(self.chat_app.settings, self.db, job.conversation.id,
+                                              job.reply_id, job.collection)
+        except Exception as exc:  # a deleted collection, a missing embedder: said, not raised
+            error = f"{describe(exc)} (/rag off answers without documents)"
+            self.db.finish_reply(job.reply_id, "", status="error", stats={"error": error})
+            post(ReplyDone(job, Outcome(status="error", error=error, stats={"error": error})))
+            return None
+
+    @on(ReplyContext)
+    def _reply_context(self, event: ReplyContext) -> None:
+        if event.note is not None:
+            event.job.view.set_header_note(event.note)
+        if event.rag is not None:
+            event.job.view.set_rag(event.rag)
 
     @on(ReplyText)
     async def _reply_text(self, event: ReplyText) -> None:
@@ -378,11 +389,12 @@ class ChatScreen(Screen[None]):
             self.job = None  # first: whatever fails below, the user can send again
             self._set_generating(False)
         current = self.conversation is not None and job.conversation.id == self.conversation.id
-        await job.view.finish(outcome.text, outcome.reasoning, outcome.status, outcome.stats)
+        done = (outcome.text, outcome.reasoning, outcome.status, outcome.stats, outcome.rag)
+        await job.view.finish(*done)
         # reopened meanwhile: the reply is shown by a new view, which needs finishing too
         view = self.transcript.view_for(job.reply_id) if current else None
         if view is not None and view is not job.view:
-            await view.finish(outcome.text, outcome.reasoning, outcome.status, outcome.stats)
+            await view.finish(*done)
         if current:
             self._show_turn_stats(job, outcome)
         self.refresh_sidebar()
@@ -452,6 +464,28 @@ class ChatScreen(Screen[None]):
             self.start_edit(view)
         elif event.action == "regenerate":
             await self.regenerate(view)
+        elif event.action == "sources":
+            self.open_sources(view)
+        elif event.action.startswith("source "):
+            self.open_sources(view, int(event.action.split()[1]))
+
+    # -- sources -------------------------------------------------------------------------
+    def show_rag_state(self) -> None:
+        self.status.set(rag=ragturn.collection_of(self.conversation))
+
+    def open_sources(self, view: MessageView | None = None, number: int | None = None) -> None:
+        rag_commands.open_sources(self, view, number)
+
+    def action_toggle_sources(self) -> None:
+        panel = self.query_one(SourcesPanel)
+        if panel.display:
+            panel.action_close()
+        else:
+            self.open_sources()
+
+    @on(SourcesPanel.Closed)
+    def _sources_closed(self) -> None:
+        self.prompt.focus()
 
     def copy(self, text: str, what: str) -> None:
         self.app.copy_to_clipboard(text)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from edgeai.errors import EdgeAIError, describe
 from edgeai.tui import slash
 from edgeai.tui.export import export_conversation
+from edgeai.tui.screens import rag_commands
 from edgeai.tui.session import kv_path
 from edgeai.types import GenParams
 
@@ -183,4 +184,5 @@ HANDLERS: dict[str, Callable[[ChatScreen, str], Awaitable[None]]] = {
     "new": _new, "system": _system, "model": _model, "set": _set, "unset": _unset,
     "rename": _rename, "delete": _delete, "clear": _clear, "export": _export, "copy": _copy,
     "regen": _regen, "stats": _stats, "search": _search, "help": _help, "quit": _quit,
+    "rag": rag_commands.rag, "attach": rag_commands.attach, "sources": rag_commands.sources,
 }

@@ -31,6 +31,8 @@ KEYS = [
     ("c / y on a message", "copy it / copy its code blocks one by one"),
     ("e / r on a message", "edit and resend (yours) / regenerate (a reply)"),
     ("i on a reply", "its statistics"),
+    ("s / 1-9 on a reply", "its sources / open source n in the side panel (RAG)"),
+    ("Esc (in the sources panel)", "close it"),
     ("Ctrl+P", "command palette (also: theme)"),
     ("F1 or ?", "this help"),
     ("Ctrl+Q", "quit"),

@@ -2,8 +2,9 @@
 
 Boundary: display and per-message keys only. A reply streams in through `write()` (Textual's
 MarkdownStream, which batches fragments faster than the widget can re-render) and is settled
-by `finish()`. What the keys do (copy, edit, regenerate) is decided by the screen: the view
-posts `MessageView.Action` upwards.
+by `finish()`. What the keys do (copy, edit, regenerate, open a source) is decided by the
+screen: the view posts `MessageView.Action` upwards. A reply that used documents shows its
+strategy and its citations under the text ([1] file, page or lines); 1-9 open one, s all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from textual.widgets import Collapsible, Label, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 from edgeai.chatdb import StoredMessage
+from edgeai.rag.context import Source, source_from_dict
 
 CODE_BLOCK = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 STATUS_WORDS = {"streaming": "writing…", "interrupted": "interrupted", "error": "failed"}
@@ -25,6 +27,22 @@ STATUS_WORDS = {"streaming": "writing…", "interrupted": "interrupted", "error"
 
 def code_blocks(text: str) -> list[str]:
     return [m.group(1).rstrip("\n") for m in CODE_BLOCK.finditer(text)]
+
+
+def format_sources(rag: dict[str, Any], streaming: bool = False) -> str:
+    """'retrieval · 2 sources' and one line per source: '[1] notes.pdf p. 3'."""
+    if not rag:
+        return ""
+    lines = [str(rag.get("label", ""))]
+    sources = [source_from_dict(s) for s in rag.get("sources", [])]
+    if streaming or not sources:
+        return lines[0]
+    if not rag.get("cited"):
+        lines[0] += " · none cited; consulted:"
+    else:
+        lines[0] += f" · {len(sources)} cited"
+    lines += [s.label for s in sources]
+    return "\n".join(lines)
 
 
 def format_stats(stats: dict[str, Any]) -> str:
@@ -55,6 +73,8 @@ class MessageView(Vertical, can_focus=True):
         Binding("e", "act('edit')", "Edit & resend"),
         Binding("r", "act('regenerate')", "Regenerate"),
         Binding("i", "toggle_stats", "Stats"),
+        Binding("s", "act('sources')", "Sources"),
+        *(Binding(str(n), f"open_source({n})", f"Source {n}", show=False) for n in range(1, 10)),
         Binding("up,k", "neighbour(-1)", "Previous", show=False),
         Binding("down,j", "neighbour(1)", "Next", show=False),
     ]
@@ -74,6 +94,7 @@ class MessageView(Vertical, can_focus=True):
         self.reasoning = stored.reasoning
         self.status = stored.status
         self.stats = dict(stored.stats)
+        self.rag = dict(stored.rag)
         self.label = label
         self.show_stats = show_stats
         self._stream: MarkdownStream | None = None
@@ -94,6 +115,9 @@ class MessageView(Vertical, can_focus=True):
                 c.display = bool(self.reasoning)
                 yield Static(self.reasoning, markup=False, classes="reasoning")
             yield Markdown(self.content, classes="body")
+            sources = Static(self._sources_text(), markup=False, classes="sources")
+            sources.display = bool(self.rag)
+            yield sources
         else:
             yield Static(self.content, markup=False, classes="body")
         meta = Static(self._meta(), markup=False, classes="meta")
@@ -118,6 +142,20 @@ class MessageView(Vertical, can_focus=True):
             return f"error: {error}"
         text = format_stats(self.stats)
         return f"{text}\nerror: {error}" if error else text
+
+    def _sources_text(self) -> str:
+        return format_sources(self.rag, streaming=self.status == "streaming")
+
+    @property
+    def sources(self) -> list[Source]:
+        return [source_from_dict(s) for s in self.rag.get("sources", [])]
+
+    def set_rag(self, rag: dict[str, Any]) -> None:
+        self.rag = dict(rag)
+        if self.is_attached and self.role == "assistant":
+            shown = self.query_one(".sources", Static)
+            shown.update(self._sources_text())
+            shown.display = bool(self.rag)
 
     def _meta_visible(self) -> bool:
         return self.role == "assistant" and (self.show_stats or bool(self.stats.get("error")))
@@ -144,7 +182,8 @@ class MessageView(Vertical, can_focus=True):
                 self._stream = Markdown.get_stream(self.query_one(".body", Markdown))
             await self._stream.write(text)
 
-    async def finish(self, content: str, reasoning: str, status: str, stats: dict[str, Any]) -> None:
+    async def finish(self, content: str, reasoning: str, status: str, stats: dict[str, Any],
+                     rag: dict[str, Any] | None = None) -> None:
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
@@ -155,6 +194,8 @@ class MessageView(Vertical, can_focus=True):
             await self.query_one(".body", Markdown).update(content)
         self.reasoning, self.status, self.stats = reasoning, status, dict(stats)
         self._refresh_meta()
+        if rag is not None:
+            self.set_rag(rag)
 
     def set_stats_visible(self, visible: bool) -> None:
         self.show_stats = visible
@@ -182,12 +223,25 @@ class MessageView(Vertical, can_focus=True):
                 return self.role == "user"
             if wanted in ("regenerate", "copy_code"):
                 return self.role == "assistant"
+            if wanted == "sources":
+                return bool(self.rag.get("sources"))
+        if action == "open_source" and parameters:
+            return isinstance(parameters[0], int) and parameters[0] <= len(self.rag.get("sources", []))
         if action == "toggle_stats":
             return self.role == "assistant"
         return True
 
     def action_act(self, action: str) -> None:
         self.post_message(self.Action(self, action))
+
+    def action_open_source(self, number: int) -> None:
+        self.post_message(self.Action(self, f"source {number}"))
+
+    def on_click(self, event) -> None:
+        # a click on the citations opens them (the keys 1-9 and s do the same)
+        widget = getattr(event, "widget", None)
+        if widget is not None and widget.has_class("sources") and self.rag.get("sources"):
+            self.post_message(self.Action(self, "sources"))
 
     def action_toggle_stats(self) -> None:
         self.set_stats_visible(not self.show_stats)

@@ -29,6 +29,7 @@ class StatusState:
     gen_tps: float | None = None
     peak_mem_mb: float | None = None
     note: str | None = None  # e.g. "resumed 1,204 cached tokens"
+    rag: str | None = None  # the collection answers come from
 
 
 def model_text(s: StatusState) -> Text:
@@ -45,6 +46,9 @@ def model_text(s: StatusState) -> Text:
 
 def context_text(s: StatusState) -> Text:
     text = Text()
+    if s.rag:
+        text.append(f"rag {s.rag}", style="bold")
+        text.append("  ")
     if s.model and not s.loading and s.context_used is not None and s.context_window:
         text.append(f"ctx {s.context_used:,}/{s.context_window:,}")
         if s.context_used + s.reserve > WARN_AT * s.context_window:

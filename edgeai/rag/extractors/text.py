@@ -26,6 +26,11 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
 _CONTROL = re.compile(rb"[\x00-\x07\x0e-\x1a\x1c-\x1f\x7f]")
 
 
+def _mostly_text(text: str) -> bool:
+    printable = sum(c.isprintable() or c in "\t\n\r\f" for c in text)
+    return bool(text) and printable >= 0.95 * len(text) and "\ufffd" not in text[:-1]
+
+
 def sniff_encoding(head: bytes) -> str | None:
     """The codec to read a file starting with `head`, or None when it looks binary."""
     for bom, encoding in _BOMS:
@@ -35,11 +40,11 @@ def sniff_encoding(head: bytes) -> str | None:
     if b"\x00" in sample:
         even, odd = sample[0::2].count(0), sample[1::2].count(0)
         half = max(1, len(sample) // 2)
-        if odd > 0.3 * half and even < 0.02 * half:
-            return "utf-16-le"
-        if even > 0.3 * half and odd < 0.02 * half:
-            return "utf-16-be"
-        return None
+        guess = ("utf-16-le" if odd > 0.3 * half and even < 0.02 * half else
+                 "utf-16-be" if even > 0.3 * half and odd < 0.02 * half else None)
+        # a zero in every other byte is also common in binary formats: the text must read as text
+        even_length = sample[: len(sample) // 2 * 2]
+        return guess if guess and _mostly_text(even_length.decode(guess, "replace")) else None
     if sample and len(_CONTROL.findall(sample)) > 0.05 * len(sample):
         return None
     return "utf-8"

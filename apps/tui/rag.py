@@ -1,0 +1,174 @@
+"""The chat's side of RAG: a conversation's collection, the context of a reply, its citations.
+
+Boundary: no Textual. A reply with RAG on goes through three steps in the turn worker:
+`retrieve` (MiniLM + SQLite, before the model's lock is taken: it does not use the model),
+`compose` (lock held: it counts with the model's own tokenizer, picks the strategy and builds
+the fenced messages) and `finish` (the written answer's citations checked against the sources
+placed). The record `finish` returns is what chat.db keeps with the reply. The library side is
+`edgeai.rag.api` and `edgeai.rag.context`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeai.chat import count_prompt_tokens
+from edgeai.chatdb import ChatDB, Conversation, StoredMessage
+from edgeai.config import DEFAULT_MODEL, Settings
+from edgeai.errors import BadInput
+from edgeai.rag.context import (
+    FULL_DOCUMENT,
+    RETRIEVAL,
+    Source,
+    build_document_messages,
+    build_rag_messages,
+    choose_scope,
+    renumber_citations,
+    source_to_dict,
+    strategy_label,
+)
+from edgeai.types import Hit, Message
+
+QUALITY_MODEL = "qwen2.5-coder-1.5b-instruct"
+TOP_K = 6  # passages retrieved per question; the budget decides how many are placed
+# documents get at least this share of the room left after the reply's reserve: old turns of
+# the conversation are dropped first (fit_to_context) rather than the passages
+DOCUMENT_SHARE = 0.75
+TEMPLATE_SLACK = 32  # the chat template's own tokens around the messages
+
+
+@dataclass
+class RagPlan:
+    """One question's retrieval, then (once composed) the strategy and the sources placed."""
+
+    collection: str
+    question: str
+    hits: list[Hit]
+    files: list[str]
+    full_text_of: Callable[[str], str | None]
+    strategy: str = RETRIEVAL
+    sources: list[Source] = field(default_factory=list)
+
+    def record(self, sources: list[Source] | None = None, cited: bool = False) -> dict[str, Any]:
+        """What chat.db keeps with the reply and the view shows under it."""
+        shown = self.sources if sources is None else sources
+        return {"collection": self.collection, "strategy": self.strategy,
+                "label": strategy_label(self.strategy, self.sources), "cited": cited,
+                "sources": [source_to_dict(s) for s in shown]}
+
+
+def collection_of(conversation: Conversation | None) -> str | None:
+    return (conversation.rag or {}).get("collection") if conversation is not None else None
+
+
+def chat_collection(conversation_id: int) -> str:
+    """The collection `/attach` fills for one conversation."""
+    return f"chat-{conversation_id}"
+
+
+def forget_chat_collection(settings: Settings, conversation_id: int) -> None:
+    """Remove what `/attach` indexed for a deleted conversation (a named collection stays)."""
+    from edgeai.rag.store import delete_collection
+
+    with contextlib.suppress(OSError):  # unwritable: an orphan file, not a failed delete
+        delete_collection(settings, chat_collection(conversation_id))
+
+
+def last_question(messages: list[StoredMessage], before: int | None = None) -> str | None:
+    """The text of the user message a reply answers (the last one before `before`)."""
+    for m in reversed(messages):
+        if before is not None and m.id >= before:
+            continue
+        if m.role == "user":
+            return m.content
+    return None
+
+
+# -- the three steps of a reply ----------------------------------------------------------
+def retrieve(settings: Settings, collection: str, question: str, k: int = TOP_K) -> RagPlan:
+    """Search the collection (worker thread, no model lock): hits, and the files it holds."""
+    from edgeai.rag import api
+
+    hits = api.search(settings, collection, question, k=k)
+    files = collection_files(settings, collection)
+    cache: dict[str, str | None] = {}
+
+    def full_text_of(file: str) -> str | None:
+        if file not in cache:
+            cache[file] = api.document_text(settings, collection, file)
+        return cache[file]
+
+    return RagPlan(collection, question, list(hits), files, full_text_of)
+
+
+def retrieve_for_reply(settings: Settings, db: ChatDB, conversation_id: int, reply_id: int,
+                       collection: str) -> RagPlan:
+    """`retrieve` for the question the reply `reply_id` answers."""
+    question = last_question(db.messages(conversation_id), before=reply_id)
+    if not question or not question.strip():
+        raise BadInput("there is no question to search the documents for")
+    return retrieve(settings, collection, question)
+
+
+def collection_files(settings: Settings, collection: str) -> list[str]:
+    """The files a collection holds (read without loading its embedder)."""
+    from edgeai.rag.store import Collection, collection_path
+
+    with Collection.open(collection_path(settings, collection), None, create=False) as coll:
+        return [f.path for f in coll.files()]
+
+
+def compose(plan: RagPlan, messages: list[Message], backend: Any, n_ctx: int, reserve: int
+            ) -> list[Message]:
+    """The messages to send (model lock held): the user's system prompt and the earlier turns
+    as they are, the last question replaced by the fenced documents + the question."""
+    system = messages[0].content if messages and messages[0].role == "system" else None
+    turns = messages[1:] if system is not None else list(messages)
+    earlier = turns[:-1] if turns and turns[-1].role == "user" else turns
+
+    def count_text(text: str) -> int:
+        return len(backend.tokenize(text))
+
+    room = n_ctx - reserve - TEMPLATE_SLACK
+    used_by_history = count_prompt_tokens(backend)(earlier) if earlier else 0
+    budget = max(room - used_by_history, int(room * DOCUMENT_SHARE))
+    strategy, scope = choose_scope(plan.question, plan.files, plan.hits, budget, count_text,
+                                   plan.full_text_of, system)
+    if strategy == FULL_DOCUMENT:
+        documents = [(f, plan.full_text_of(f) or "") for f in scope]
+        out, placed = build_document_messages(plan.question, documents, budget_tokens=budget,
+                                              count_tokens=count_text, system=system, history=earlier)
+    else:
+        out, placed = build_rag_messages(plan.question, plan.hits, budget_tokens=budget,
+                                         count_tokens=count_text, system=system, history=earlier)
+    plan.strategy, plan.sources = strategy, placed
+    return out
+
+
+def finish(plan: RagPlan, text: str) -> tuple[str, dict[str, Any]]:
+    """The answer with its citations checked and renumbered, and the record to keep."""
+    fixed, shown = renumber_citations(text, plan.sources)
+    return fixed, plan.record(shown, cited=any(s.cited for s in shown))
+
+
+# -- the quality model -------------------------------------------------------------------
+def is_default_model(model_id: str) -> bool:
+    from edgeai.models.catalog import find_entry, parse_id
+
+    try:
+        return find_entry(parse_id(model_id)[0]).id == DEFAULT_MODEL
+    except (BadInput, ValueError):  # a path, a URL, an unknown name
+        return False
+
+
+def quality_model_installed(settings: Settings) -> bool:
+    """The catalog's quality model is on this machine (assembled, or its package installed)."""
+    from edgeai.models.catalog import find_entry
+    from edgeai.models.resolve import artifact_state
+
+    entry = find_entry(QUALITY_MODEL)
+    return any(artifact_state(entry, art, settings) in ("ready", "installed")
+               for art in entry.artifacts)
