@@ -77,16 +77,17 @@ def run_embed(settings, *, passages: int = 128, repeats: int = 3, corpus: Path |
     add_row(result, **common, test="query", unit="ms", samples=latencies,
             p95_ms=round(statistics.quantiles(latencies, n=20)[-1], 3))
     if corpus is not None:
-        speed = _ingest(settings, corpus, on_tick)
-        add_row(result, **common, test="ingest", unit="chunks/s", samples=[speed])
+        report = _ingest(settings, corpus, on_tick)
+        add_row(result, **common, test="ingest", unit="chunks/s", samples=[report.chunks_per_s],
+                chunks=report.chunks, files=report.added, seconds=round(report.seconds, 2))
     peak = peak_rss_mb()
     for row in result["results"]:
         row["peak_rss_mb"] = peak
     return result
 
 
-def _ingest(settings, corpus: Path, on_tick) -> float:
-    """chunks/s of a whole `rag add` into a throwaway collection (removed afterwards)."""
+def _ingest(settings, corpus: Path, on_tick):
+    """The report of a whole `rag add` into a throwaway collection (removed afterwards)."""
     from dataclasses import replace
 
     from edgeai.errors import BadInput
@@ -100,4 +101,4 @@ def _ingest(settings, corpus: Path, on_tick) -> float:
     on_tick("ingest")
     if not report.chunks:
         raise BadInput(f"nothing indexable in {corpus}")
-    return report.chunks_per_s
+    return report
