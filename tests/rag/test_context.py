@@ -7,6 +7,7 @@ import pytest
 from edgeai.rag.context import (
     FULL_DOCUMENT,
     PREAMBLE,
+    QUESTION_TAIL,
     RETRIEVAL,
     Source,
     asks_whole_document,
@@ -52,7 +53,7 @@ def test_passages_are_fenced_as_data_with_the_preamble_and_the_question_last():
     assert '<source id="1" file="geo.pdf" page="3">\nParis is the capital of France.\n</source>' in user
     assert '<source id="2" file="rivers.md" lines="4-9">' in user
     assert user.index("<documents>") < user.index("</documents>") < user.index("Question: What is")
-    assert "cite them as [1], [2]" in user
+    assert user.rstrip().endswith(QUESTION_TAIL)
     assert [(s.number, s.file, s.page, s.chunk_id) for s in sources] == [
         (1, "/docs/geo.pdf", 3, 101), (2, "/docs/rivers.md", None, 102)]
 

@@ -11,7 +11,7 @@ import pytest
 from edgeai.chatdb import MIGRATIONS, ChatDB
 from edgeai.config import load_settings
 from edgeai.rag import api
-from edgeai.rag.context import source_from_dict
+from edgeai.rag.context import QUESTION_TAIL, source_from_dict
 from edgeai.tui import rag as ragturn
 from edgeai.tui.screens.confirm import ConfirmScreen
 from edgeai.tui.widgets.sources import SourcesPanel
@@ -123,7 +123,7 @@ async def test_the_model_gets_the_documents_fenced_and_an_uncited_answer_lists_w
         reply = app.chat.transcript.last("assistant")
         sent = reply.content
         assert "<documents>" in sent and '<source id="1" file="' in sent
-        assert "Glimmerton" in sent and sent.rstrip().endswith("cite them as [1], [2].")
+        assert "Glimmerton" in sent and sent.rstrip().endswith(QUESTION_TAIL)
         # the next question's history holds the question, not the documents it was sent with
         from edgeai.tui.turn import history
 

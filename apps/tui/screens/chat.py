@@ -233,11 +233,15 @@ class ChatScreen(Screen[None]):
             self.prompt.load_text(pending)  # not sent: it is back in the prompt
 
     def params(self, model: LoadedModel) -> GenParams | None:
+        from edgeai.rag.context import RAG_TEMPERATURE
         from edgeai.runtime.loader import gen_params
 
         conv_params = self.conversation.params if self.conversation else {}
+        chosen = {**self.chat_app.overrides, **conv_params}
+        if ragturn.collection_of(self.conversation) and chosen.get("temperature") is None:
+            chosen["temperature"] = RAG_TEMPERATURE  # grounded answers (edgeai/rag/context.py)
         try:
-            return gen_params(model.spec, {**self.chat_app.overrides, **conv_params})
+            return gen_params(model.spec, chosen)
         except BadInput as exc:
             self.transcript.notice(f"{exc.message} (fix it with /set or /unset)", error=True)
             return None
