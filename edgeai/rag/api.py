@@ -63,21 +63,27 @@ def ingest(settings, name: str, paths: Iterable[Path], *, include: tuple[str, ..
            progress: Callable[[Progress], None] | None = None) -> IngestReport:
     paths = [Path(p) for p in paths]
     missing = [str(p) for p in paths if not p.expanduser().exists()]
-    if missing and len(missing) == len(paths):
+    existed = collection_path(settings, name).exists()
+    if missing and len(missing) == len(paths) and not existed:  # (else: forget those files)
         raise BadInput(f"no such file or folder: {', '.join(missing)}")
     if max_mb <= 0:
         raise BadInput(f"the file size cap must be above 0 MB, not {max_mb:g}")
-    existed = collection_path(settings, name).exists()
-    with open_collection(settings, name, create=True) as coll:
-        report = ingest_into(coll, embedder(), paths, include=include, exclude=exclude,
-                             max_bytes=int(max_mb * (1 << 20)), on_update=progress or (lambda p: None))
-        empty = not coll.files()
-        if report.added or report.updated or report.removed:
-            from edgeai.rag.ann import ensure_ann
+    empty = False
+    try:
+        with open_collection(settings, name, create=True) as coll:
+            try:
+                report = ingest_into(coll, embedder(), paths, include=include, exclude=exclude,
+                                     max_bytes=int(max_mb * (1 << 20)),
+                                     on_update=progress or (lambda p: None))
+            finally:  # also on Ctrl-C: files already committed are kept for the next run
+                empty = not coll.files()
+            if report.added or report.updated or report.removed:
+                from edgeai.rag.ann import ensure_ann
 
-            report.ann = ensure_ann(coll)  # big collections: the HNSW sidecar, rebuilt now it is stale
-    if empty and not existed:  # every file failed: leave no empty collection behind to list
-        delete_collection(settings, name)
+                report.ann = ensure_ann(coll)  # big collections: the HNSW sidecar, rebuilt now it is stale
+    finally:
+        if empty and not existed:  # nothing was indexed: leave no empty collection behind to list
+            delete_collection(settings, name)
     return report
 
 

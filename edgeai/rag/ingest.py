@@ -99,6 +99,15 @@ def walk(paths: Iterable[Path], include: tuple[str, ...] = (), exclude: tuple[st
                 yield path, None
 
 
+def _encodable(path: Path) -> bool:
+    """SQLite stores paths as UTF-8: a name with undecodable bytes (surrogate escapes) cannot be."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
@@ -168,20 +177,28 @@ def ingest(coll, embedder, paths: Iterable[Path], *, include: tuple[str, ...] = 
             on_update(progress)
 
         try:
+            if not _encodable(path):
+                raise ExtractError(path, "unsupported", "the file name is not valid UTF-8; rename the file")
             outcome, written = index_file(coll, embedder, path, max_bytes=max_bytes,
                                           notices=report.notices, on_chunks=on_chunks)
         except (ExtractError, OSError) as exc:
             message = exc.message if isinstance(exc, EdgeAIError) else f"{path}: {exc.strerror or exc}"
             report.errors.append((str(path), message))
+            # what the file says now cannot be read: its old passages must not answer questions
+            # (a permission problem may pass, so those rows stay)
+            if getattr(exc, "reason", "unreadable") != "unreadable" and _encodable(path):
+                report.removed += coll.remove_file(str(path))
         else:
             setattr(report, outcome, getattr(report, outcome) + 1)
             report.chunks += written
         progress.files_done += 1
         on_update(progress)
+    named = {os.path.abspath(p.expanduser()) for p in missing}
     for record in coll.files():
-        # gone from a folder we walked, including a file that vanished while this run was busy
+        # gone from a folder we walked, a file named again that no longer exists, or one that
+        # vanished while this run was busy
         gone = not Path(record.path).exists()
-        if gone and any(Path(record.path).is_relative_to(root) for root in roots):
+        if gone and (record.path in named or any(Path(record.path).is_relative_to(r) for r in roots)):
             report.removed += coll.remove_file(record.path)
     report.seconds = time.perf_counter() - start
     return report

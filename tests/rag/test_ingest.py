@@ -394,3 +394,39 @@ def test_document_text_is_the_whole_file_without_the_overlap_between_chunks(tmp_
     assert api.document_text(settings, "docs", str(tmp_path / "other.txt")) is None
     with pytest.raises(BadInput, match="no collection named 'nope'"):
         api.document_text(settings, "nope", str(path))
+
+
+def test_a_file_that_can_no_longer_be_read_stops_answering(tmp_path, edgeai_home):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    secret = folder / "s.txt"
+    secret.write_text("The launch password for the Orvik rocket is hunter2.\n")
+    (folder / "other.txt").write_text("Bread rises because yeast makes gas.\n")
+    settings = load_settings()
+    api.ingest(settings, "s", [folder])
+    assert "hunter2" in api.search(settings, "s", "launch password", k=1)[0].text
+    secret.write_bytes(b"")  # now empty: its old passages must go
+    report = api.ingest(settings, "s", [folder])
+    assert report.removed == 1 and any("empty" in message for _, message in report.errors)
+    assert all("hunter2" not in hit.text for hit in api.search(settings, "s", "launch password", k=5))
+
+
+def test_a_file_named_directly_and_then_deleted_is_forgotten(tmp_path, edgeai_home):
+    note = tmp_path / "note.md"
+    note.write_text("# Note\n\nThe gate code is 4471.\n")
+    settings = load_settings()
+    api.ingest(settings, "n", [note, tmp_path / "missing.txt"])
+    note.unlink()
+    report = api.ingest(settings, "n", [note])
+    assert report.removed == 1 and api.stats(settings, "n")["files"] == 0
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_the_rest_indexed(tmp_path, edgeai_home):
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / "good.txt").write_text("Owls hunt at night.\n")
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.txt"), "w") as handle:
+        handle.write("latin-1 name\n")
+    report = api.ingest(load_settings(), "names", [folder])
+    assert report.added == 1 and len(report.errors) == 1
+    assert "not valid UTF-8" in report.errors[0][1]
