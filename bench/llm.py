@@ -17,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -115,25 +116,44 @@ def child_main(plan: Plan, backend_name: str, device: dict | None = None) -> Non
     start = time.perf_counter()
     backend, spec = load_model(settings, plan.model, backend_name)
     load_s = time.perf_counter() - start
-    samples = [asdict(s) for s in measure(backend, backend_name, pp=plan.pp, tg=plan.tg,
-                                          depths=list(plan.depths), warmup=plan.warmup,
-                                          repeats=plan.repeats, tick=lambda label: _emit(tick=label),
-                                          energy=lambda: measure_energy(device))]
-    timeline = []
-    if plan.sustained_s and plan.tg:
-        timeline = [asdict(s) for s in sustained(backend, plan.tg, plan.sustained_s)]
-        _emit(tick="sustained")
     gpu_layers = settings.gpu_layers
     if gpu_layers is None and backend_name == "llamacpp":  # None means "all, where the build can"
         from edgeai.runtime.llamacpp_build import import_llama_cpp, supports_gpu_offload
 
         gpu_layers = -1 if supports_gpu_offload(import_llama_cpp()) else 0
+    source = energy_source(device, on_gpu=bool(gpu_layers))
+    samples = [asdict(s) for s in measure(backend, backend_name, pp=plan.pp, tg=plan.tg,
+                                          depths=list(plan.depths), warmup=plan.warmup,
+                                          repeats=plan.repeats, tick=lambda label: _emit(tick=label),
+                                          energy=(lambda: measure_energy(device, source=source))
+                                          if source else None)]
+    timeline = []
+    if plan.sustained_s and plan.tg:
+        timeline = [asdict(s) for s in sustained(backend, plan.tg, plan.sustained_s)]
+        _emit(tick="sustained")
     backend.close()
-    probe = measure_energy(device)
+    where = "the GPU" if gpu_layers else "the CPU"
+    energy = ({"source": source, "reason": None} if source else
+              {"source": None, "reason": f"no power sensor readable here covers {where} "
+                                         f"({measure_energy(device).reason or 'none found'})"})
     _emit(done={"load_s": load_s, "samples": samples, "sustained": timeline, "peak_rss_mb": peak_rss_mb(),
-                "energy": {"source": probe.source, "reason": probe.reason},
+                "energy": energy,
                 "threads": settings.threads, "gpu_layers": gpu_layers,
                 "versions": backend_versions(backend_name), **_model_facts(spec)})
+
+
+def energy_source(device: dict | None, *, on_gpu: bool) -> str | None:
+    """The power sensor that sees where this run executes: the GPU board (nvidia-smi) or the
+    Jetson module for offloaded layers, the CPU package (RAPL, powermetrics) otherwise; a
+    Jetson's tegrastats reads the whole module either way. None: let measure_energy say why."""
+    from edgeai.bench.energy import measure_energy
+
+    order = (["tegrastats", "nvidia", "powermetrics"] if on_gpu
+             else ["tegrastats", "powermetrics", "rapl"])
+    for name in order:
+        if measure_energy(device, source=name).source is not None:
+            return name
+    return None
 
 
 def backend_versions(name: str) -> dict:
@@ -152,23 +172,26 @@ def run_child(plan: Plan, backend: str, on_tick: Callable[[str], None], device: 
     """Run one backend's child; return its `done` payload, or raise RuntimeError with the reason."""
     payload = json.dumps({"plan": asdict(plan), "backend": backend, "device": device})
     env = {**os.environ, "OMP_WAIT_POLICY": "passive"}  # spinning OpenMP workers would steal cores
-    proc = subprocess.Popen([sys.executable, "-m", "edgeai.bench.llm", "--child", payload],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     done = None
-    try:
-        for line in proc.stdout:
-            if not line.startswith(EVENT):
-                continue
-            event = json.loads(line[len(EVENT):])
-            if "tick" in event:
-                on_tick(event["tick"])
-            done = event.get("done", done)
-        stderr = proc.stderr.read()
-        proc.wait()
-    except BaseException:  # Ctrl-C: never leave a child running a model
-        proc.kill()
-        proc.wait()
-        raise
+    # stderr goes to a file: a chatty child (llama.cpp logs) can never fill a pipe and stall
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errors:
+        proc = subprocess.Popen([sys.executable, "-m", "edgeai.bench.llm", "--child", payload],
+                                stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+        try:
+            for line in proc.stdout:
+                if not line.startswith(EVENT):
+                    continue
+                event = json.loads(line[len(EVENT):])
+                if "tick" in event:
+                    on_tick(event["tick"])
+                done = event.get("done", done)
+            proc.wait()
+        except BaseException:  # Ctrl-C: never leave a child running a model
+            proc.kill()
+            proc.wait()
+            raise
+        errors.seek(0)
+        stderr = errors.read()
     if proc.returncode or done is None:
         lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
         ours = [ln.partition("edgeai: error: ")[2] for ln in lines if "edgeai: error:" in ln]
@@ -204,10 +227,18 @@ def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | 
             row["bw_ceiling_pct"] = ceiling_pct(statistics.median(values), per_token, bandwidth)
         add_row(result, **row)
     if done.get("sustained"):
-        timeline = done["sustained"]
-        add_row(result, **common, test=timeline[0]["test"], depth=0, n_prompt=0,
-                n_gen=timeline[0]["n_gen"], unit="tok/s", samples=[s["value"] for s in timeline],
-                sustained_at_s=[s["at_s"] for s in timeline])  # the time of each sample: throttling
+        result.setdefault("sustained", {})[backend] = sustained_summary(done["sustained"])
+
+
+def sustained_summary(timeline: list[dict]) -> dict:
+    """The --sustained run: every decode speed with its time, and the last quarter's median
+    over the first quarter's (below 1: the machine slowed down as it heated up)."""
+    speeds = [s["value"] for s in timeline]
+    quarter = max(1, len(speeds) // 4)
+    first, last = statistics.median(speeds[:quarter]), statistics.median(speeds[-quarter:])
+    return {"test": timeline[0]["test"], "at_s": [s["at_s"] for s in timeline], "tok_s": speeds,
+            "first_quarter": round(first, 3), "last_quarter": round(last, 3),
+            "ratio": round(last / first, 3) if first else None}
 
 
 def default_output(settings, now: float | None = None, suite: str = "llm") -> Path:

@@ -118,7 +118,7 @@ def measure(backend, name: str, *, pp: int, tg: int, depths: list[int], warmup: 
                     timed_stream(backend, context, 1)  # into the KV cache, untimed
                     cached = len(_counter(backend)(context))
                 prompt = (context + " " if context else "") + exact_prompt(backend, pp, salt=run)
-                t = timed_stream(backend, prompt, 1)
+                t = timed_stream(backend, prompt, 1, ignore_eos=True)  # an EOS first is still a token
                 new = (t.n_prompt or pp + cached) - cached
                 tick(f"pp{pp}@{depth}")
                 if timed:
@@ -132,11 +132,6 @@ def measure(backend, name: str, *, pp: int, tg: int, depths: list[int], warmup: 
                 if timed and t.n_gen > 1 and t.last > t.first:
                     yield Sample(f"tg{tg}", depth, (t.n_gen - 1) / (t.last - t.first), 0, t.n_gen,
                                  joules=getattr(meter, "joules", None))
-
-
-def runs_per_depth(pp: int, tg: int, warmup: int, repeats: int) -> int:
-    """How many times `measure` calls `tick` per depth (for the progress bar's total)."""
-    return (warmup + repeats) * (bool(pp) + bool(tg))
 
 
 def sustained(backend, tg: int, seconds: float) -> Iterator[Sample]:

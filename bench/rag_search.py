@@ -84,7 +84,7 @@ def build_collection(n: int) -> tuple[Any, float | None]:
     """The cached collection of n chunks (built now if missing); build seconds when built."""
     import numpy as np
 
-    from edgeai.rag.store import Collection
+    from edgeai.rag.store import SIDECAR_SUFFIXES, Collection
 
     path = cache_dir() / f"synthetic-{n}.db"
     if path.exists():
@@ -92,7 +92,7 @@ def build_collection(n: int) -> tuple[Any, float | None]:
         if coll.count() == n:
             return coll, None
         coll.close()
-        for suffix in (".db", ".db-wal", ".db-shm", ".vec", ".ann", ".ann.json"):
+        for suffix in (".db", *SIDECAR_SUFFIXES):
             path.with_suffix(suffix).unlink(missing_ok=True)
     vectors = cached_vectors(n)
     rng = np.random.default_rng(7)

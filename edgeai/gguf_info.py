@@ -143,13 +143,20 @@ def quant_name(header: GGUFHeader) -> str | None:
     return FILE_TYPES.get(ftype, f"ftype {ftype}") if ftype is not None else None
 
 
+def _widest(value: Any) -> Any:
+    """Some architectures give a per-layer list of head counts: the widest bounds the cache."""
+    if isinstance(value, str):  # a long array the header reader skipped
+        return None
+    return max(value) if isinstance(value, list) and value else value
+
+
 def kv_bytes_per_token(header: GGUFHeader, bytes_per_value: int = 2) -> int | None:
     """Bytes of K and V cache one token of context adds (f16 cache by default), from the
     architecture's hyperparameters; None when the header lacks them."""
     arch = header.architecture
     layers = header.get(f"{arch}.block_count")
-    heads = header.get(f"{arch}.attention.head_count")
-    kv_heads = header.get(f"{arch}.attention.head_count_kv", heads)
+    heads = _widest(header.get(f"{arch}.attention.head_count"))
+    kv_heads = _widest(header.get(f"{arch}.attention.head_count_kv", heads))
     width = header.get(f"{arch}.embedding_length")
     if not (layers and heads and kv_heads and width):
         return None

@@ -40,20 +40,44 @@ def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads
     from edgeai.bench.compare import render_table
     from edgeai.bench.llm import Plan, default_output, quick_plan, run_llm
     from edgeai.bench.schema import save_result
+    from edgeai.config import DEFAULT_MODEL
+    from edgeai.errors import BadInput
 
+    if sustained < 0:
+        raise BadInput("--sustained must be 0 or more seconds")
     settings = settings_from({"model": model, "threads": threads, "gpu_layers": gpu_layers, "ctx": n_ctx})
-    base = quick_plan(settings.model) if quick else Plan(model=settings.model)
+    # --quick is one fixed protocol: the embedded default GGUF unless a model is named
+    base = quick_plan(model or DEFAULT_MODEL) if quick else Plan(model=settings.model)
     given = {"backends": tuple(backends), "pp": pp, "tg": tg, "depths": tuple(depths) or None,
              "repeats": repeats, "warmup": warmup, "threads": threads, "gpu_layers": gpu_layers,
              "n_ctx": n_ctx, "sustained_s": sustained}
     plan = replace(base, **{k: v for k, v in given.items() if v is not None})
-    path = output or default_output(settings)
+    path = writable(output or default_output(settings))
     result = _with_progress(lambda start, tick: run_llm(plan, settings, on_start=start, on_tick=tick))
-    save_result(result, path)
     click.echo(render_table(result))  # the skipped backends, with their reasons, under the table
+    for name, run in result.get("sustained", {}).items():
+        click.echo(f"sustained {name}: {run['test']} {run['first_quarter']:.2f} -> "
+                   f"{run['last_quarter']:.2f} tok/s over {run['at_s'][-1]:.0f} s (x{run['ratio']})")
+    save_result(result, path)
     click.echo(f"saved: {path}")
     if not any(row["test"] != "load" for row in result["results"]):
         raise click.exceptions.Exit(1)  # nothing was measured: every backend was skipped
+
+
+def writable(path: Path) -> Path:
+    """Fail before a long run, not after it, when the result cannot be written there."""
+    import os
+
+    from edgeai.errors import BadInput
+
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot write results to {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK) or path.is_dir():
+        raise BadInput(f"cannot write results to {path}")
+    return path
 
 
 def _with_progress(work):
@@ -92,12 +116,12 @@ def embed(corpus, repeats, output) -> None:
     if repeats < 1:
         raise click.BadParameter("must be at least 1", param_hint="--repeats")
     settings = settings_from({})
+    path = writable(output or default_output(settings, suite="embed"))
     result = _with_progress(lambda start, tick: (start("embed", 2 * repeats + (1 if corpus else 0)),
                                                  run_embed(settings, repeats=repeats, corpus=corpus,
                                                            on_tick=tick))[1])
-    path = output or default_output(settings, suite="embed")
-    save_result(result, path)
     click.echo(render_table(result))
+    save_result(result, path)
     click.echo(f"saved: {path}")
 
 
@@ -125,10 +149,10 @@ def rag_(sizes, queries, output) -> None:
         minilm = get_embedder("minilm")
     except MissingExtra:
         minilm = None  # vector-path numbers only
+    path = writable(output or default_output(settings_from({}), suite="rag"))
     rows = [measure_size(n, queries, minilm) for n in counts]
-    path = output or default_output(settings_from({}), suite="rag")
-    save_result(as_result(rows, queries), path)
     click.echo(table(rows))  # p50 (p95), ANN recall@10, the faiss-flat ratio, new-process cost
+    save_result(as_result(rows, queries), path)
     click.echo(f"saved: {path}")
 
 

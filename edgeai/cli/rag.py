@@ -107,8 +107,14 @@ def ls_() -> None:
     names = api.list_collections(settings)
     if not names:
         click.echo("no collections yet: edgeai rag add PATH...")
-    for name in names:
-        info = api.stats(settings, name)
+    from edgeai.errors import EdgeAIError
+
+    for name in names:  # one damaged or foreign file must not hide the others
+        try:
+            info = api.stats(settings, name)
+        except EdgeAIError as exc:
+            click.echo(f"{name:<20} (cannot be read: {exc.message})")
+            continue
         click.echo(f"{name:<20} {info['files']:>6} files {info['chunks']:>8} chunks")
 
 

@@ -58,3 +58,12 @@ def test_bad_result_files_get_one_line_errors(tmp_path, quick_result):
         assert not (tmp_path / "out" / "compare.md").exists()
     proc = bench("export", str(FIXTURES / "llama-bench-rtx4080.json"), "-o", str(tmp_path / "x.json"))
     assert proc.returncode == 2 and "llama-bench output" in proc.stderr
+
+
+def test_an_unwritable_output_fails_before_the_run(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = bench("llm", "--model", "echo", "--backend", "echo", "--pp", "16", "--tg", "4",
+                 "-o", str(blocker / "r.json"))
+    assert proc.returncode == 2 and "cannot write results" in proc.stderr
+    assert "Traceback" not in proc.stderr and "pp16" not in proc.stdout  # nothing was run

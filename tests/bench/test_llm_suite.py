@@ -129,10 +129,13 @@ def test_sustained_mode_keeps_every_sample_with_its_time(tmp_path):
     proc = bench("llm", "--model", "echo", "--backend", "echo", "--pp", "0", "--tg", "8", "--repeats", "1",
                  "--sustained", "2", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
-    timeline = [r for r in load_result(out)["results"] if "sustained_at_s" in r]
-    assert len(timeline) == 1 and len(timeline[0]["samples"]) >= 3
-    times = timeline[0]["sustained_at_s"]
+    result = load_result(out)
+    assert [r["test"] for r in result["results"]].count("tg8") == 1  # the timeline is not a second row
+    timeline = result["sustained"]["echo"]
+    assert len(timeline["tok_s"]) >= 3 and timeline["test"] == "tg8" and 0.5 < timeline["ratio"] < 2
+    times = timeline["at_s"]
     assert times == sorted(times) and 1.5 < times[-1] < 4
+    assert "sustained echo: tg8" in proc.stdout
 
 
 def test_embed_suite_reports_encoder_speed_and_corpus_ingest(tmp_path):

@@ -271,3 +271,15 @@ def test_eval_on_a_collection_with_nothing_left_says_so(tmp_path, cli):
     assert proc.stderr.decode().splitlines() == [
         "edgeai: error: collection 'emptied' holds no passages",
         "  hint: index files first: edgeai rag add PATH... --collection emptied"]
+
+
+def test_ls_shows_every_collection_even_with_a_damaged_one(tmp_path, edgeai_home):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Kites fly in wind.\n")
+    assert edgeai("rag", "add", str(folder), "-c", "zeta", home=edgeai_home).returncode == 0
+    (edgeai_home / "rag" / "alpha.db").write_bytes(os.urandom(4096))
+    proc = edgeai("rag", "ls", home=edgeai_home)
+    assert proc.returncode == 0, proc.stderr
+    assert "alpha" in proc.stdout and "cannot be read" in proc.stdout
+    assert re.search(r"zeta\s+1 files\s+1 chunks", proc.stdout)
