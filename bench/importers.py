@@ -11,6 +11,7 @@ result sits beside the community's. Parsing only; no benchmark runs here.
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -24,6 +25,7 @@ from edgeai.bench.schema import (
     parse_test,
     test_name,
     utc_now,
+    validate,
 )
 from edgeai.errors import BadInput
 
@@ -41,11 +43,78 @@ MLX_PEAK = re.compile(r"Peak memory:\s+([\d.]+) GB")
 GB_TO_MIB = 1e9 / 2**20  # mlx prints peak memory in GB (1e9 bytes); rows hold MiB like ru_maxrss
 
 
+# -- checking what comes in -----------------------------------------------------------------------
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _speed_problem(value: object, where: str) -> str | None:
+    """Why `value` is not a usable tok/s sample (a finite number > 0), or None."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return f"{where}: {value!r} is not a number"
+    if not math.isfinite(value):
+        return f"{where}: {value!r} is not a finite number"
+    if value <= 0:
+        return f"{where}: {value!r} tok/s, a speed must be > 0"
+    return None
+
+
+def _shape_problem(n_prompt: int, n_gen: int) -> str | None:
+    if n_prompt == 0 and n_gen == 0:
+        return "n_prompt and n_gen are both 0: the test measured nothing"
+    return None
+
+
+def _checked(result: dict, source_name: str) -> dict:
+    """The imported result, or a one-line BadInput naming the source and the first problem."""
+    problems = validate(result)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BadInput(f"{source_name}: the imported result is not valid: {problems[0]}{more}")
+    return result
+
+
 # -- llama-bench in -------------------------------------------------------------------------------
 def _is_record(obj: object) -> bool:
-    return (isinstance(obj, dict) and isinstance(obj.get("n_prompt"), int)
-            and isinstance(obj.get("n_gen"), int)
-            and (isinstance(obj.get("samples_ts"), list) or isinstance(obj.get("avg_ts"), (int, float))))
+    """Whether `obj` is shaped like a llama-bench test object. Lenient on purpose, so that a
+    damaged record is reported as such (record_problem) rather than as an unknown file."""
+    return (isinstance(obj, dict) and _is_int(obj.get("n_prompt")) and _is_int(obj.get("n_gen"))
+            and (isinstance(obj.get("samples_ts"), list) or "avg_ts" in obj))
+
+
+def _record_samples(rec: dict) -> list:
+    """A record's tok/s samples: samples_ts, or its avg_ts where samples_ts is missing or empty."""
+    samples = rec.get("samples_ts")
+    if samples:
+        return samples
+    return [rec["avg_ts"]] if "avg_ts" in rec else []
+
+
+def record_problem(rec: dict) -> str | None:
+    """The first thing wrong with one llama-bench test object, or None when it can be imported."""
+    for key in ("n_prompt", "n_gen"):
+        if not (_is_int(rec.get(key)) and rec[key] >= 0):
+            return f"{key}: {rec.get(key)!r} is not an integer >= 0"
+    shape = _shape_problem(rec["n_prompt"], rec["n_gen"])
+    if shape:
+        return shape
+    for key in ("n_depth", "model_size", "model_n_params"):
+        if rec.get(key) is not None and not (_is_int(rec[key]) and rec[key] >= 0):
+            return f"{key}: {rec[key]!r} is not an integer >= 0"
+    for key in ("edgeai_label", "edgeai_backend", "edgeai_model", "edgeai_quant"):
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            return f"{key}: {rec[key]!r} is not a string"
+    if rec.get("samples_ts") is not None and not isinstance(rec["samples_ts"], list):
+        return f"samples_ts: {rec['samples_ts']!r} is not a list"
+    samples = _record_samples(rec)
+    if not samples:
+        return "no samples (samples_ts is empty and there is no avg_ts)"
+    where = "samples_ts" if rec.get("samples_ts") else "avg_ts"
+    for i, value in enumerate(samples):
+        problem = _speed_problem(value, f"{where}[{i}]" if where == "samples_ts" else where)
+        if problem:
+            return problem
+    return None
 
 
 def llama_bench_records(text: str) -> list[dict] | None:
@@ -56,7 +125,7 @@ def llama_bench_records(text: str) -> list[dict] | None:
         if line.lstrip().startswith("["):
             try:
                 obj, _ = json.JSONDecoder().raw_decode("\n".join(lines[start:]).lstrip())
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # RecursionError: nested too deeply
                 break
             records = obj if isinstance(obj, list) else []
             return records if records and all(_is_record(r) for r in records) else None
@@ -67,7 +136,7 @@ def llama_bench_records(text: str) -> list[dict] | None:
         if line.lstrip().startswith("{"):
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 return None
             if not _is_record(obj):
                 return None
@@ -81,7 +150,7 @@ def detect_format(text: str) -> str | None:
         obj = json.loads(text)
         if isinstance(obj, dict) and obj.get("kind") == "edgeai-bench-result":
             return "edgeai"
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         pass
     if llama_bench_records(text):
         return "llama-bench"
@@ -155,8 +224,16 @@ def _one_or_all(records: list[dict], key: str):
 
 
 def result_from_llama_bench(records: list[dict], *, label: str | None = None,
-                            device: dict | None = None) -> dict:
-    """A schema-v1 result from llama-bench test objects (one row per object)."""
+                            device: dict | None = None, source_name: str = "llama-bench output") -> dict:
+    """A schema-v1 result from llama-bench test objects (one row per object). A record that
+    cannot be imported, or a result that does not validate, is a one-line BadInput naming
+    `source_name` and the first problem."""
+    if not records:
+        raise BadInput(f"no llama-bench results in {source_name}")
+    for i, rec in enumerate(records):
+        problem = record_problem(rec) if isinstance(rec, dict) else "not a JSON object"
+        if problem:
+            raise BadInput(f"{source_name}: llama-bench record {i + 1}: {problem}")
     first = records[0]
     gpu = _uses_gpu(first)
     device = device or _device_of(first)
@@ -171,7 +248,7 @@ def result_from_llama_bench(records: list[dict], *, label: str | None = None,
                 ("n_batch", "n_ubatch", "type_k", "type_v", "flash_attn", "n_cpu_moe", "split_mode")
                 if any(key in r for r in records)}
     settings["llama_cpp_backends"] = _backends(first)
-    settings["repetitions"] = _one_or_all([{"r": len(r.get("samples_ts") or [0])} for r in records], "r")
+    settings["repetitions"] = _one_or_all([{"r": len(_record_samples(r))} for r in records], "r")
     result = new_result("llm", device, settings,
                         {"llama_cpp": f"{build or '?'} ({commit})" if commit else build},
                         label, {"tool": "llama-bench", "version": build})
@@ -181,7 +258,7 @@ def result_from_llama_bench(records: list[dict], *, label: str | None = None,
     for rec in records:
         quant = rec.get("edgeai_quant", quant_of(str(rec.get("model_filename", "")),
                                                  str(rec.get("model_type", ""))))
-        samples = rec.get("samples_ts") or [rec["avg_ts"]]
+        samples = _record_samples(rec)
         model_bytes = rec.get("model_size") or None
         median = statistics.median(samples)
         is_tg = rec["n_prompt"] == 0 and rec["n_gen"] > 0
@@ -195,7 +272,7 @@ def result_from_llama_bench(records: list[dict], *, label: str | None = None,
                 bw_ceiling_pct=rec.get("edgeai_bw_ceiling_pct",
                                        ceiling_pct(median, model_bytes, bandwidth) if is_tg else None),
                 tokens_per_joule=rec.get("edgeai_tokens_per_joule"))
-    return result
+    return _checked(result, source_name)
 
 
 def _read(path: Path | str) -> tuple[Path, str]:
@@ -215,7 +292,7 @@ def import_llama_bench(path: Path | str, *, label: str | None = None, device: di
     if not records:
         raise BadInput(f"no llama-bench results in {path}",
                        "run llama-bench with -o json (or -o jsonl) and pass what it printed")
-    return result_from_llama_bench(records, label=label, device=device)
+    return result_from_llama_bench(records, label=label, device=device, source_name=str(path))
 
 
 # -- llama-bench out ------------------------------------------------------------------------------
@@ -240,6 +317,11 @@ def export_llama_bench(result: dict) -> list[dict]:
             continue  # ttft/load rows have no llama-bench equivalent
         n_tokens = row["n_prompt"] + row["n_gen"]
         samples_ts = list(row["samples"])
+        slow = next((ts for ts in samples_ts if not ts > 0), None)
+        if slow is not None:  # llama-bench stores each run's time (samples_ns) too: 1e9 * n / ts
+            name = " · ".join(str(x) for x in (result.get("label"), row["backend"], row["model"]) if x)
+            raise BadInput(f"cannot export {row['test']} ({name}): a {slow!r} tok/s sample has no "
+                           "llama-bench time per run")
         samples_ns = [round(1e9 * n_tokens / ts) for ts in samples_ts]
         on_gpu = bool(row.get("gpu_layers"))
         backends = settings.get("llama_cpp_backends") or (
@@ -270,6 +352,13 @@ def export_llama_bench(result: dict) -> list[dict]:
 
 
 # -- mlx_lm in --------------------------------------------------------------------------------------
+def _mlx_number(text: str, source_name: str) -> float:
+    try:
+        return float(text)
+    except ValueError:  # the patterns take any run of digits and dots ("1.2.3")
+        raise BadInput(f"{source_name}: {text!r} is not a number") from None
+
+
 def _mlx_quant(model: str) -> str | None:
     m = re.search(r"(?i)(\d+)-?bit", model)
     return f"{m[1]}bit" if m else None
@@ -296,17 +385,23 @@ def result_from_mlx(text: str, *, model: str | None = None, label: str | None = 
         picked = [t for t in trials if t[0] != "Averages"] or trials  # the averages only if no trial
         settings["repetitions"] = len(picked)
         for _, prompt_tps, gen_tps, peak in picked:
-            rows.setdefault((n_prompt, 0), []).append(float(prompt_tps))
-            rows.setdefault((0, n_gen), []).append(float(gen_tps))
-            peaks.append(float(peak))
+            rows.setdefault((n_prompt, 0), []).append(_mlx_number(prompt_tps, source_name))
+            rows.setdefault((0, n_gen), []).append(_mlx_number(gen_tps, source_name))
+            peaks.append(_mlx_number(peak, source_name))
     else:
         for kind, tokens, tps in MLX_GENERATE.findall(text):
             key = (int(tokens), 0) if kind == "Prompt" else (0, int(tokens))
-            rows.setdefault(key, []).append(float(tps))
-        peaks = [float(p) for p in MLX_PEAK.findall(text)]
+            rows.setdefault(key, []).append(_mlx_number(tps, source_name))
+        peaks = [_mlx_number(p, source_name) for p in MLX_PEAK.findall(text)]
     if not rows:
         raise BadInput(f"no mlx_lm results in {source_name}",
                        "pass the printout of mlx_lm.benchmark (or mlx_lm.generate --verbose)")
+    for (n_prompt, n_gen), samples in rows.items():
+        problem = _shape_problem(n_prompt, n_gen) or next(
+            (p for p in (_speed_problem(s, f"{test_name(n_prompt, n_gen)} sample {i + 1}")
+                         for i, s in enumerate(samples)) if p), None)
+        if problem:
+            raise BadInput(f"{source_name}: {problem}")
     device = device or {"os": None, "hostname_hash": None, "cpu": None, "memory_gb": None, "apple": None,
                         "nvidia": None, "jetson": None, "bandwidth": None}
     tool = "mlx_lm.benchmark"
@@ -316,7 +411,7 @@ def result_from_mlx(text: str, *, model: str | None = None, label: str | None = 
     for (n_prompt, n_gen), samples in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         add_row(result, backend="mlx", model=model, quant=quant, test=test_name(n_prompt, n_gen),
                 n_prompt=n_prompt, n_gen=n_gen, samples=samples, peak_rss_mb=peak_mib)
-    return result
+    return _checked(result, source_name)
 
 
 def import_mlx_benchmark(path: Path | str, *, model: str | None = None, label: str | None = None,
@@ -338,7 +433,7 @@ def import_any(path: Path | str) -> dict:
     _, text = _read(path)
     fmt = detect_format(text)
     if fmt == "llama-bench":
-        return result_from_llama_bench(llama_bench_records(text) or [])
+        return result_from_llama_bench(llama_bench_records(text) or [], source_name=str(path))
     if fmt in ("mlx_lm.benchmark", "mlx_lm.generate"):
         return result_from_mlx(text, source_name=str(path))
     return parse_result(text, path)

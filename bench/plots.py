@@ -16,6 +16,7 @@ from edgeai.fileio import atomic_write
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
 PUBLISHED_NOTE = "hatched bars: published reference, not measured here"
+PLOT_FILES = ("decode.png", "prefill.png", "decode_vs_depth.png")  # every name write_plots writes
 
 
 def _series(row: dict) -> str:
@@ -143,7 +144,9 @@ def depth_chart(lines: dict[str, list[tuple[int, float]]], path: Path) -> Path:
 
 
 def write_plots(results: list[dict], out_dir: Path) -> list[Path]:
-    """decode.png, prefill.png and (where any series has two depths or more) decode_vs_depth.png."""
+    """decode.png, prefill.png and (where any series has two depths or more) decode_vs_depth.png;
+    a plot of these names that this run did not write is deleted, so a reused folder holds no
+    chart of an earlier comparison."""
     out_dir = Path(out_dir)
     written = []
     decode = bar_rows(results, "tg")
@@ -157,4 +160,8 @@ def write_plots(results: list[dict], out_dir: Path) -> list[Path]:
     lines = depth_series(results)
     if lines:
         written.append(depth_chart(lines, out_dir / "decode_vs_depth.png"))
+    for name in PLOT_FILES:
+        stale = out_dir / name
+        if stale not in written and (stale.is_file() or stale.is_symlink()):
+            stale.unlink()
     return written

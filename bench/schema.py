@@ -143,10 +143,6 @@ def add_row(result: dict, **row: Any) -> dict:
     return full
 
 
-def skip(result: dict, backend: str, reason: str) -> None:
-    result["skipped"].append({"backend": backend, "reason": reason})
-
-
 # -- checking ---------------------------------------------------------------------------------------
 def _is_num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -305,6 +301,9 @@ def parse_result(text: str, path: Path | str = "<text>") -> dict:
         if other:
             raise other from None
         raise BadInput(f"truncated or not JSON: {path} (line {exc.lineno} col {exc.colno})",
+                       "re-run the benchmark, or restore the file from where it was copied") from None
+    except RecursionError:  # "[[[[..." deeper than the parser's recursion limit
+        raise BadInput(f"truncated or not JSON: {path} (nested too deeply)",
                        "re-run the benchmark, or restore the file from where it was copied") from None
     if not isinstance(obj, dict) or obj.get("kind") != KIND:
         raise _other_tool(path, text) or BadInput(

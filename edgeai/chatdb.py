@@ -137,18 +137,12 @@ class ChatDB:
         return db
 
     def _migrate(self, db: sqlite3.Connection) -> None:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise ChatDBError(self.path, f"was written by a newer edgeai (schema {version})")
-        for number, (_name, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
-            # one transaction per migration: a crash leaves the schema at the last whole step
-            try:
-                db.executescript(f"BEGIN IMMEDIATE; {sql}; PRAGMA application_id={APPLICATION_ID}; "
-                                 f"PRAGMA user_version={number}; COMMIT;")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        from edgeai.migrate import NewerSchema, apply_migrations
+
+        try:
+            apply_migrations(db, MIGRATIONS, APPLICATION_ID)
+        except NewerSchema as exc:
+            raise ChatDBError(self.path, str(exc)) from None
 
     @staticmethod
     def backup_and_recreate(path: Path, clock: Callable[[], float] = time.time) -> Path:

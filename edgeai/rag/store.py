@@ -414,17 +414,12 @@ def _prepare(db: sqlite3.Connection, path: Path, embedder_meta: dict[str, Any] |
 
 
 def _migrate(db: sqlite3.Connection, path: Path) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise CollectionError(f"collection {path} was written by a newer edgeai (schema {version})")
-    for number, (_name, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
-        try:  # one transaction per migration: a crash leaves the schema at the last whole step
-            db.executescript(f"BEGIN IMMEDIATE; {sql}; PRAGMA application_id={APPLICATION_ID}; "
-                             f"PRAGMA user_version={number}; COMMIT;")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+    from edgeai.migrate import NewerSchema, apply_migrations
+
+    try:
+        apply_migrations(db, MIGRATIONS, APPLICATION_ID)
+    except NewerSchema as exc:
+        raise CollectionError(f"collection {path} {exc}") from None
 
 
 # -- the `.vec` sidecar: a 64-byte header, then int64 chunk ids, then float32 rows ---------------

@@ -99,3 +99,27 @@ def test_importing_compare_does_not_import_matplotlib():
     probe = "import sys, edgeai.bench.compare, edgeai.bench.importers; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_reusing_the_output_folder_leaves_no_plot_of_an_earlier_comparison(tmp_path):
+    out = tmp_path / "cmp"
+    first = compare([FIXTURES / "edgeai-cuda-depth-readme.json"], out)
+    assert "decode_vs_depth.png" in [p.name for p in first]
+    (out / "notes.txt").write_text("mine")  # not a plot name: kept
+    second = compare([FIXTURES / "llama-bench-rtx4080.json"], out)
+    assert [p.name for p in second] == ["compare.md", "decode.png", "prefill.png"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([p.name for p in second] + ["notes.txt"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[{"n_prompt": 0, "n_gen": 128, "samples_ts": []}]', "no samples"),
+    ('[{"n_prompt": 0, "n_gen": 128, "n_depth": -4, "samples_ts": [5.0]}]', "n_depth: -4"),
+    ("[" * 100_000, "truncated or not JSON"),
+], ids=["no-samples", "negative-depth", "nested-too-deeply"])
+def test_bad_or_deeply_nested_input_stops_compare_with_one_line(tmp_path, text, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(text)
+    with pytest.raises(BadInput, match=message) as caught:
+        compare([bad], tmp_path / "out")
+    assert str(bad) in caught.value.message and "\n" not in caught.value.message
+    assert not (tmp_path / "out").exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from edgeai.bench.importers import (
     quant_of,
     result_from_llama_bench,
 )
-from edgeai.bench.schema import validate
+from edgeai.bench.schema import save_result, validate
 from edgeai.errors import BadInput
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
@@ -190,3 +192,87 @@ def test_files_with_no_results_are_refused_in_one_line(tmp_path):
         import_mlx_benchmark(FIXTURES / "README.md")
     with pytest.raises(BadInput, match="no such file"):
         import_llama_bench(tmp_path / "missing.json")
+
+
+GOOD_RECORD = {"n_prompt": 0, "n_gen": 128, "samples_ts": [50.0, 52.0]}
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"samples_ts": []}, "no samples"),
+    ({"samples_ts": [None]}, "samples_ts[0]: None is not a number"),
+    ({"samples_ts": [50.0, float("nan")]}, "samples_ts[1]: nan is not a finite number"),
+    ({"samples_ts": [True]}, "samples_ts[0]: True is not a number"),
+    ({"samples_ts": [50.0, 0.0]}, "samples_ts[1]: 0.0 tok/s, a speed must be > 0"),
+    ({"samples_ts": [-3.5]}, "samples_ts[0]: -3.5 tok/s, a speed must be > 0"),
+    ({"samples_ts": None, "avg_ts": 0}, "avg_ts: 0 tok/s, a speed must be > 0"),
+    ({"n_gen": 0}, "n_prompt and n_gen are both 0"),
+    ({"n_prompt": -1}, "n_prompt: -1 is not an integer >= 0"),
+    ({"n_depth": -4}, "n_depth: -4 is not an integer >= 0"),
+    ({"n_depth": "deep"}, "n_depth: 'deep' is not an integer >= 0"),
+    ({"model_size": "4 GB"}, "model_size: '4 GB' is not an integer >= 0"),
+    ({"edgeai_quant": 4}, "edgeai_quant: 4 is not a string"),
+    ({"n_threads": "eight"}, "threads: must be an integer or null"),  # caught by schema.validate
+    ({"edgeai_peak_rss_mb": -5}, "peak_rss_mb: must be a number >= 0 or null"),
+])
+def test_a_bad_llama_bench_record_is_one_line_naming_the_file(tmp_path, change, problem):
+    from edgeai.bench.importers import import_any
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([GOOD_RECORD, GOOD_RECORD | change]))
+    for load in (import_any, import_llama_bench):
+        with pytest.raises(BadInput) as caught:
+            load(path)
+        message = caught.value.message
+        assert message.startswith(f"{path}: ") and problem in message and "\n" not in message
+        assert caught.value.hint is None
+
+
+def test_a_good_record_next_to_the_bad_ones_imports(tmp_path):
+    path = tmp_path / "good.json"
+    deeper = GOOD_RECORD | {"n_depth": 512, "avg_ts": 40.0, "samples_ts": []}  # avg_ts stands in
+    path.write_text(json.dumps([GOOD_RECORD, deeper]))
+    assert rows(import_llama_bench(path)) == [("tg128", 0, 51.0), ("tg128", 512, 40.0)]
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("Prompt: 0 tokens, 50.0 tokens-per-sec\nGeneration: 64 tokens, 20.0 tokens-per-sec\n",
+     "n_prompt and n_gen are both 0"),
+    ("Prompt: 32 tokens, 50.0 tokens-per-sec\nGeneration: 64 tokens, 0.000 tokens-per-sec\n",
+     "0.0 tok/s, a speed must be > 0"),
+    ("Timing with prompt_tokens=128, generation_tokens=128, batch_size=1.\n"
+     "Trial 1:  prompt_tps=1.2.3, generation_tps=65.284, peak_memory=45.090\n", "'1.2.3' is not a number"),
+], ids=["zero-tokens", "zero-speed", "not-a-number"])
+def test_bad_mlx_output_is_one_line_naming_the_file(tmp_path, text, problem):
+    from edgeai.bench.importers import import_any
+
+    path = tmp_path / "mlx.txt"
+    path.write_text(text)
+    for load in (import_any, import_mlx_benchmark):
+        with pytest.raises(BadInput) as caught:
+            load(path)
+        assert caught.value.message.startswith(f"{path}: ") and problem in caught.value.message
+
+
+def test_bench_import_of_a_bad_record_exits_2_with_one_line(tmp_path):
+    bad = tmp_path / "BAD.json"
+    bad.write_text(json.dumps([{"n_prompt": 0, "n_gen": 0, "samples_ts": [5.0]}]))
+    out = tmp_path / "out.json"
+    proc = subprocess.run([sys.executable, "-m", "edgeai", "bench", "import", str(bad), "-o", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "n_prompt and n_gen are both 0" in proc.stderr
+    assert str(bad) in proc.stderr and "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_export_refuses_a_zero_speed_sample_in_one_line(tmp_path, quick_result):
+    tg = quick_result["results"][1]
+    tg.update(samples=[0.0, 19.0, 19.4], median=19.0, min=0.0, max=19.4)
+    assert validate(quick_result) == []  # the schema itself allows it
+    with pytest.raises(BadInput, match=r"^cannot export tg32 .*: a 0\.0 tok/s sample has no llama-bench "
+                                       r"time per run$"):
+        export_llama_bench(quick_result)
+    saved = save_result(quick_result, tmp_path / "zero.json")
+    proc = subprocess.run([sys.executable, "-m", "edgeai", "bench", "export", str(saved), "-o",
+                           str(tmp_path / "lb.json")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "0.0 tok/s" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "lb.json").exists()

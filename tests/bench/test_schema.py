@@ -14,6 +14,7 @@ from edgeai.bench.schema import (
     ceiling_pct,
     load_result,
     new_result,
+    parse_result,
     save_result,
     validate,
 )
@@ -142,3 +143,14 @@ def test_save_refuses_an_invalid_result_and_writes_nothing(tmp_path, quick_resul
     with pytest.raises(EdgeAIError):
         save_result(broken, tmp_path / "r.json")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, '{"kind": ' + "[" * 100_000, '{"a":' * 100_000],
+                         ids=["arrays", "in-an-object", "objects"])
+def test_deeply_nested_json_is_the_one_line_not_json_error(tmp_path, text):
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    with pytest.raises(BadInput, match=rf"^truncated or not JSON: {path} \(nested too deeply\)$"):
+        load_result(path)
+    with pytest.raises(BadInput, match="truncated or not JSON"):
+        parse_result(text)
