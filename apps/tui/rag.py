@@ -18,7 +18,7 @@ from typing import Any
 from edgeai.chat import count_prompt_tokens
 from edgeai.chatdb import ChatDB, Conversation, StoredMessage
 from edgeai.config import DEFAULT_MODEL, Settings
-from edgeai.errors import BadInput
+from edgeai.errors import BadInput, EdgeAIError
 from edgeai.rag.context import (
     FULL_DOCUMENT,
     RETRIEVAL,
@@ -49,6 +49,7 @@ class RagPlan:
     hits: list[Hit]
     files: list[str]
     full_text_of: Callable[[str], str | None]
+    sizes: dict[str, int] = field(default_factory=dict)  # file -> characters (`collection_sizes`)
     strategy: str = RETRIEVAL
     sources: list[Source] = field(default_factory=list)
 
@@ -67,6 +68,26 @@ def collection_of(conversation: Conversation | None) -> str | None:
 def chat_collection(conversation_id: int) -> str:
     """The collection `/attach` fills for one conversation."""
     return f"chat-{conversation_id}"
+
+
+def claim_chat_collection(settings: Settings, db: ChatDB, conversation: Conversation) -> Conversation:
+    """Make `chat-<id>` this conversation's own before `/attach` adds to it. Ids restart at 1
+    after `edgeai chat --reset-db`, so a collection of that name this conversation never recorded
+    (as `attached` or as its collection) is an earlier chat's: it is removed, so that chat's
+    documents cannot answer here. The `attached` mark keeps this chat's own files past `/rag off`."""
+    from edgeai.rag.store import delete_collection
+
+    name = chat_collection(conversation.id)
+    rag = conversation.rag or {}
+    if rag.get("attached") == name:
+        return conversation
+    if rag.get("collection") != name:
+        try:
+            delete_collection(settings, name)
+        except OSError as exc:
+            raise EdgeAIError(f"cannot remove the stale collection {name!r}: {exc}",
+                              "delete it with: edgeai rag rm " + name) from None
+    return db.update_settings(conversation.id, rag={**rag, "attached": name})
 
 
 def forget_chat_collection(settings: Settings, conversation_id: int) -> None:
@@ -93,7 +114,7 @@ def retrieve(settings: Settings, collection: str, question: str, k: int = TOP_K)
     from edgeai.rag import api
 
     hits = api.search(settings, collection, question, k=k)
-    files = collection_files(settings, collection)
+    sizes = collection_sizes(settings, collection)
     cache: dict[str, str | None] = {}
 
     def full_text_of(file: str) -> str | None:
@@ -101,7 +122,7 @@ def retrieve(settings: Settings, collection: str, question: str, k: int = TOP_K)
             cache[file] = api.document_text(settings, collection, file)
         return cache[file]
 
-    return RagPlan(collection, question, list(hits), files, full_text_of)
+    return RagPlan(collection, question, list(hits), list(sizes), full_text_of, sizes)
 
 
 def retrieve_for_reply(settings: Settings, db: ChatDB, conversation_id: int, reply_id: int,
@@ -121,6 +142,20 @@ def collection_files(settings: Settings, collection: str) -> list[str]:
         return [f.path for f in coll.files()]
 
 
+def collection_sizes(settings: Settings, collection: str) -> dict[str, int]:
+    """Each file of a collection (in path order) -> the characters of its stored chunks, in one
+    query: what a whole-document question is checked against before any text is read. The
+    chunks repeat the chunker's short overlap, so this overstates a file's text a little; the
+    characters-per-token bound it meets is generous enough to absorb that."""
+    from edgeai.rag.store import Collection, collection_path
+
+    with Collection.open(collection_path(settings, collection), None, create=False) as coll, \
+            coll.snapshot() as db:
+        rows = db.execute("SELECT f.path, COALESCE(SUM(LENGTH(c.text)), 0) FROM files f "
+                          "LEFT JOIN chunks c ON c.file_id = f.id GROUP BY f.id ORDER BY f.path").fetchall()
+    return {path: int(size) for path, size in rows}
+
+
 def compose(plan: RagPlan, messages: list[Message], backend: Any, n_ctx: int, reserve: int
             ) -> list[Message]:
     """The messages to send (model lock held): the user's system prompt and the earlier turns
@@ -136,7 +171,7 @@ def compose(plan: RagPlan, messages: list[Message], backend: Any, n_ctx: int, re
     used_by_history = count_prompt_tokens(backend)(earlier) if earlier else 0
     budget = max(room - used_by_history, int(room * DOCUMENT_SHARE))
     strategy, scope = choose_scope(plan.question, plan.files, plan.hits, budget, count_text,
-                                   plan.full_text_of, system)
+                                   plan.full_text_of, system, sizes=plan.sizes)
     if strategy == FULL_DOCUMENT:
         documents = [(f, plan.full_text_of(f) or "") for f in scope]
         out, placed = build_document_messages(plan.question, documents, budget_tokens=budget,

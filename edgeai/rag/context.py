@@ -15,7 +15,7 @@ budget: chunk retrieval cannot answer "summarize this" or "how many ...").
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import PurePath
 from typing import Any
@@ -44,6 +44,8 @@ QUESTION_TAIL = ("Answer in one or two full sentences using only the documents a
 # Answers from documents are sampled greedily unless the user chose a temperature (/set): the
 # small models stay on the passages and cite them far more often (see QUESTION_TAIL).
 RAG_TEMPERATURE = 0.0
+# no tokenizer makes one token of more than about this many characters of prose (English runs 4-5)
+MAX_CHARS_PER_TOKEN = 10
 
 # a delimiter of ours inside a passage: "<source", "</source>", "<documents" in any case/spacing
 _DELIMITER = re.compile(r"<(\s*/?\s*(?:source|documents)\b)", re.IGNORECASE)
@@ -212,12 +214,16 @@ def files_named_in(question: str, files: Sequence[str], *, stems: bool = False) 
     return named
 
 
+def too_long(characters: int, budget_tokens: int) -> bool:
+    """Surely over the budget, judged by characters alone: counting a book with the model's
+    tokenizer only to learn that it does not fit would take seconds."""
+    return characters > MAX_CHARS_PER_TOKEN * budget_tokens
+
+
 def document_fits(texts: Sequence[str], question: str, budget_tokens: int,
                   count_tokens: Callable[[str], int], system: str | None = None) -> bool:
     documents = [(f"doc{i}", t) for i, t in enumerate(texts)]
-    # cheap bound first: no tokenizer makes one token of more than ~10 characters of prose, and
-    # counting a book with the model's tokenizer only to learn it does not fit would take seconds
-    if sum(len(t) for t in texts) > 10 * budget_tokens:
+    if too_long(sum(len(t) for t in texts), budget_tokens):
         return False
     _, placed = build_document_messages(question, documents, budget_tokens=budget_tokens,
                                         count_tokens=count_tokens, system=system)
@@ -226,17 +232,28 @@ def document_fits(texts: Sequence[str], question: str, budget_tokens: int,
 
 def choose_strategy(question: str, files_in_scope: Sequence[str], budget_tokens: int,
                     count_tokens: Callable[[str], int],
-                    full_text_of: Callable[[str], str | None], system: str | None = None) -> str:
+                    full_text_of: Callable[[str], str | None], system: str | None = None, *,
+                    sizes: Mapping[str, int] | None = None) -> str:
     """FULL_DOCUMENT when the question is about whole documents (or only one or two files are in
-    scope) and all their text fits the budget; RETRIEVAL otherwise."""
+    scope) and all their text fits the budget; RETRIEVAL otherwise.
+
+    `sizes` (file -> characters, e.g. of its stored chunks) rejects a scope that is surely too
+    long before any text is read: the texts are read only when their total may fit, and the
+    reading stops as soon as what was read is over that bound.
+    """
     if not files_in_scope:
         return RETRIEVAL
     if not (asks_whole_document(question) or len(files_in_scope) <= 2):
         return RETRIEVAL
-    texts = []
+    if sizes is not None and too_long(sum(sizes.get(f, 0) for f in files_in_scope), budget_tokens):
+        return RETRIEVAL
+    texts, characters = [], 0
     for file in files_in_scope:
         text = full_text_of(file)
         if not text or not text.strip():
+            return RETRIEVAL
+        characters += len(text)
+        if too_long(characters, budget_tokens):
             return RETRIEVAL
         texts.append(text)
     return FULL_DOCUMENT if document_fits(texts, question, budget_tokens, count_tokens, system) \
@@ -245,17 +262,18 @@ def choose_strategy(question: str, files_in_scope: Sequence[str], budget_tokens:
 
 def choose_scope(question: str, collection_files: Sequence[str], hits: Sequence[Hit],
                  budget_tokens: int, count_tokens: Callable[[str], int],
-                 full_text_of: Callable[[str], str | None], system: str | None = None
-                 ) -> tuple[str, list[str]]:
+                 full_text_of: Callable[[str], str | None], system: str | None = None, *,
+                 sizes: Mapping[str, int] | None = None) -> tuple[str, list[str]]:
     """(strategy, files): the files the question names, else every file of the collection, else
-    (a whole-document question over many files) the file of the best hit."""
+    (a whole-document question over many files) the file of the best hit. `sizes` as in
+    `choose_strategy`: with them, a collection far over the budget costs no reading."""
     named = files_named_in(question, collection_files, stems=asks_whole_document(question))
     scopes = [named] if named else [list(collection_files)]
     if not named and hits and len(collection_files) > 1 and asks_whole_document(question):
         scopes.append([hits[0].file])
     for scope in scopes:
-        if choose_strategy(question, scope, budget_tokens, count_tokens, full_text_of,
-                           system) == FULL_DOCUMENT:
+        if choose_strategy(question, scope, budget_tokens, count_tokens, full_text_of, system,
+                           sizes=sizes) == FULL_DOCUMENT:
             return FULL_DOCUMENT, scope
     return RETRIEVAL, []
 

@@ -157,6 +157,37 @@ def test_a_huge_document_is_rejected_without_tokenizing_it():
     assert max(calls, default=0) < 10_000
 
 
+def test_a_collection_over_budget_is_rejected_from_its_sizes_before_any_text_is_read():
+    files = [f"/d/f{i}.md" for i in range(3000)]
+    sizes = dict.fromkeys(files, 400)  # 1.2 M characters: no budget of 2000 tokens holds them
+    read: list[str] = []
+
+    def full_text_of(file: str) -> str:
+        read.append(file)
+        return "word " * 80
+
+    assert choose_scope("how many files are there?", files, [], 2000, words, full_text_of,
+                        sizes=sizes) == (RETRIEVAL, [])
+    assert read == []
+    # then the best hit's file alone: only that one is read
+    hits = [Hit(1, "word", "/d/f7.md", None, "", 1.0)]
+    assert choose_scope("how many files are there?", files, hits, 2000, words, full_text_of,
+                        sizes=sizes) == (FULL_DOCUMENT, ["/d/f7.md"])
+    assert read == ["/d/f7.md"]
+
+
+def test_reading_stops_once_the_text_read_is_over_the_bound():
+    files = [f"/d/f{i}.md" for i in range(50)]
+    read: list[str] = []
+
+    def full_text_of(file: str) -> str:
+        read.append(file)
+        return "x" * 600  # no sizes known: 2 files are already over 10 characters per token of 100
+
+    assert choose_strategy("summarize", files, 100, words, full_text_of) == RETRIEVAL
+    assert len(read) == 2
+
+
 def test_scope_named_files_then_all_then_the_best_hits_file():
     files = ["/d/roadmap.md", "/d/notes.txt", "/d/budget.pdf"]
     text = {"/d/roadmap.md": "q1 q2", "/d/notes.txt": " ".join(["n"] * 400), "/d/budget.pdf": "10 20"}

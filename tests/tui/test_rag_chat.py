@@ -151,6 +151,61 @@ async def test_a_whole_document_question_uses_the_full_document(make_app, echo, 
         assert "full document: geography.md" in str(reply.query_one(".sources").render())
 
 
+def test_a_whole_collection_over_budget_is_not_read_under_the_lock(corpus, monkeypatch):
+    from edgeai.types import Message
+
+    class Words:  # a model whose tokens are words: a real model's ratio of text to tokens
+        def tokenize(self, text: str) -> list[str]:
+            return text.split()
+
+    for i in range(8):
+        (corpus / f"log{i}.txt").write_text(f"Entry {i}: the Sylvan river flooded the lower town.\n" * 24)
+    settings = load_settings()
+    api.ingest(settings, "many", [corpus])
+    question = "How many floods are recorded?"
+    plan = ragturn.retrieve(settings, "many", question)  # before the lock: the sizes come with it
+    assert plan.sizes[str(corpus / "rivers.txt")] >= len(RIVERS.strip())
+    assert sum(plan.sizes.values()) > 10 * 800
+    read: list[str] = []
+    document_text = api.document_text
+    monkeypatch.setattr(api, "document_text", lambda s, c, f: read.append(f) or document_text(s, c, f))
+    # a budget of 800 tokens: all 11 files are surely over it, the best hit's file fits
+    ragturn.compose(plan, [Message("user", question)], Words(), n_ctx=1000, reserve=168)
+    assert read == [plan.hits[0].file]
+    assert plan.strategy == "full-document" and [s.file for s in plan.sources] == read
+
+
+def test_the_sources_panel_and_the_search_share_one_stopword_list():
+    from edgeai.rag.rerank import STOPWORDS
+    from edgeai.tui.widgets.sources import question_terms
+
+    assert question_terms(" ".join(STOPWORDS)) == []
+    assert set(question_terms("Which rivers flood because of the spring rains?")) == {
+        "rivers", "spring", "flood", "rains"}
+
+
+async def test_attach_starts_a_new_conversation_with_no_stale_documents(make_app, echo, send, settle,
+                                                                         corpus, tmp_path):
+    # after `edgeai chat --reset-db` ids restart at 1, but rag/chat-1.db is the old chat's
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "secret.txt").write_text("The old conversation's secret: the vault code is 4711.\n")
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        name = f"chat-{app.chat.conversation.id}"
+        api.ingest(app.settings, name, [old])
+        await attach(pilot, send, settle, corpus / "rivers.txt")
+        assert [Path(f).name for f in ragturn.collection_files(app.settings, name)] == ["rivers.txt"]
+        assert any(f"indexed into {name!r}: 1 added" in n for n in notices(app))
+
+        # the conversation's own attachments stay, even with RAG switched off in between
+        await send(pilot, "/rag off")
+        await attach(pilot, send, settle, corpus / "recipes.txt")
+        assert [Path(f).name for f in ragturn.collection_files(app.settings, name)] == [
+            "recipes.txt", "rivers.txt"]
+        assert app.chat.conversation.rag["collection"] == name
+
+
 async def test_rag_on_an_unknown_collection_is_a_clear_message(make_app, send):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

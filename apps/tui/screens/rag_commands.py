@@ -96,6 +96,7 @@ async def attach(screen: ChatScreen, arg: str) -> None:
         raise BadInput(f"no such file or folder: {', '.join(missing)}")
     if any(w.group == "attach" and not w.is_finished for w in screen.workers):
         raise BadInput("files are still being indexed: wait for that to finish")
+    screen.conversation = conv = ragturn.claim_chat_collection(screen.chat_app.settings, screen.db, conv)
     name = ragturn.chat_collection(conv.id)
     screen.status.set(note=f"indexing {len(paths)} path{'s' if len(paths) > 1 else ''}…")
     screen.run_worker(lambda: _ingest(screen, conv.id, name, paths), thread=True, group="attach",

@@ -20,16 +20,12 @@ from textual.widgets import Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from edgeai.rag.context import Source
-
-STOPWORDS = frozenset(
-    "the and for are but not you all any can had her was one our out has him his how its may "
-    "new now old see two way who did get let say she too use what when where which why with "
-    "this that from have does into about there their them then than these those they will "
-    "would could should been were your some such only also more most very just over".split())
+from edgeai.rag.rerank import STOPWORDS
 
 
 def question_terms(question: str) -> list[str]:
-    """The words of a question worth emphasizing in a source: 3+ letters, not stopwords."""
+    """The words of a question worth emphasizing in a source: 3+ letters, not the stopwords the
+    search itself leaves out."""
     words = {w.lower() for w in re.findall(r"\w{3,}", question)}
     return sorted(words - STOPWORDS, key=len, reverse=True)
 
