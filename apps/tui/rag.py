@@ -21,11 +21,13 @@ from edgeai.config import DEFAULT_MODEL, Settings
 from edgeai.errors import BadInput, EdgeAIError
 from edgeai.rag.context import (
     FULL_DOCUMENT,
+    MARKERS_ONLY_NOTE,
     RETRIEVAL,
     Source,
     build_document_messages,
     build_rag_messages,
     choose_scope,
+    markers_only,
     renumber_citations,
     source_to_dict,
     strategy_label,
@@ -33,7 +35,7 @@ from edgeai.rag.context import (
 from edgeai.types import Hit, Message
 
 QUALITY_MODEL = "qwen2.5-coder-1.5b-instruct"
-TOP_K = 6  # passages retrieved per question; the budget decides how many are placed
+TOP_K = 5  # passages retrieved per question (as `rag query`); the budget decides how many are placed
 # documents get at least this share of the room left after the reply's reserve: old turns of
 # the conversation are dropped first (fit_to_context) rather than the passages
 DOCUMENT_SHARE = 0.75
@@ -186,6 +188,8 @@ def compose(plan: RagPlan, messages: list[Message], backend: Any, n_ctx: int, re
 def finish(plan: RagPlan, text: str) -> tuple[str, dict[str, Any]]:
     """The answer with its citations checked and renumbered, and the record to keep."""
     fixed, shown = renumber_citations(text, plan.sources)
+    if markers_only(fixed):
+        fixed = f"{fixed.strip()}\n\n{MARKERS_ONLY_NOTE}"
     return fixed, plan.record(shown, cited=any(s.cited for s in shown))
 
 

@@ -315,6 +315,16 @@ def cited_numbers(answer: str) -> list[int]:
     return found
 
 
+MARKERS_ONLY_NOTE = ("(The model answered with source numbers only: open the sources with 1-9, "
+                     "or try the larger quality model for answers from documents.)")
+
+
+def markers_only(answer: str) -> bool:
+    """True for an answer that is nothing but citation markers ("[1] [2] [3]"): small models do
+    this now and then, and a user deserves to be told rather than shown numbers."""
+    return bool(answer.strip()) and not _CITATION.sub("", answer).strip(" \n\t.,;:")
+
+
 def renumber_citations(answer: str, sources: Sequence[Source]) -> tuple[str, list[Source]]:
     """Check the markers the model wrote against the sources placed, and renumber them.
 

@@ -275,3 +275,10 @@ def test_where_a_source_is(page, span, where):
     source = Source(1, "/d/x.md", page, span, "t", 1)
     assert source.where == where
     assert source.label == f"[1] x.md {where}".rstrip()
+
+
+def test_an_answer_of_markers_only_is_recognised():
+    from edgeai.rag.context import markers_only
+
+    assert markers_only("[1] [2] [3]") and markers_only(" [1], [2].\n")
+    assert not markers_only("It weighs 2.35 kg [1].") and not markers_only("")

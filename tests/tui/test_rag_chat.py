@@ -408,3 +408,14 @@ def test_sources_panel_snapshot(snap_compare, make_app, echo, send, settle, corp
         await pilot.pause()
 
     assert snap_compare(make_app(), terminal_size=(120, 32), run_before=run_before)
+
+
+def test_a_reply_of_source_numbers_only_tells_the_user_what_to_do():
+    from edgeai.rag.context import MARKERS_ONLY_NOTE, Source
+    from edgeai.tui.rag import RagPlan, finish
+
+    placed = [Source(1, "/d/a.md", None, "lines 1-2", "alpha", 1), Source(2, "/d/b.md", None, "", "beta", 2)]
+    plan = RagPlan("c", "q?", [], [], lambda f: None, sources=placed)
+    text, record = finish(plan, "[1] [2]")
+    assert text.endswith(MARKERS_ONLY_NOTE) and record["cited"]
+    assert finish(plan, "Alpha comes first [1].")[0] == "Alpha comes first [1]."
