@@ -188,9 +188,13 @@ def terminal_chart(results: list[dict], width: int = 40) -> str:
 def compare(paths: list[Path], out_dir: Path, include_references: bool = False) -> list[Path]:
     """Write out_dir/compare.md and PNG plots for the given result files (edgeai results,
     llama-bench JSON/JSONL, mlx_lm output); returns the files written."""
+    return write_comparison(load_all([Path(p) for p in paths], include_references), out_dir)
+
+
+def write_comparison(results: list[dict], out_dir: Path) -> list[Path]:
+    """compare.md and the plots for results already loaded (`load_all`)."""
     from edgeai.bench.plots import write_plots
 
-    results = load_all([Path(p) for p in paths], include_references)
     if not any(r["results"] for r in results):
         raise BadInput("nothing to compare: the files hold no results",
                        "pass result files from `edgeai bench llm`, or add --references")

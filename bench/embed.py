@@ -22,7 +22,7 @@ QUERIES = ("how do I stream a response", "which option sets the timeout", "what 
 
 
 def _passages(embedder, n: int, tokens: int = 200) -> list[str]:
-    from edgeai.bench.llm_protocol import TEXT
+    from edgeai.bench.texts import TEXT
 
     words = (TEXT * 40).split()
     out, start = [], 0

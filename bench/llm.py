@@ -3,7 +3,7 @@ and turns the samples into one schema-v1 result (bench/schema.py).
 
 Why a child per backend: a backend that crashes or cannot load here (a missing extra, the wrong
 artifact format, a driver) is skipped with its reason and the run goes on; peak memory is that
-backend's own (the child's ru_maxrss), not the sum of everything loaded before it.
+backend's own (the child's VmHWM, see edgeai/memory.py), not the sum of everything loaded before it.
 
 The child speaks JSON lines on stdout, each prefixed with `EVENT` so llama.cpp's prints cannot be
 mistaken for them: {"tick": label} after every run (the progress bar), then {"done": {...}}.
@@ -116,11 +116,7 @@ def child_main(plan: Plan, backend_name: str, device: dict | None = None) -> Non
     start = time.perf_counter()
     backend, spec = load_model(settings, plan.model, backend_name)
     load_s = time.perf_counter() - start
-    gpu_layers = settings.gpu_layers
-    if gpu_layers is None and backend_name == "llamacpp":  # None means "all, where the build can"
-        from edgeai.runtime.llamacpp_build import import_llama_cpp, supports_gpu_offload
-
-        gpu_layers = -1 if supports_gpu_offload(import_llama_cpp()) else 0
+    gpu_layers = getattr(backend, "gpu_layers", settings.gpu_layers)  # what the backend offloaded
     source = energy_source(device, on_gpu=bool(gpu_layers))
     samples = [asdict(s) for s in measure(backend, backend_name, pp=plan.pp, tg=plan.tg,
                                           depths=list(plan.depths), warmup=plan.warmup,
@@ -239,12 +235,6 @@ def sustained_summary(timeline: list[dict]) -> dict:
     return {"test": timeline[0]["test"], "at_s": [s["at_s"] for s in timeline], "tok_s": speeds,
             "first_quarter": round(first, 3), "last_quarter": round(last, 3),
             "ratio": round(last / first, 3) if first else None}
-
-
-def default_output(settings, now: float | None = None, suite: str = "llm") -> Path:
-    """Results go under the data dir, never into the working directory."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return settings.home / "bench" / f"{suite}-{stamp}.json"
 
 
 def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lambda name, total: None,

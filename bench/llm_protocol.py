@@ -22,20 +22,9 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
+from edgeai.bench.texts import TEXT
 from edgeai.types import GenParams
 
-# Public-domain English (Dickens, Lincoln, Melville): cycled to build prompts of any length.
-TEXT = (
-    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
-    "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, "
-    "it was the season of Darkness, it was the spring of hope, it was the winter of despair. "
-    "Four score and seven years ago our fathers brought forth on this continent, a new nation, conceived "
-    "in Liberty, and dedicated to the proposition that all men are created equal. Now we are engaged in a "
-    "great civil war, testing whether that nation, or any nation so conceived and so dedicated, can long "
-    "endure. Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in "
-    "my purse, and nothing particular to interest me on shore, I thought I would sail about a little and "
-    "see the watery part of the world. "
-)
 SALTS = ("Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel", "India", "Juliet",
          "Kilo", "Lima", "Mike", "November", "Oscar", "Papa", "Quebec", "Romeo", "Sierra", "Tango")
 # backends whose KV cache survives between stream() calls (what ppN@depth needs)

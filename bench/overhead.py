@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+from edgeai.bench.texts import PASSAGES
 from edgeai.fileio import atomic_write
 
 N_CTX, N_BATCH = 4096, 512
@@ -43,22 +44,8 @@ WARMUP = "The quick brown fox"  # raw text: no common prefix with a chat prompt,
 SYSTEM = "You are a careful literary assistant. Answer briefly and precisely."
 FOLLOW_UP = "Which of these passages was written first? Answer in one sentence."
 HISTORY_MIN = 1000
-PASSAGES = (  # public domain; cycled until the history reaches HISTORY_MIN tokens
-    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
-    "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, "
-    "it was the season of Darkness, it was the spring of hope, it was the winter of despair, we had "
-    "everything before us, we had nothing before us, we were all going direct to Heaven, we were all going "
-    "direct the other way -- in short, the period was so far like the present period, that some of its "
-    "noisiest authorities insisted on its being received, for good or for evil, in the superlative degree "
-    "of comparison only.",
-    "Four score and seven years ago our fathers brought forth on this continent, a new nation, conceived "
-    "in Liberty, and dedicated to the proposition that all men are created equal. Now we are engaged in a "
-    "great civil war, testing whether that nation, or any nation so conceived and so dedicated, can long "
-    "endure. We are met on a great battle-field of that war. We have come to dedicate a portion of that "
-    "field, as a final resting place for those who here gave their lives that that nation might live. It "
-    "is altogether fitting and proper that we should do this. But, in a larger sense, we can not dedicate "
-    "-- we can not consecrate -- we can not hallow -- this ground.",
-)
+# Dickens and Lincoln, cycled until the history reaches HISTORY_MIN tokens (the measured setup)
+HISTORY_PASSAGES = PASSAGES[:2]
 
 
 # -- children: one timed run each, JSON on stdout ------------------------------------------------------
@@ -138,7 +125,7 @@ def _history(backend) -> list:
 
     parts: list[str] = []
     while True:
-        parts.append(PASSAGES[len(parts) % len(PASSAGES)])
+        parts.append(HISTORY_PASSAGES[len(parts) % len(HISTORY_PASSAGES)])
         user = "Read these passages; I will ask about them.\n\n" + "\n\n".join(parts)
         messages = [Message("system", SYSTEM), Message("user", user)]
         if len(backend.prompt_tokens(messages)) >= HISTORY_MIN:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgeai.bench.llm import Plan, run_child
+from edgeai.bench.llm import Plan, planned_ticks, run_child
 
 BATCH_SIZES = (64, 128, 256, 512)
 
@@ -54,7 +54,8 @@ def _median(done: dict, prefix: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def _probe(plan: Plan, backend: str, what: str, value, on_tick) -> Probe:
+def _probe(plan: Plan, backend: str, what: str, value, on_probe, on_tick) -> Probe:
+    on_probe(f"{what}={value}", planned_ticks(plan, backend))
     try:
         done = run_child(plan, backend, on_tick)
     except RuntimeError as exc:
@@ -78,9 +79,8 @@ def tune(model: str, backend: str, cores: int, *, formats: dict[str, str] | None
     result = Tuning()
     base = Plan(model=model, pp=128, tg=16, warmup=1, repeats=2, n_ctx=2048)
     for threads in thread_candidates(cores):
-        on_probe(f"threads={threads}", 2 * (base.warmup + base.repeats))
         plan = replace(base, threads=threads)
-        result.probes.append(_probe(plan, backend, "threads", threads, on_tick))
+        result.probes.append(_probe(plan, backend, "threads", threads, on_probe, on_tick))
     best = _pick([p for p in result.probes if p.what == "threads"], "decode_tps", 0.03)
     if best is None:
         result.notes.append("every thread probe failed: nothing was written")
@@ -88,9 +88,8 @@ def tune(model: str, backend: str, cores: int, *, formats: dict[str, str] | None
     result.choice["threads"] = best.value
     batch_probes = []
     for size in BATCH_SIZES:
-        on_probe(f"n_batch={size}", base.warmup + base.repeats)
         plan = replace(base, threads=best.value, pp=256, tg=0, n_batch=size)
-        batch_probes.append(_probe(plan, backend, "n_batch", size, on_tick))
+        batch_probes.append(_probe(plan, backend, "n_batch", size, on_probe, on_tick))
     result.probes += batch_probes
     chosen = _pick(batch_probes, "prefill_tps", 0.05)
     if chosen is not None:
@@ -98,9 +97,8 @@ def tune(model: str, backend: str, cores: int, *, formats: dict[str, str] | None
     if formats and len(formats) > 1:
         backend_probes = []
         for name, path in formats.items():
-            on_probe(f"backend={name}", 2 * (base.warmup + base.repeats))
             plan = replace(base, model=path, threads=best.value)
-            backend_probes.append(_probe(plan, name, "backend", name, on_tick))
+            backend_probes.append(_probe(plan, name, "backend", name, on_probe, on_tick))
         result.probes += backend_probes
         ok = [p for p in backend_probes if p.decode_tps]
         if ok:

@@ -51,7 +51,7 @@ class RagPlan:
     hits: list[Hit]
     files: list[str]
     full_text_of: Callable[[str], str | None]
-    sizes: dict[str, int] = field(default_factory=dict)  # file -> characters (`collection_sizes`)
+    sizes: dict[str, int] = field(default_factory=dict)  # file -> characters (`api.file_sizes`)
     strategy: str = RETRIEVAL
     sources: list[Source] = field(default_factory=list)
 
@@ -116,7 +116,7 @@ def retrieve(settings: Settings, collection: str, question: str, k: int = TOP_K)
     from edgeai.rag import api
 
     hits = api.search(settings, collection, question, k=k)
-    sizes = collection_sizes(settings, collection)
+    sizes = api.file_sizes(settings, collection)
     cache: dict[str, str | None] = {}
 
     def full_text_of(file: str) -> str | None:
@@ -134,28 +134,6 @@ def retrieve_for_reply(settings: Settings, db: ChatDB, conversation_id: int, rep
     if not question or not question.strip():
         raise BadInput("there is no question to search the documents for")
     return retrieve(settings, collection, question)
-
-
-def collection_files(settings: Settings, collection: str) -> list[str]:
-    """The files a collection holds (read without loading its embedder)."""
-    from edgeai.rag.store import Collection, collection_path
-
-    with Collection.open(collection_path(settings, collection), None, create=False) as coll:
-        return [f.path for f in coll.files()]
-
-
-def collection_sizes(settings: Settings, collection: str) -> dict[str, int]:
-    """Each file of a collection (in path order) -> the characters of its stored chunks, in one
-    query: what a whole-document question is checked against before any text is read. The
-    chunks repeat the chunker's short overlap, so this overstates a file's text a little; the
-    characters-per-token bound it meets is generous enough to absorb that."""
-    from edgeai.rag.store import Collection, collection_path
-
-    with Collection.open(collection_path(settings, collection), None, create=False) as coll, \
-            coll.snapshot() as db:
-        rows = db.execute("SELECT f.path, COALESCE(SUM(LENGTH(c.text)), 0) FROM files f "
-                          "LEFT JOIN chunks c ON c.file_id = f.id GROUP BY f.id ORDER BY f.path").fetchall()
-    return {path: int(size) for path, size in rows}
 
 
 def compose(plan: RagPlan, messages: list[Message], backend: Any, n_ctx: int, reserve: int

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgeai.cli.common import settings_from
+from edgeai.cli.common import settings_from, with_progress
 
 
 @click.group()
@@ -38,7 +38,7 @@ def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads
     from dataclasses import replace
 
     from edgeai.bench.compare import render_table
-    from edgeai.bench.llm import Plan, default_output, quick_plan, run_llm
+    from edgeai.bench.llm import Plan, quick_plan, run_llm
     from edgeai.bench.schema import save_result
     from edgeai.config import DEFAULT_MODEL
     from edgeai.errors import BadInput
@@ -52,8 +52,8 @@ def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads
              "repeats": repeats, "warmup": warmup, "threads": threads, "gpu_layers": gpu_layers,
              "n_ctx": n_ctx, "sustained_s": sustained}
     plan = replace(base, **{k: v for k, v in given.items() if v is not None})
-    path = writable(output or default_output(settings))
-    result = _with_progress(lambda start, tick: run_llm(plan, settings, on_start=start, on_tick=tick))
+    path = result_path(output, "llm")
+    result = with_progress(lambda start, tick: run_llm(plan, settings, on_start=start, on_tick=tick))
     click.echo(render_table(result))  # the skipped backends, with their reasons, under the table
     for name, run in result.get("sustained", {}).items():
         click.echo(f"sustained {name}: {run['test']} {run['first_quarter']:.2f} -> "
@@ -64,40 +64,22 @@ def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads
         raise click.exceptions.Exit(1)  # nothing was measured: every backend was skipped
 
 
-def writable(path: Path) -> Path:
-    """Fail before a long run, not after it, when the result cannot be written there."""
+def result_path(output: Path | None, suite: str) -> Path:
+    """Where a run's JSON goes: `-o`, else `<data dir>/bench/<suite>-<time>.json` (never the
+    working directory); checked writable before a long run, not after it."""
     import os
+    import time
 
     from edgeai.errors import BadInput
 
-    folder = path.parent
+    path = output or settings_from({}).home / "bench" / f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BadInput(f"cannot write results to {folder}: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK) or path.is_dir():
+        raise BadInput(f"cannot write results to {path.parent}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK) or path.is_dir():
         raise BadInput(f"cannot write results to {path}")
     return path
-
-
-def _with_progress(work):
-    """Run `work(on_start, on_tick)` under a progress bar (one task per backend) on stderr."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        current = {}
-
-        def start(name: str, total: int) -> None:
-            current["task"] = progress.add_task(f"{name}: loading", total=total)
-            current["name"] = name
-
-        def tick(label: str) -> None:
-            progress.update(current["task"], advance=1, description=f"{current['name']}: {label}")
-
-        return work(start, tick)
 
 
 @bench.command()
@@ -110,16 +92,18 @@ def embed(corpus, repeats, output) -> None:
     """Embedding speed (chunks/s), query-embedding latency, and optionally a real corpus's indexing."""
     from edgeai.bench.compare import render_table
     from edgeai.bench.embed import run_embed
-    from edgeai.bench.llm import default_output
     from edgeai.bench.schema import save_result
 
     if repeats < 1:
         raise click.BadParameter("must be at least 1", param_hint="--repeats")
     settings = settings_from({})
-    path = writable(output or default_output(settings, suite="embed"))
-    result = _with_progress(lambda start, tick: (start("embed", 2 * repeats + (1 if corpus else 0)),
-                                                 run_embed(settings, repeats=repeats, corpus=corpus,
-                                                           on_tick=tick))[1])
+    path = result_path(output, "embed")
+
+    def work(start, tick) -> dict:
+        start("embed", 2 * repeats + (1 if corpus else 0))
+        return run_embed(settings, repeats=repeats, corpus=corpus, on_tick=tick)
+
+    result = with_progress(work)
     click.echo(render_table(result))
     save_result(result, path)
     click.echo(f"saved: {path}")
@@ -133,7 +117,6 @@ def embed(corpus, repeats, output) -> None:
               help="Result JSON (default: <data dir>/bench/rag-<time>.json).")
 def rag_(sizes, queries, output) -> None:
     """Retrieval latency p50/p95: exact vs ANN vs faiss-flat, ANN recall@10, full retrieve()."""
-    from edgeai.bench.llm import default_output
     from edgeai.bench.rag_search import as_result, measure_size, table
     from edgeai.bench.schema import save_result
     from edgeai.errors import BadInput, MissingExtra
@@ -149,7 +132,7 @@ def rag_(sizes, queries, output) -> None:
         minilm = get_embedder("minilm")
     except MissingExtra:
         minilm = None  # vector-path numbers only
-    path = writable(output or default_output(settings_from({}), suite="rag"))
+    path = result_path(output, "rag")
     rows = [measure_size(n, queries, minilm) for n in counts]
     click.echo(table(rows))  # p50 (p95), ANN recall@10, the faiss-flat ratio, new-process cost
     save_result(as_result(rows, queries), path)
@@ -165,12 +148,12 @@ def rag_(sizes, queries, output) -> None:
 def compare(files, out_dir, references) -> None:
     """Merge results (edgeai JSON, llama-bench JSON, mlx_lm.benchmark output) into a markdown
     table, PNG plots and a terminal chart."""
-    from edgeai.bench.compare import compare as write_compare
-    from edgeai.bench.compare import load_all, terminal_chart
+    from edgeai.bench.compare import load_all, terminal_chart, write_comparison
 
     out_dir = out_dir or settings_from({}).home / "bench" / "compare"
-    written = write_compare(list(files), out_dir, include_references=references)
-    click.echo(terminal_chart(load_all(list(files), include_references=references)))
+    results = load_all(list(files), include_references=references)
+    written = write_comparison(results, out_dir)
+    click.echo(terminal_chart(results))
     for path in written:
         click.echo(f"wrote {path}")
 

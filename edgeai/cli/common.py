@@ -88,3 +88,22 @@ def open_model(settings: Settings, backend: str | None, chat_template: str | Non
     with progress_bar("assembling model weights (first use only)") as advance:
         return load_model(settings, settings.model, backend or settings.backend, chat_template,
                           progress=advance)
+
+
+def with_progress(work: Callable):
+    """Run `work(start, tick)` under a progress bar on stderr: `start(name, total)` opens a task
+    (a backend, a probe), `tick(label)` advances it and shows what just ran."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        current: dict = {}
+
+        def start(name: str, total: int) -> None:
+            current.update(task=progress.add_task(f"{name}: loading", total=total), name=name)
+
+        def tick(label: str) -> None:
+            progress.update(current["task"], advance=1, description=f"{current['name']}: {label}")
+
+        return work(start, tick)

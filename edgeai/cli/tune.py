@@ -7,29 +7,21 @@ import click
 
 
 def run_tune(model: str | None) -> None:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from edgeai.bench.tune import tune, write_config
+    from edgeai.cli.common import with_progress
     from edgeai.config import config_path, default_threads, load_settings
     from edgeai.models import resolve
+    from edgeai.runtime import FORMAT_BACKENDS
     from edgeai.runtime.loader import pick_backend
 
     settings = load_settings({"model": model})
     spec = resolve(settings.model, settings)  # fails fast on a missing model
     backend = pick_backend(spec, settings.backend)
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=console) as progress:
-        task = {}
-
-        def on_probe(label: str, total: int) -> None:
-            if "id" in task:
-                progress.update(task["id"], completed=progress.tasks[-1].total)
-            task["id"] = progress.add_task(f"probe {label}", total=total)
-
-        result = tune(settings.model, backend, default_threads(), on_probe=on_probe,
-                      on_tick=lambda _: progress.advance(task["id"]))
+    # every installed format of the model, by the backend that runs it: the backend probe's field
+    formats = {FORMAT_BACKENDS[fmt]: str(path) for fmt, path in spec.artifacts.items()
+               if fmt in FORMAT_BACKENDS}
+    result = with_progress(lambda start, tick: tune(settings.model, backend, default_threads(),
+                                                   formats=formats, on_probe=start, on_tick=tick))
     for probe in result.probes:
         figures = probe.error or "  ".join(
             f"{name} {value:7.1f} tok/s" for name, value in

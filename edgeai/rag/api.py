@@ -109,6 +109,16 @@ def stats(settings, name: str) -> dict:
         return {"name": name, "path": str(coll.path), **coll.stats()}
 
 
+def file_sizes(settings, name: str) -> dict[str, int]:
+    """Each file of a collection (in path order) -> the characters of its stored chunks, in one
+    query and without the embedder: what a whole-document question is checked against before any
+    text is read. Chunks repeat the chunker's short overlap, so this overstates a file a little."""
+    with _open_reader(settings, name) as coll, coll.snapshot() as db:
+        rows = db.execute("SELECT f.path, COALESCE(SUM(LENGTH(c.text)), 0) FROM files f "
+                          "LEFT JOIN chunks c ON c.file_id = f.id GROUP BY f.id ORDER BY f.path").fetchall()
+    return {path: int(size) for path, size in rows}
+
+
 def document_text(settings, name: str, file: str) -> str | None:
     """A whole indexed file's text (its chunks in order, the overlap between consecutive chunks
     removed), for whole-document questions; None when the collection does not hold `file`."""
@@ -152,10 +162,16 @@ def _overlap(a, b) -> int:
 @dataclass
 class EvalReport:
     k: int
-    total: int = 0
-    found: int = 0
     misses: list[tuple[str, str]] = field(default_factory=list)  # (question, expected)
-    reciprocal_ranks: list[float] = field(default_factory=list)
+    reciprocal_ranks: list[float] = field(default_factory=list)  # one per question, 0 when missed
+
+    @property
+    def total(self) -> int:
+        return len(self.reciprocal_ranks)
+
+    @property
+    def found(self) -> int:
+        return sum(1 for rr in self.reciprocal_ranks if rr)
 
     @property
     def recall(self) -> float:
@@ -205,8 +221,6 @@ def evaluate(settings, name: str, questions: list[tuple[str, str]], k: int = 5) 
         for question, expected in questions:
             hits = retrieve(coll, embedder(), question, k)
             rank = next((i for i, h in enumerate(hits, 1) if _normal(expected) in _normal(h.text)), None)
-            report.total += 1
-            report.found += rank is not None
             report.reciprocal_ranks.append(1 / rank if rank else 0.0)
             if rank is None:
                 report.misses.append((question, expected))

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from edgeai.errors import EdgeAIError
@@ -138,15 +139,7 @@ def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: li
     passages = chunk_sections(sections, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
     written = 0
     with coll.file_writer(str(path), digest, stat.st_size, stat.st_mtime) as writer:
-        batch = []
-        for passage in passages:
-            batch.append(passage)
-            if len(batch) == BATCH:
-                writer.add(batch, embedder.embed([p.embed_text for p in batch]))
-                written += len(batch)
-                on_chunks(len(batch))
-                batch = []
-        if batch:
+        while batch := list(islice(passages, BATCH)):
             writer.add(batch, embedder.embed([p.embed_text for p in batch]))
             written += len(batch)
             on_chunks(len(batch))

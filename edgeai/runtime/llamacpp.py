@@ -41,6 +41,7 @@ class LlamaCppBackend:
         self._eos_text = ""
         self.spec: ModelSpec | None = None
         self._step = PREFILL_STEP
+        self.gpu_layers: int | None = None
         self.capabilities = Capabilities(chat_template=False, grammar=True, logits=True)
 
     # -- loading -------------------------------------------------------------------------
@@ -65,6 +66,7 @@ class LlamaCppBackend:
             except (ValueError, RuntimeError) as exc:
                 raise ModelFormatError(f"llama.cpp could not load {path.name}: {exc}") from None
         self.spec = spec
+        self.gpu_layers = gpu_layers  # what was offloaded (-1: all), for the bench's records
         self._step = opts.prefill_step or PREFILL_STEP
         self._bos_text = self._token_text(self._llm.token_bos())
         self._eos_text = self._token_text(self._llm.token_eos())

@@ -195,13 +195,13 @@ async def test_attach_starts_a_new_conversation_with_no_stale_documents(make_app
         name = f"chat-{app.chat.conversation.id}"
         api.ingest(app.settings, name, [old])
         await attach(pilot, send, settle, corpus / "rivers.txt")
-        assert [Path(f).name for f in ragturn.collection_files(app.settings, name)] == ["rivers.txt"]
+        assert [Path(f).name for f in api.file_sizes(app.settings, name)] == ["rivers.txt"]
         assert any(f"indexed into {name!r}: 1 added" in n for n in notices(app))
 
         # the conversation's own attachments stay, even with RAG switched off in between
         await send(pilot, "/rag off")
         await attach(pilot, send, settle, corpus / "recipes.txt")
-        assert [Path(f).name for f in ragturn.collection_files(app.settings, name)] == [
+        assert [Path(f).name for f in api.file_sizes(app.settings, name)] == [
             "recipes.txt", "rivers.txt"]
         assert app.chat.conversation.rag["collection"] == name
 
