@@ -1,5 +1,6 @@
-"""`edgeai bench`: run a suite (`llm`), compare results across machines, and move results in and
-out of the community's formats (llama-bench, mlx_lm.benchmark). The suites live in bench/."""
+"""`edgeai bench`: run a suite (`llm`, `embed`, `rag`), compare results across machines, and move
+results in and out of the community's formats (llama-bench, mlx_lm.benchmark). The suites live in
+bench/."""
 
 from __future__ import annotations
 
