@@ -18,10 +18,13 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "llamacpp": "edgeai.runtime.llamacpp:LlamaCppBackend",
     "echo": "edgeai.runtime.echo:EchoBackend",
     "remote": "edgeai.runtime.remote:RemoteBackend",
+    "mlx": "edgeai.runtime.mlx:MlxBackend",
+    "onnx": "edgeai.runtime.onnx:OnnxBackend",
+    "coreml": "edgeai.runtime.coreml:CoreMLBackend",
 }
 
 # artifact format -> the backend that runs it by default
-FORMAT_BACKENDS = {"gguf": "llamacpp", "echo": "echo"}
+FORMAT_BACKENDS = {"gguf": "llamacpp", "mlx": "mlx", "onnx": "onnx", "coreml": "coreml", "echo": "echo"}
 
 ENTRY_POINT_GROUP = "edgeai.backends"
 

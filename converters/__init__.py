@@ -1,0 +1,95 @@
+"""Model export: `convert(src, out, to=..., quant=...) -> Manifest`, one module per target.
+
+Targets are modules, imported only when chosen (`edgeai --help` must not wait on torch):
+
+    hf      GGUF -> Hugging Face import (dequantized safetensors), or an HF re-save in a dtype
+    gguf    HF -> GGUF with the `gguf` package's tensor maps; K-quants by llama.cpp's quantizer
+    mlx     mlx-lm's convert
+    onnx    onnxruntime-genai's model builder (decoder with KV cache)
+    coreml  coremltools through torch.export (runs on macOS only; spec-checked elsewhere)
+
+Each target module provides:
+
+    QUANTS: tuple[str, ...]            accepted --quant names
+    NOT_FOR_GEMMA: tuple[str, ...]     names refused for Gemma (fp16 overflows in the family)
+    default_quant(family) -> str
+    export(source, stage, quant, *, progress, notes, settings) -> list[str]   artifact names
+    open_runner(out) -> Runner         the export loaded for validation (converters/runners.py)
+    toolchain() -> dict[str, str]      tool versions for the manifest
+    runs_here() -> str | None          optional: why the export cannot run on this machine
+    check_spec(out) -> dict            optional: static checks when it cannot run
+
+`convert` writes into a temporary sibling of OUT (converters/staging.py), validates the export
+there, and only then renames it into place: OUT holds the artifacts, manifest.json and
+report.json, or does not exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+import resource
+import time
+from pathlib import Path
+from types import ModuleType
+
+from edgeai.converters.manifest import MANIFEST, REPORT, Manifest, folder_size, write_json
+from edgeai.converters.progress import Progress
+from edgeai.converters.source import Source, open_source
+from edgeai.errors import BadInput
+
+TARGETS = ("hf", "gguf", "mlx", "onnx", "coreml")
+
+
+def target(name: str) -> ModuleType:
+    if name not in TARGETS:
+        raise BadInput(f"unknown target format {name!r}", f"choose one of: {', '.join(TARGETS)}, all")
+    return importlib.import_module(f"edgeai.converters.{name}")
+
+
+def choose_quant(module: ModuleType, to: str, family: str, quant: str | None) -> str:
+    if quant is None:
+        return module.default_quant(family)
+    if quant not in module.QUANTS:
+        raise BadInput(f"unknown --quant {quant!r} for {to}", f"{to} takes: {' '.join(module.QUANTS)}")
+    if family == "gemma3" and quant in module.NOT_FOR_GEMMA:
+        raise BadInput(f"Gemma models overflow in {quant}", "use bf16 or fp32 for Gemma (see --help)")
+    return quant
+
+
+def _peak_rss_mb() -> float | None:
+    from edgeai.memory import peak_rss_mb
+
+    own = peak_rss_mb() or 0.0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # tool subprocesses
+    return round(max(own, children), 1) or None
+
+
+def convert(src: str | Path, out: str | Path, *, to: str, quant: str | None = None, force: bool = False,
+            check: bool = True, progress: Progress | None = None, settings=None) -> Manifest:
+    """Export SRC (HF folder, .gguf, catalog id) to OUT in format `to`; validate unless check=False."""
+    from edgeai import __version__
+    from edgeai.converters.staging import check_output, staged_output
+
+    progress = progress or Progress()
+    source = src if isinstance(src, Source) else open_source(src, settings)
+    module = target(to)
+    quant = choose_quant(module, to, source.family, quant)
+    check_output(Path(out), force)  # refuse before any slow work
+    notes: list[str] = []
+    with staged_output(Path(out), force) as stage:
+        start = time.perf_counter()
+        artifacts = module.export(source, stage, quant, progress=progress, notes=notes, settings=settings)
+        manifest = Manifest(
+            format=to, quant=quant, family=source.family, source=str(source.path), source_kind=source.kind,
+            artifacts=tuple(artifacts), toolchain=module.toolchain(), seconds=round(time.perf_counter() - start, 2),
+            peak_rss_mb=_peak_rss_mb(), size_bytes=sum(folder_size(stage / a) for a in artifacts),
+            notes=tuple(notes), edgeai=__version__)
+        write_json(stage / MANIFEST, manifest)
+        if check:
+            from edgeai.converters.validate import validate
+
+            write_json(stage / REPORT, validate(source, stage, progress=progress, manifest=manifest))
+    return manifest
+
+
+__all__ = ["TARGETS", "Manifest", "Source", "convert", "open_source", "target"]
