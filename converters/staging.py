@@ -46,8 +46,8 @@ def check_output(out: Path, force: bool) -> Path:
         raise BadInput(f"{out} exists and is not a folder", "OUT is a folder; choose another path")
     if out.exists() and not force:
         raise BadInput(f"{out} already exists", "pass --force to replace it")
-    if not out.parent.is_dir():
-        raise BadInput(f"the folder {out.parent} does not exist")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise BadInput(f"{out.parent} is not a folder")
     return out
 
 
@@ -55,6 +55,7 @@ def check_output(out: Path, force: bool) -> Path:
 def staged_output(out: Path, force: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it becomes `out`, on any error it vanishes."""
     out = check_output(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(out)
     stage = out.parent / f".{out.name}{PARTIAL}{os.getpid()}"
     shutil.rmtree(stage, ignore_errors=True)

@@ -92,9 +92,10 @@ def _config(family: str) -> dict:
                 "bos_token_id": 0, "eos_token_id": 2, "rope_theta": 1000000.0}
     if family == "gemma3":
         return {**common, "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
-                "head_dim": 64, "num_key_value_heads": 1, "sliding_window": 16, "query_pre_attn_scalar": 64,
-                "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0, "tie_word_embeddings": True,
-                "layer_types": ["sliding_attention", "full_attention"], "torch_dtype": "bfloat16"}
+                "head_dim": 64, "num_key_value_heads": 1, "sliding_window": 4096, "query_pre_attn_scalar": 64,
+                "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0,
+                # six layers: llama.cpp fixes Gemma 3's pattern at five local layers, then a global one
+                "num_hidden_layers": 6, "torch_dtype": "bfloat16"}
     raise ValueError(f"unknown tiny family {family!r}")
 
 

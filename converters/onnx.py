@@ -1,0 +1,223 @@
+"""The `onnx` target: Hugging Face -> an onnxruntime-genai model folder (decoder + KV cache).
+
+Wraps onnxruntime-genai's model builder, run as a subprocess (`converters/onnx_builder.py`,
+which adds the Gemma 3 rope fix), on the HF folder `hf_folder` gives for any source. OUT then
+holds `model.onnx`, `model.onnx.data`, `genai_config.json`, the tokenizer files, the chat
+template and the license files, and loads as is in the `onnx` backend (runtime/onnx.py), which
+is also the validation runner. Build recipes per `--quant` (measured in
+/work/shared/research/onnx-llm.md):
+
+    fp32         the builder's CPU graph: matches transformers to ~1e-5
+    fp16         the builder's GPU graph (`-e cuda`); onnxruntime runs it on the CPU too
+    int8         MatMulNBits 8-bit weights (block 32, int8 activations); embedding fp32
+    int4         RTN 4-bit, block 32, the embedding Gather quantized too: the smallest
+    int4-kquant  k_quant_mixed: 4-bit k-quants, LM head and sensitive layers 8-bit; ~11 GB RAM for 0.5B
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+from edgeai.converters.progress import Progress
+from edgeai.converters.source import Source, hf_folder, unsupported
+from edgeai.errors import EdgeAIError, MissingExtra
+
+QUANTS = ("fp32", "fp16", "int8", "int4", "int4-kquant")
+NOT_FOR_GEMMA = ("fp16",)
+
+# --quant -> (builder precision, execution provider, extra options)
+RECIPES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "fp32": ("fp32", "cpu", ()),
+    # The builder's CPU fp16 graph prefills but fails to decode in onnxruntime-genai 0.18
+    # (a buffer shape mismatch); the CUDA graph (fused GroupQueryAttention) runs on both.
+    "fp16": ("fp16", "cuda", ()),
+    "int8": ("int8", "cpu", ()),
+    "int4": ("int4", "cpu", ("op_types_to_quantize=MatMul/Gather",)),
+    "int4-kquant": ("int4", "cpu", ("algo_config=k_quant_mixed",)),
+}
+NOTES = {
+    "fp16": "fp16: the builder's GPU graph (-e cuda, fused attention); it runs on the CPU as well",
+    "int8": "int8: MatMulNBits 8-bit weights, block 32, symmetric, int8 activations (accuracy_level 4); "
+            "the embedding stays fp32 (the builder quantizes a Gather to 4 bits only)",
+    "int4": "int4: RTN 4-bit, block 32, symmetric; MatMuls and the embedding Gather quantized "
+            "(op_types_to_quantize=MatMul/Gather)",
+    "int4-kquant": "int4-kquant: k_quant_mixed (4-bit k-quants; the LM head and the most sensitive "
+                   "layers in 8 bits); needs about 11 GB of RAM per 0.5B parameters to build",
+}
+# Hugging Face architectures this target has been validated on (the builder knows more).
+ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Gemma3ForCausalLM")
+TOOLS = ("onnxruntime", "onnxruntime-genai", "onnx", "torch", "transformers")
+CACHE = "_builder_cache"
+PROGRESS_LINE = re.compile(r"^(Reading (embedding layer|layer \d+|final norm|LM head)|"
+                           r"Saving (ONNX model|GenAI config|processing files))")
+ERROR_LINE = re.compile(r"^[A-Za-z_.]*(Error|Exception|Interrupt)\b.*")
+
+
+def default_quant(family: str) -> str:
+    return "fp32"
+
+
+def toolchain() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for tool in TOOLS:
+        try:
+            found[tool] = version(tool)
+        except PackageNotFoundError:
+            found[tool] = "not installed"
+    return found
+
+
+def _require_builder() -> None:
+    import importlib.util
+
+    for module in ("onnxruntime_genai", "onnx", "torch", "transformers"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtra(f"{module} (needed by the ONNX export)", "pip install 'edgeai[convert]'")
+
+
+def _is_tied(hf: Path, config: dict) -> bool:
+    if "tie_word_embeddings" in config:
+        return bool(config["tie_word_embeddings"])
+    from transformers import AutoConfig  # the class default (Gemma ties, Llama does not)
+
+    return bool(getattr(AutoConfig.from_pretrained(str(hf)), "tie_word_embeddings", False))
+
+
+def builder_command(hf: Path, stage: Path, quant: str, tied: bool) -> list[str]:
+    precision, provider, extra = RECIPES[quant]
+    # hf_token=false: the builder must never ask the hub for anything.
+    options = [*extra, "hf_token=false"]
+    if tied and precision == "int4":  # one quantized matrix serves embedding and LM head
+        options.append("shared_embeddings=true")
+    return [sys.executable, "-m", "edgeai.converters.onnx_builder", "-i", str(hf), "-o", str(stage),
+            "-p", precision, "-e", provider, "-c", str(stage / CACHE), "--extra_options", *options]
+
+
+def run_builder(command: list[str], progress: Progress) -> None:
+    """Run the builder, moving `progress` on its "Reading layer N" lines; one-line error on failure."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "TQDM_DISABLE": "1"}
+    tail: deque[str] = deque(maxlen=40)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        buffer = b""
+        while chunk := proc.stdout.read1(65536):
+            buffer += chunk
+            *lines, buffer = re.split(rb"[\r\n]", buffer)
+            for raw in lines:
+                line = raw.decode("utf-8", errors="replace").strip()
+                if line:
+                    tail.append(line)
+                    if PROGRESS_LINE.match(line):
+                        progress.advance()
+        if buffer.strip():
+            tail.append(buffer.decode("utf-8", errors="replace").strip())
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted: do not leave a builder running on its own
+            proc.kill()
+            proc.wait()
+    if code != 0:
+        raise _failure(code, list(tail))
+
+
+def _failure(code: int, tail: list[str]) -> EdgeAIError:
+    if code in (-9, 137):
+        return EdgeAIError("onnxruntime-genai's model builder was killed (out of memory?)",
+                           "int4-kquant needs about 11 GB of RAM per 0.5B parameters; try int4 or fp32")
+    errors = [line for line in tail if ERROR_LINE.match(line)]
+    detail = errors[-1] if errors else (tail[-1] if tail else f"exit status {code}")
+    return EdgeAIError(f"onnxruntime-genai's model builder failed: {detail[:300]}",
+                       "run with --debug to see the builder's output")
+
+
+def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes: list[str],
+           settings=None) -> list[str]:
+    _require_builder()
+    hf = hf_folder(source, settings, progress)
+    config = json.loads((hf / "config.json").read_text(encoding="utf-8"))
+    arch = (config.get("architectures") or [""])[0]
+    if arch not in ARCHITECTURES:
+        raise unsupported(arch or config.get("model_type", "?"))
+    command = builder_command(hf, stage, quant, _is_tied(hf, config))
+    # one step per line the builder prints: embedding, each layer, norm, head, three saves
+    progress.start(f"onnx: building {quant} with onnxruntime-genai",
+                   int(config.get("num_hidden_layers") or 0) + 6)
+    try:
+        run_builder(command, progress)
+    finally:
+        shutil.rmtree(stage / CACHE, ignore_errors=True)
+    finish_folder(hf, stage)
+    if quant in NOTES:
+        notes.append(NOTES[quant])
+    if source.kind == "gguf" and quant.startswith("int"):
+        notes.append("the source is a dequantized GGUF: quantizing it again loses more than "
+                     "quantizing the original weights would")
+    return sorted(p.name for p in stage.iterdir() if p.name not in ("manifest.json", "report.json"))
+
+
+def _is_license(name: str) -> bool:
+    return name.upper().startswith(("LICENSE", "LICENCE", "NOTICE", "USE_POLICY"))
+
+
+def finish_folder(hf: Path, stage: Path) -> None:
+    """Make the builder's folder self-contained: license files and Gemma's tokenizer.model
+    copied from the source, no paths into the source left in tokenizer_config.json, and the
+    chat template written where the builder's tokenizer save did not carry it."""
+    from edgeai.fileio import atomic_write
+
+    for path in hf.iterdir():
+        if path.is_file() and (_is_license(path.name) or path.name == "tokenizer.model"):
+            shutil.copyfile(path, stage / path.name)
+    tok_config = stage / "tokenizer_config.json"
+    if tok_config.is_file():
+        data = json.loads(tok_config.read_text(encoding="utf-8"))
+        # transformers records where it read the SentencePiece file: the source's absolute path
+        local = {k: v for k, v in data.items() if not (isinstance(v, str) and os.path.isabs(v))}
+        if local != data:
+            atomic_write(tok_config, json.dumps(local, indent=2, ensure_ascii=False) + "\n")
+    if not (stage / "chat_template.jinja").is_file():
+        from edgeai.runtime.onnx import own_template
+
+        template = own_template(hf)
+        if template:
+            atomic_write(stage / "chat_template.jinja", template)
+
+
+class OnnxRunner:
+    """An export through the `onnx` backend: full-sequence logits from a fresh KV cache."""
+
+    max_tokens = 4096
+
+    def __init__(self, out: Path):
+        from importlib.metadata import version
+
+        from edgeai.runtime.onnx import OnnxBackend
+        from edgeai.types import LoadOptions, ModelSpec
+
+        self.label = f"onnxruntime-genai {version('onnxruntime-genai')}"
+        self.backend = OnnxBackend()
+        self.backend.load(ModelSpec(id=Path(out).name, artifacts={"onnx": Path(out)}),
+                          LoadOptions(n_ctx=self.max_tokens))
+
+    def logits(self, ids):
+        return self.backend.logits(list(ids))
+
+    def encode(self, text: str) -> list[int]:
+        return self.backend.prompt_tokens(text)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def open_runner(out: Path) -> OnnxRunner:
+    return OnnxRunner(out)
