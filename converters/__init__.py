@@ -35,7 +35,7 @@ from types import ModuleType
 from edgeai.converters.manifest import MANIFEST, REPORT, Manifest, folder_size, write_json
 from edgeai.converters.progress import Progress
 from edgeai.converters.source import Source, open_source
-from edgeai.errors import BadInput
+from edgeai.errors import BadInput, EdgeAIError
 
 TARGETS = ("hf", "gguf", "mlx", "onnx", "coreml")
 
@@ -78,7 +78,14 @@ def convert(src: str | Path, out: str | Path, *, to: str, quant: str | None = No
     notes: list[str] = []
     with staged_output(Path(out), force) as stage:
         start = time.perf_counter()
-        artifacts = module.export(source, stage, quant, progress=progress, notes=notes, settings=settings)
+        try:
+            artifacts = module.export(source, stage, quant, progress=progress, notes=notes, settings=settings)
+        except (EdgeAIError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as exc:  # a toolchain's own failure: one line, the traceback under --debug
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise EdgeAIError(f"{to} export failed: {type(exc).__name__}: {first}",
+                              "run again with --debug for the traceback") from exc
         manifest = Manifest(
             format=to, quant=quant, family=source.family, source=str(source.path), source_kind=source.kind,
             artifacts=tuple(artifacts), toolchain=module.toolchain(), seconds=round(time.perf_counter() - start, 2),
@@ -92,4 +99,19 @@ def convert(src: str | Path, out: str | Path, *, to: str, quant: str | None = No
     return manifest
 
 
-__all__ = ["TARGETS", "Manifest", "Source", "convert", "open_source", "target"]
+def convert_all(src: str | Path, out: str | Path, *, force: bool = False, check: bool = True,
+                progress: Progress | None = None, settings=None) -> list[tuple[Path, Manifest]]:
+    """Every target at its default quantization, into OUT/<format>/; all of them or nothing."""
+    from edgeai.converters.staging import staged_output
+
+    source = src if isinstance(src, Source) else open_source(src, settings)
+    made = []
+    with staged_output(Path(out), force) as stage:
+        for name in TARGETS:
+            made.append((name, convert(source, stage / name, to=name, check=check, progress=progress,
+                                       settings=settings)))
+    return [(Path(out) / name, manifest) for name, manifest in made]
+
+
+__all__ = ["TARGETS", "MANIFEST", "REPORT", "Manifest", "Source", "convert", "convert_all", "open_source",
+           "target"]

@@ -26,10 +26,11 @@ NOT_FOR_GEMMA = ()  # Gemma converts in fp32 compute precision instead (see expo
 MAX_TOKENS = 4096  # the longest input the package accepts (capped by the model's own limit)
 EXAMPLE_TOKENS = 8  # length of the example input torch.export traces with
 BLOCK = 32  # int4-block: weights per scale
+# Tried with transformers' TorchExportableModuleWithStaticCache -> torch.export(strict) -> coremltools 9.
 STATEFUL_NOTE = (
-    "no KV cache: each token recomputes the whole sequence. A stateful iOS 18 variant needs "
-    "the cache as in-place-updated torch buffers, which coremltools 9 converts only from "
-    "torch.jit.trace, and tracing fails on transformers 5's masking code")
+    "no KV cache: each token recomputes the whole sequence (a stateful iOS 18 variant does not convert "
+    "with coremltools 9: its index_put converter fails on the static cache's update, and the cache's "
+    "scalar position buffers become rank-0 states it cannot type)")
 HINT = "run with --debug for the traceback; coremltools {ct} is tested with torch up to 2.7 (this is {torch})"
 
 
@@ -63,9 +64,10 @@ class CoreMLRunner:
     def __init__(self, out: Path):
         from transformers import AutoTokenizer
 
-        from edgeai.runtime.coreml import find_package, open_mlmodel
+        from edgeai.runtime.coreml import find_package, open_mlmodel, padded
 
-        self._predict, self.max_tokens = open_mlmodel(find_package(Path(out)))
+        predict, shortest, self.max_tokens = open_mlmodel(find_package(Path(out)))
+        self._predict = padded(predict, shortest)
         self.tokenizer = AutoTokenizer.from_pretrained(str(out))
 
     def logits(self, ids: Sequence[int]):
@@ -143,7 +145,7 @@ def _register_alias() -> None:
         register_torch_op,
     )
 
-    if "alias" in _TORCH_OPS_REGISTRY:
+    if _TORCH_OPS_REGISTRY.get_func("alias") is not None:  # registered once per process
         return
 
     def alias(context, node):

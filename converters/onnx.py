@@ -92,12 +92,17 @@ def _is_tied(hf: Path, config: dict) -> bool:
     return bool(getattr(AutoConfig.from_pretrained(str(hf)), "tie_word_embeddings", False))
 
 
-def builder_command(hf: Path, stage: Path, quant: str, tied: bool) -> list[str]:
+def builder_command(hf: Path, stage: Path, quant: str, config: dict, tied: bool) -> list[str]:
     precision, provider, extra = RECIPES[quant]
     # hf_token=false: the builder must never ask the hub for anything.
     options = [*extra, "hf_token=false"]
     if tied and precision == "int4":  # one quantized matrix serves embedding and LM head
         options.append("shared_embeddings=true")
+    window, context = config.get("sliding_window"), config.get("max_position_embeddings")
+    if window and context and window >= context:
+        # A window as long as the context is no window; the windowed cache would still demand
+        # a KV buffer of the window's length, which genai refuses to allocate past the context.
+        options.append("windowed_kv_cache=false")
     return [sys.executable, "-m", "edgeai.converters.onnx_builder", "-i", str(hf), "-o", str(stage),
             "-p", precision, "-e", provider, "-c", str(stage / CACHE), "--extra_options", *options]
 
@@ -148,7 +153,7 @@ def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes
     arch = (config.get("architectures") or [""])[0]
     if arch not in ARCHITECTURES:
         raise unsupported(arch or config.get("model_type", "?"))
-    command = builder_command(hf, stage, quant, _is_tied(hf, config))
+    command = builder_command(hf, stage, quant, config, _is_tied(hf, config))
     # one step per line the builder prints: embedding, each layer, norm, head, three saves
     progress.start(f"onnx: building {quant} with onnxruntime-genai",
                    int(config.get("num_hidden_layers") or 0) + 6)

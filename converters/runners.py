@@ -35,7 +35,10 @@ class TorchRunner:
     def __init__(self, folder: Path):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging
 
+        logging.disable_progress_bar()  # our own progress display is the only one
+        logging.set_verbosity_error()
         self._torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()

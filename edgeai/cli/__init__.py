@@ -14,6 +14,7 @@ import click
 from edgeai import __version__
 from edgeai.cli.bench import bench
 from edgeai.cli.chat import chat
+from edgeai.cli.convert import convert
 from edgeai.cli.doctor import doctor
 from edgeai.cli.models import models
 from edgeai.cli.rag import rag
@@ -34,6 +35,7 @@ cli.add_command(models)
 cli.add_command(doctor)
 cli.add_command(bench)
 cli.add_command(rag)
+cli.add_command(convert)
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:

@@ -1,0 +1,117 @@
+"""`edgeai convert SRC --to FORMAT [--quant Q] -o OUT [--force]`: export a model and print its
+fidelity card. The work is in `edgeai.converters`; this module only draws progress and the card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgeai.converters.progress import Progress
+
+FORMATS = ("hf", "gguf", "mlx", "onnx", "coreml", "all")
+QUANT_HELP = ("hf: fp32 bf16 fp16 · gguf: F32 BF16 F16 Q8_0 Q6_K Q5_K_M Q4_K_M · mlx: fp32 bf16 fp16 8bit 4bit · "
+              "onnx: fp32 fp16 int8 int4 int4-kquant · coreml: fp16 int8 palette4 int4-block "
+              "(default: the 16-bit/fp32 form; Gemma never fp16)")
+
+
+class RichProgress(Progress):
+    """Each stage a line with a bar (a spinner when its length is unknown), on stderr."""
+
+    def __init__(self, bar):
+        self.bar = bar
+        self.task = None
+
+    def start(self, name: str, total: int | None = None) -> None:
+        if self.task is not None:
+            task = self.bar.tasks[-1]
+            self.bar.update(self.task, completed=task.total or 1, total=task.total or 1)
+        self.task = self.bar.add_task(name, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self.task is not None:
+            self.bar.advance(self.task, n)
+
+
+@click.command()
+@click.argument("src")
+@click.option("--to", "to", required=True, type=click.Choice(FORMATS), help="Target format.")
+@click.option("--quant", "-q", metavar="Q", help=QUANT_HELP)
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (only once the new export is whole).")
+@click.option("--no-validate", "no_validate", is_flag=True, help="Skip the fidelity check (no report.json).")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json instead of the card.")
+def convert(src: str, to: str, quant: str | None, out: Path, force: bool, no_validate: bool,
+            as_json: bool) -> None:
+    """Export SRC (a Hugging Face folder, a .gguf file or a catalog id) to GGUF, MLX, ONNX,
+    Core ML or an HF folder, quantized, then check it against SRC: OUT gets the artifact(s),
+    manifest.json and report.json."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from edgeai import converters
+    from edgeai.errors import BadInput
+
+    if to == "all" and quant:
+        raise BadInput("--quant names one format's quantization; with --to all each format takes its default")
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    from rich.progress import Progress as Bar
+
+    with Bar(*columns, console=Console(stderr=True), transient=True) as bar:
+        progress = RichProgress(bar)
+        if to == "all":
+            made = converters.convert_all(src, out, force=force, check=not no_validate, progress=progress)
+        else:
+            made = [(out, converters.convert(src, out, to=to, quant=quant, force=force,
+                                             check=not no_validate, progress=progress))]
+    for folder, manifest in made:
+        report_file = Path(folder) / converters.REPORT
+        report = json.loads(report_file.read_text()) if report_file.is_file() else None
+        if as_json:
+            click.echo(json.dumps(report or {}, indent=2))
+        else:
+            click.echo(card(Path(folder), manifest, report))
+
+
+def _mb(n: float | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1024:.2f} GB" if n >= 1024 else f"{n:.0f} MB"
+
+
+def card(folder: Path, manifest, report: dict | None) -> str:
+    """The export's fidelity card, a few lines a person reads at a glance."""
+    lines = [f"{manifest.format} {manifest.quant} → {folder}  ({_mb(manifest.size_bytes / 2**20)}, "
+             f"{manifest.seconds:.1f} s, peak memory {_mb(manifest.peak_rss_mb)})"]
+    for note in manifest.notes:
+        lines.append(f"  note: {note}")
+    if report is None:
+        lines.append("  not validated (--no-validate)")
+        return "\n".join(lines)
+    if not report["numbers_checked"]:
+        lines.append(f"  numbers not checked: {report['why_not_checked']}")
+        spec = report.get("spec") or {}
+        checks = spec.get("checks", {})
+        if checks:
+            lines.append("  spec: " + " · ".join(f"{k} {'✓' if ok else '✗'}" for k, ok in checks.items()))
+    else:
+        divergence = report["first_divergence"]
+        where = (f", first divergence in prompt {divergence['sequence']} at token {divergence['position']}"
+                 if divergence else "")
+        lines.append(f"  vs source ({report['reference']}) on {report['runner']}: top-1 "
+                     f"{report['top1_agreement']:.1%} of {report['positions']} positions{where}; "
+                     f"max |Δlogit| {report['max_abs_logit_delta']:.3g}")
+        short = " (shortened for this machine)" if report["perplexity_text_shortened"] else ""
+        lines.append(f"  perplexity on {report['perplexity_text']}, {report['perplexity_tokens']} tokens{short}: "
+                     f"{report['perplexity']:.3f} vs {report['perplexity_reference']:.3f} "
+                     f"(×{report['perplexity_ratio']:.4f})")
+        greedy = ("identical" if report["greedy_equal"] else
+                  f"differs from token {report['greedy_first_divergence']}")
+        lines.append(f"  greedy 16 tokens: {greedy}; tokenizer ids {'match' if report['tokenizer_ids_match'] else 'DIFFER'}")
+    travelled = report.get("travelled") or {}
+    if travelled:
+        lines.append("  travelled: " + " · ".join(f"{k.replace('_', ' ')} {'✓' if ok else '✗ missing'}"
+                                                 for k, ok in travelled.items()))
+    return "\n".join(lines)
