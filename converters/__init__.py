@@ -64,17 +64,26 @@ def _peak_rss_mb() -> float | None:
     return round(max(own, children), 1) or None
 
 
+def prepare(src: str | Path | Source, out: str | Path, *, to: str, quant: str | None = None,
+            force: bool = False, settings=None) -> tuple[Source, ModuleType, str]:
+    """Every check that needs no heavy work (source, target, quant, OUT), before any starts."""
+    from edgeai.converters.staging import check_output
+
+    source = src if isinstance(src, Source) else open_source(src, settings)
+    module = target(to)
+    quant = choose_quant(module, to, source.family, quant)
+    check_output(Path(out), force)
+    return source, module, quant
+
+
 def convert(src: str | Path, out: str | Path, *, to: str, quant: str | None = None, force: bool = False,
             check: bool = True, progress: Progress | None = None, settings=None) -> Manifest:
     """Export SRC (HF folder, .gguf, catalog id) to OUT in format `to`; validate unless check=False."""
     from edgeai import __version__
-    from edgeai.converters.staging import check_output, staged_output
+    from edgeai.converters.staging import staged_output
 
     progress = progress or Progress()
-    source = src if isinstance(src, Source) else open_source(src, settings)
-    module = target(to)
-    quant = choose_quant(module, to, source.family, quant)
-    check_output(Path(out), force)  # refuse before any slow work
+    source, module, quant = prepare(src, out, to=to, quant=quant, force=force, settings=settings)
     notes: list[str] = []
     with staged_output(Path(out), force) as stage:
         start = time.perf_counter()

@@ -24,6 +24,7 @@ NOT_FOR_GEMMA = ("fp16",)
 SAFETENSORS_DTYPE = {"fp32": "F32", "bf16": "BF16", "fp16": "F16"}
 TORCH_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 WEIGHTS = "model.safetensors"
+ROW_BLOCK = 8192  # rows dequantized at a time for large tensors (embeddings, output heads)
 # files of an HF folder that are not weights and travel unchanged on a re-save
 KEEP = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
         "chat_template.jinja", "chat_template.json", "generation_config.json", "added_tokens.json",
@@ -119,7 +120,11 @@ def import_gguf(source: Source, stage: Path, quant: str, progress: Progress | No
         from gguf.quants import dequantize
 
         tensor = tensors[wanted[hf]]
-        array = dequantize(tensor.data, tensor.tensor_type).reshape(shapes[hf])
+        shape = shapes[hf]
+        if len(shape) == 2 and shape[0] > ROW_BLOCK and not hf.endswith(("q_proj.weight", "k_proj.weight")):
+            return (dequantize(tensor.data[i:i + ROW_BLOCK], tensor.tensor_type).reshape(-1, shape[1])
+                    for i in range(0, shape[0], ROW_BLOCK))  # embeddings and heads, in row blocks
+        array = dequantize(tensor.data, tensor.tensor_type).reshape(shape)
         return from_gguf(source.family, hf, array, n_head, n_head_kv)
 
     progress.start(f"dequantizing {len(wanted)} tensors to {quant}", len(wanted))

@@ -34,7 +34,8 @@ def to_dtype(array, dtype: str) -> bytes:
 def write_streaming(path: Path, shapes: dict[str, tuple[int, ...]], dtype: str,
                     produce: Callable[[str], object], metadata: dict[str, str] | None = None,
                     on_tensor: Callable[[str], None] | None = None) -> None:
-    """Write `shapes` (name -> shape) to `path`; `produce(name)` returns each float32 array."""
+    """Write `shapes` (name -> shape) to `path`; `produce(name)` returns each float32 array, or an
+    iterator of its row blocks (large tensors need never be whole in memory)."""
     import math
 
     offsets, header, position = {}, {}, 0
@@ -51,31 +52,58 @@ def write_streaming(path: Path, shapes: dict[str, tuple[int, ...]], dtype: str,
         out.write(struct.pack("<Q", len(raw)))
         out.write(raw)
         for name in sorted(shapes):
-            data = to_dtype(produce(name), dtype)
-            if len(data) != offsets[name]:
-                raise ValueError(f"tensor {name}: {len(data)} bytes, planned {offsets[name]}")
-            out.write(data)
+            produced = produce(name)
+            written = 0
+            for part in (produced if isinstance(produced, Iterator) else (produced,)):
+                data = to_dtype(part, dtype)
+                out.write(data)
+                written += len(data)
+            if written != offsets[name]:
+                raise ValueError(f"tensor {name}: {written} bytes, planned {offsets[name]}")
             if on_tensor:
                 on_tensor(name)
 
 
-def iter_tensors(files: list[Path]) -> Iterator[tuple[str, object]]:
-    """(name, float32 numpy array) for every tensor in the files, one loaded at a time."""
-    import torch  # numpy cannot read bf16 checkpoints; torch can, then we widen to float32
-    from safetensors import safe_open
+def read_header(path: Path) -> tuple[dict, int]:
+    """(header without __metadata__, offset where the data starts)."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    header.pop("__metadata__", None)
+    return header, 8 + length
 
+
+def _as_float32(raw: bytes, dtype: str, shape: list[int]):
+    import numpy as np
+
+    if dtype == "BF16":  # numpy has no bfloat16: widen the bits
+        array = (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+    elif dtype in ("F16", "F32", "F64"):
+        array = np.frombuffer(raw, dtype={"F16": "<f2", "F32": "<f4", "F64": "<f8"}[dtype]).astype(np.float32)
+    else:
+        raise ValueError(f"tensor dtype {dtype} is not a float type")
+    return array.reshape(shape)
+
+
+def iter_tensors(files: list[Path]) -> Iterator[tuple[str, object]]:
+    """(name, float32 numpy array) for every tensor, in file order, one read at a time.
+
+    Plain reads, not a memory map: a mapped 2 GB checkpoint would count 2 GB towards the
+    process's resident memory and hide what the conversion itself needs."""
     for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():
-                yield name, handle.get_tensor(name).to(torch.float32).numpy()
+        header, start = read_header(file)
+        with open(file, "rb") as f:
+            for name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+                begin, end = info["data_offsets"]
+                f.seek(start + begin)
+                yield name, _as_float32(f.read(end - begin), info["dtype"], info["shape"])
 
 
 def tensor_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
-    from safetensors import safe_open
-
+    """name -> shape, in the order iter_tensors yields them."""
     shapes = {}
     for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():
-                shapes[name] = tuple(handle.get_slice(name).get_shape())
+        header, _ = read_header(file)
+        for name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            shapes[name] = tuple(info["shape"])
     return shapes

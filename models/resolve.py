@@ -185,9 +185,34 @@ def spec_from_path(model: str) -> ModelSpec:
     if not path.exists():
         raise BadInput(f"model file does not exist: {model}")
     if path.is_dir():
-        raise BadInput(f"{model} is a folder; the llamacpp backend needs a .gguf file",
-                       "other formats arrive with `edgeai convert` and their backends")
+        return spec_from_folder(path)
     return ModelSpec(id=path.name, artifacts={"gguf": path.resolve()}, source="path")
+
+
+# files that say which runtime a model folder is for, when it has no edgeai manifest
+_FOLDER_MARKERS = (("genai_config.json", "onnx"),)
+
+
+def spec_from_folder(path: Path) -> ModelSpec:
+    """An `edgeai convert` output (its manifest names the format) or an ONNX genai folder."""
+    import json
+
+    fmt = None
+    manifest = path / "manifest.json"
+    if manifest.is_file():
+        try:
+            fmt = json.loads(manifest.read_text(encoding="utf-8")).get("format")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            raise BadInput(f"{manifest} is damaged") from None
+    fmt = fmt or next((f for marker, f in _FOLDER_MARKERS if (path / marker).is_file()), None)
+    if fmt == "gguf":
+        ggufs = sorted(path.glob("*.gguf"))
+        if ggufs:
+            return ModelSpec(id=path.name, artifacts={"gguf": ggufs[0].resolve()}, source="path")
+    if fmt in ("mlx", "onnx", "coreml"):
+        return ModelSpec(id=path.name, artifacts={fmt: path.resolve()}, source="path")
+    raise BadInput(f"{path} is a folder edgeai cannot run",
+                   "pass a .gguf file, or a folder made by `edgeai convert --to gguf|mlx|onnx|coreml`")
 
 
 def resolve(model: str, settings: Settings, progress=None) -> ModelSpec:

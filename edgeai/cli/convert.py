@@ -55,16 +55,24 @@ def convert(src: str, to: str, quant: str | None, out: Path, force: bool, no_val
 
     if to == "all" and quant:
         raise BadInput("--quant names one format's quantization; with --to all each format takes its default")
+    if to == "all":
+        from edgeai.converters.staging import check_output
+
+        source = converters.open_source(src)
+        check_output(out, force)
+    else:  # fail fast, before the progress display starts
+        source = converters.prepare(src, out, to=to, quant=quant, force=force)[0]
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     from rich.progress import Progress as Bar
 
-    with Bar(*columns, console=Console(stderr=True), transient=True) as bar:
+    console = Console(stderr=True)
+    with Bar(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         progress = RichProgress(bar)
         if to == "all":
-            made = converters.convert_all(src, out, force=force, check=not no_validate, progress=progress)
+            made = converters.convert_all(source, out, force=force, check=not no_validate, progress=progress)
         else:
-            made = [(out, converters.convert(src, out, to=to, quant=quant, force=force,
+            made = [(out, converters.convert(source, out, to=to, quant=quant, force=force,
                                              check=not no_validate, progress=progress))]
     for folder, manifest in made:
         report_file = Path(folder) / converters.REPORT
