@@ -26,8 +26,6 @@ from pathlib import Path
 from edgeai.errors import BadInput
 
 EVENT = "@@edgeai-bench "
-# formats whose backends arrive with the converters (issue #4): listed as skipped until then
-PLANNED_BACKENDS = {"mlx": "MLX", "onnx": "ONNX (onnxruntime-genai)", "coreml": "Core ML"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ def quick_plan(model: str, **changes) -> Plan:
 def check_plan(plan: Plan) -> None:
     from edgeai.runtime import all_backends
 
-    known = set(all_backends()) | set(PLANNED_BACKENDS)
+    known = set(all_backends())
     for name in plan.backends:
         if name not in known:
             raise BadInput(f"unknown backend {name!r}", f"known: {', '.join(sorted(known))}")
@@ -247,7 +245,6 @@ def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lamb
     from edgeai.bench.schema import bandwidth_gbps, new_result
     from edgeai.config import default_threads
     from edgeai.models import resolve
-    from edgeai.runtime import all_backends
     from edgeai.runtime.loader import pick_backend
 
     check_plan(plan)
@@ -263,11 +260,7 @@ def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lamb
                   "model": plan.model},
         versions={"edgeai": __version__, "python": platform.python_version()},
         source={"tool": "edgeai", "version": __version__, "citation": None, "url": None})
-    registered = all_backends()
     for name in backends:
-        if name not in registered:
-            result["skipped"].append({"backend": name, "reason": planned_reason(name)})
-            continue
         on_start(name, planned_ticks(plan, name))
         try:
             done = run_child(plan, name, on_tick, device)
@@ -280,18 +273,7 @@ def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lamb
         result["settings"].setdefault("ceiling", {})[name] = {"bandwidth_gbps": bandwidth, "source": source}
         result["settings"].setdefault("energy", {})[name] = done["energy"]
         add_backend_rows(result, name, done, bandwidth)
-    if not plan.backends:
-        for name in PLANNED_BACKENDS:
-            if name not in registered and name not in backends:
-                result["skipped"].append({"backend": name, "reason": planned_reason(name)})
     return result
-
-
-def planned_reason(name: str) -> str:
-    if name == "coreml" and sys.platform != "darwin":
-        return "Core ML runs only on macOS"
-    return (f"no {PLANNED_BACKENDS.get(name, name)} backend in this edgeai version yet "
-            "(it comes with `edgeai convert`)")
 
 
 def _child_entry(argv: list[str]) -> int:

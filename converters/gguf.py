@@ -9,6 +9,7 @@ intermediate, exactly as `llama-quantize` would. A GGUF source is requantized di
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from edgeai.converters.progress import Progress
@@ -79,8 +80,29 @@ def quantize(src: Path, dest: Path, quant: str, progress: Progress, allow_requan
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{FTYPES[quant]}")
     params.allow_requantize = allow_requantize
-    if llama_cpp.llama_model_quantize(str(src).encode(), str(dest).encode(), ctypes.byref(params)) != 0:
-        raise EdgeAIError(f"llama.cpp could not quantize {src.name} to {quant}")
+    with _captured_stderr() as log:  # llama.cpp prints a line per tensor from C
+        status = llama_cpp.llama_model_quantize(str(src).encode(), str(dest).encode(), ctypes.byref(params))
+    if status != 0:
+        last = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-1:]
+        raise EdgeAIError(f"llama.cpp could not quantize {src.name} to {quant}" + (f": {last[0]}" if last else ""))
+
+
+@contextmanager
+def _captured_stderr():
+    """Send file descriptor 2 to a temporary file for the block (C code writes there directly)."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.NamedTemporaryFile(prefix="edgeai-quantize-", suffix=".log") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield Path(log.name)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _hparams(writer, config: dict, family: str, n_vocab: int) -> None:

@@ -44,8 +44,11 @@ def pre_tokenizer_name(pre: dict | None) -> str:
 
 def add_vocab(writer, folder: Path, n_vocab: int) -> None:
     """Write the tokenizer of the HF folder into the GGUF writer (padded to n_vocab entries)."""
+    import logging
+
     import gguf
 
+    logging.getLogger("gguf").setLevel(logging.ERROR)  # its notes on template pairs are not the user's
     if (folder / "tokenizer.model").is_file():
         tokens, scores, types = _sentencepiece(folder)
         model, pre = "llama", "default"
