@@ -5,13 +5,16 @@ which adds the Gemma 3 rope fix), on the HF folder `hf_folder` gives for any sou
 holds `model.onnx`, `model.onnx.data`, `genai_config.json`, the tokenizer files, the chat
 template and the license files, and loads as is in the `onnx` backend (runtime/onnx.py), which
 is also the validation runner. Build recipes per `--quant` (measured in
-/work/shared/research/onnx-llm.md):
+/work/shared/research/onnx-llm.md; tied embeddings stay shared in every recipe):
 
-    fp32         the builder's CPU graph: matches transformers to ~1e-5
+    fp32         the builder's CPU graph: matches transformers to ~1e-4 on Qwen 0.5B
     fp16         the builder's GPU graph (`-e cuda`); onnxruntime runs it on the CPU too
     int8         MatMulNBits 8-bit weights (block 32, int8 activations); embedding fp32
     int4         RTN 4-bit, block 32, the embedding Gather quantized too: the smallest
     int4-kquant  k_quant_mixed: 4-bit k-quants, LM head and sensitive layers 8-bit; ~11 GB RAM for 0.5B
+
+The builder runs with the hub switched off, dies with edgeai (kill -9 included), and its
+last lines become a one-line error (the whole tail is in the `--debug` traceback).
 """
 
 from __future__ import annotations
@@ -98,6 +101,11 @@ def builder_command(hf: Path, stage: Path, quant: str, config: dict, tied: bool)
     options = [*extra, "hf_token=false"]
     if tied and precision == "int4":  # one quantized matrix serves embedding and LM head
         options.append("shared_embeddings=true")
+    elif tied and precision == "int8":
+        # The builder quantizes an embedding Gather to 4 bits only: an int8 LM head would be a
+        # second copy of the (fp32) embedding. Keep the head fp32 and share it (Gemma 270M:
+        # ~0.8 GB instead of 1.1 GB).
+        options += ["nodes_to_exclude=/lm_head/MatMul", "shared_embeddings=true"]
     window, context = config.get("sliding_window"), config.get("max_position_embeddings")
     if window and context and window >= context:
         # A window as long as the context is no window; the windowed cache would still demand
@@ -112,7 +120,8 @@ def run_builder(command: list[str], progress: Progress) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
            "TQDM_DISABLE": "1"}
     tail: deque[str] = deque(maxlen=40)
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     try:
         buffer = b""
         while chunk := proc.stdout.read1(65536):
@@ -131,8 +140,20 @@ def run_builder(command: list[str], progress: Progress) -> None:
         if proc.poll() is None:  # interrupted: do not leave a builder running on its own
             proc.kill()
             proc.wait()
-    if code != 0:
-        raise _failure(code, list(tail))
+    if code != 0:  # the builder's own lines ride along for --debug's traceback
+        raise _failure(code, list(tail)) from RuntimeError("the builder's last lines:\n" + "\n".join(tail))
+
+
+def _die_with_parent() -> None:
+    """In the builder's process: be killed with edgeai (kill -9 included), so a killed
+    conversion leaves no orphan writing into a folder the next run cleans away."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _failure(code: int, tail: list[str]) -> EdgeAIError:
@@ -142,7 +163,7 @@ def _failure(code: int, tail: list[str]) -> EdgeAIError:
     errors = [line for line in tail if ERROR_LINE.match(line)]
     detail = errors[-1] if errors else (tail[-1] if tail else f"exit status {code}")
     return EdgeAIError(f"onnxruntime-genai's model builder failed: {detail[:300]}",
-                       "run with --debug to see the builder's output")
+                       "run again with --debug to see the builder's last lines")
 
 
 def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes: list[str],
@@ -153,7 +174,8 @@ def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes
     arch = (config.get("architectures") or [""])[0]
     if arch not in ARCHITECTURES:
         raise unsupported(arch or config.get("model_type", "?"))
-    command = builder_command(hf, stage, quant, config, _is_tied(hf, config))
+    tied = _is_tied(hf, config)
+    command = builder_command(hf, stage, quant, config, tied)
     # one step per line the builder prints: embedding, each layer, norm, head, three saves
     progress.start(f"onnx: building {quant} with onnxruntime-genai",
                    int(config.get("num_hidden_layers") or 0) + 6)
@@ -164,6 +186,9 @@ def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes
     finish_folder(hf, stage)
     if quant in NOTES:
         notes.append(NOTES[quant])
+    if tied and quant.startswith("int"):
+        notes.append("tied embeddings: the embedding and the LM head share one matrix "
+                     + ("(fp32)" if quant == "int8" else "(quantized)"))
     if source.kind == "gguf" and quant.startswith("int"):
         notes.append("the source is a dequantized GGUF: quantizing it again loses more than "
                      "quantizing the original weights would")

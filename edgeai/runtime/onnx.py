@@ -28,6 +28,9 @@ from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, M
 GENAI_CONFIG = "genai_config.json"
 # Prompt tokens per append: a closed stream waits at most one step; prefill speed is unchanged.
 PREFILL_STEP = 128
+# End-of-turn/-text tokens that end a reply wherever the vocabulary has them.
+END_TEXTS = ("<|endoftext|>", "<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end_of_text|>", "<|end|>",
+             "<eos>")
 # Tokens per append when computing logits for validation (bounds the logits buffer).
 LOGITS_STEP = 512
 
@@ -126,9 +129,8 @@ class OnnxBackend:
         self._limit = int(config.get("context_length") or 0) or opts.n_ctx
         self.n_ctx = min(opts.n_ctx, self._limit)
         self._window = int(config.get("decoder", {}).get("sliding_window", {}).get("window_size") or 0)
-        eos = config.get("eos_token_id", [])
-        self._eos = frozenset(eos if isinstance(eos, list) else [eos])
         tok_config = read_json(folder / "tokenizer_config.json")
+        self._eos = self._end_tokens(config.get("eos_token_id", []), token_text(tok_config.get("eos_token")))
         self._bos_text = token_text(tok_config.get("bos_token"))
         self._eos_text = token_text(tok_config.get("eos_token"))
         self._step = opts.prefill_step or PREFILL_STEP
@@ -137,6 +139,16 @@ class OnnxBackend:
             templates.prepare(self._template)
         self.capabilities = Capabilities(chat_template=self._template is not None, grammar=True,
                                          logits=True, context_length=self.n_ctx)
+
+    def _end_tokens(self, configured, eos_text: str) -> frozenset[int]:
+        """genai's EOS ids plus the end-of-turn/-text tokens the vocabulary has (as llama.cpp's
+        end-of-generation set: a Qwen completion ends in <|endoftext|>, its chat in <|im_end|>)."""
+        ids = set(configured if isinstance(configured, list) else [configured])
+        for text in (eos_text, *END_TEXTS):
+            token = self._tok.token_to_id(text) if text else None
+            if token is not None:
+                ids.add(token)
+        return frozenset(i for i in ids if isinstance(i, int))
 
     @staticmethod
     def _choose_device(og, og_config, opts: LoadOptions, listed: list) -> str:
