@@ -1,12 +1,12 @@
 """The `coreml` target: an HF checkpoint -> `OUT/<name>.mlpackage` (mlprogram) + tokenizer files.
 
-transformers (fp32) -> a wrapper with an explicit all-ones `attention_mask` and no cache ->
+transformers (fp16; fp32 for Gemma) -> a wrapper with an explicit all-ones `attention_mask` and no cache ->
 `torch.export` with a flexible sequence length (1..N) -> `run_decompositions()` ->
-`coremltools.convert(..., mlprogram)` for macOS 14 / iOS 17 (iOS 18 for int4 per-block), then
-`coremltools.optimize.coreml` for the compressed quants. One function, `input_ids -> logits`
-for a whole sequence: no KV cache in v1 (see `STATEFUL_NOTE`). Gemma is converted with fp32
-compute precision, because the family overflows in fp16. Core ML predicts only on macOS; on
-other machines the report carries `check_spec` (coreml_spec.py) instead of numbers.
+`coremltools.convert(..., mlprogram)` for macOS 14 / iOS 17 (iOS 18 for int4 per-block), with
+the compressed quants' `coremltools.optimize.coreml` pass run inside that conversion. One
+function, `input_ids -> logits` for a whole sequence: no KV cache in v1 (see `STATEFUL_NOTE`).
+Gemma is converted with fp32 compute precision, because the family overflows in fp16. Core ML
+predicts only on macOS; elsewhere the report carries `check_spec` (coreml_spec.py) instead.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _failed(stage: str, exc: BaseException) -> EdgeAIError:
                        HINT.format(ct=version("coremltools"), torch=version("torch")))
 
 
-def _load(folder: Path):
+def _load(folder: Path, fp32: bool):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -109,9 +109,12 @@ def _load(folder: Path):
 
     from edgeai.runtime.coreml import quiet
 
+    # Loading in fp16 halves the conversion's peak memory. On the tiny llama and qwen2 it gave the
+    # same MIL program as loading in fp32 and letting coremltools cast (same op histogram, same
+    # constant values); Gemma stays fp32 because it is computed in fp32.
     with quiet():  # no 'Loading weights' bar under our own progress display
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32,
-                                                     attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_pretrained(
+            str(folder), dtype=torch.float32 if fp32 else torch.float16, attn_implementation="sdpa")
     return Logits(model.eval())
 
 
@@ -133,7 +136,7 @@ def _export(wrapper, longest: int, notes: list[str]):
             notes.append("torch.export would not take 1-token inputs; the package takes 2..N and the "
                          "runtime pads a single token")
         return program.run_decompositions()
-    raise _failed("tracing the model with torch.export", error)
+    raise _failed("tracing the model with torch.export", error) from error
 
 
 def _register_alias() -> None:
@@ -154,16 +157,28 @@ def _register_alias() -> None:
     register_torch_op(alias)
 
 
-def _convert(program, *, ios18: bool, fp32: bool):
+def _convert(program, quant: str, *, fp32: bool, notes: list[str]):
+    """ct.convert, with the quant's compression pass run inside the conversion pipeline: the
+    post-training API would copy the whole program first (measured on the Qwen 0.5B int8:
+    8.2 GB peak that way)."""
     from edgeai.runtime.coreml import import_coremltools, quiet
 
     ct = import_coremltools()
     _register_alias()
-    with quiet():
-        return ct.convert(
+    pipeline = ct.PassPipeline.DEFAULT
+    if quant != "fp16":
+        name, config = compression(quant, fp32_weights=fp32)
+        pipeline.append_pass(name)
+        pipeline.set_options(name, {"config": config})
+        for cleanup in ct.PassPipeline.CLEANUP.passes:  # what the post-training API runs after its pass
+            pipeline.append_pass(cleanup)
+    with quiet() as records:
+        mlmodel = ct.convert(
             program, outputs=[ct.TensorType(name="logits")], convert_to="mlprogram",
-            minimum_deployment_target=ct.target.iOS18 if ios18 else ct.target.macOS14,
-            compute_precision=ct.precision.FLOAT32 if fp32 else ct.precision.FLOAT16)
+            minimum_deployment_target=ct.target.iOS18 if quant == "int4-block" else ct.target.macOS14,
+            compute_precision=ct.precision.FLOAT32 if fp32 else ct.precision.FLOAT16, pass_pipeline=pipeline)
+    _note_skipped(quant, records, notes)
+    return mlmodel
 
 
 def kmeans_lut(weight, nbits: int = 4, rounds: int = 30):
@@ -193,29 +208,42 @@ def kmeans_lut(weight, nbits: int = 4, rounds: int = 30):
     return lut, indices.astype(np.uint8)
 
 
-def compress(mlmodel, quant: str, *, fp32_weights: bool, notes: list[str]):
-    """Apply the quant's coremltools.optimize.coreml pass; skipped weights go into the notes."""
+def compression(quant: str, *, fp32_weights: bool):
+    """(pass name, OptimizationConfig) of a compressed quant, from coremltools.optimize.coreml."""
     import coremltools.optimize.coreml as cto
-
-    from edgeai.runtime.coreml import quiet
 
     if quant == "palette4":
         config = (cto.OpPalettizerConfig(mode="custom", lut_function=kmeans_lut) if fp32_weights
                   else cto.OpPalettizerConfig(mode="kmeans", nbits=4, granularity="per_tensor"))
-        apply = cto.palettize_weights
-    elif quant == "int8":
+        return "compression::palettize_weights", cto.OptimizationConfig(global_config=config)
+    if quant == "int8":
         config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
-        apply = cto.linear_quantize_weights
-    else:  # int4-block
+    elif quant == "int4-block":  # per-block scales exist from iOS 18 on
         config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
                                              block_size=BLOCK)
-        apply = cto.linear_quantize_weights
-    with quiet() as records:
-        compressed = apply(mlmodel, cto.OptimizationConfig(global_config=config))
+    else:
+        raise ValueError(f"no compression for {quant!r}")
+    return "compression::linear_quantize_weights", cto.OptimizationConfig(global_config=config)
+
+
+def _note_skipped(quant: str, records, notes: list[str]) -> None:
     skipped = [r.getMessage() for r in records if "skip" in r.getMessage().lower()]
     if skipped:
         notes.append(f"{quant}: coremltools left {len(skipped)} weight(s) uncompressed, "
                      f"e.g. {skipped[0][:160]}")
+
+
+def compress(mlmodel, quant: str, *, fp32_weights: bool, notes: list[str]):
+    """An existing (uncompressed) Core ML model compressed the way `export` compresses it."""
+    import coremltools.optimize.coreml as cto
+
+    from edgeai.runtime.coreml import quiet
+
+    name, config = compression(quant, fp32_weights=fp32_weights)
+    apply = cto.palettize_weights if name.endswith("palettize_weights") else cto.linear_quantize_weights
+    with quiet() as records:
+        compressed = apply(mlmodel, config)
+    _note_skipped(quant, records, notes)
     return compressed
 
 
@@ -245,16 +273,15 @@ def _copy_companions(folder: Path, stage: Path) -> list[str]:
 
 def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes: list[str],
            settings=None) -> list[str]:
-    folder = hf_folder(source, settings, progress)
-    fp32 = source.family == "gemma3"
-    ios18 = quant == "int4-block"
     from edgeai.runtime.coreml import quiet, read_json
 
+    folder = hf_folder(source, settings, progress)
+    fp32 = source.family == "gemma3"
     limit = read_json(folder / "config.json").get("max_position_embeddings")
     longest = min(MAX_TOKENS, limit) if isinstance(limit, int) and limit > 1 else MAX_TOKENS
     progress.start("export", 2)
     try:
-        wrapper = _load(folder)
+        wrapper = _load(folder, fp32)
     except Exception as exc:  # transformers raises many types for a checkpoint it cannot read
         raise _failed(f"loading {folder.name} with transformers", exc) from exc
     progress.advance()
@@ -262,26 +289,21 @@ def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes
         program = _export(wrapper, longest, notes)
     del wrapper
     progress.advance()
-    progress.start("convert", 1)
+    # compression runs inside the conversion (one pass over the program, no copy of it)
+    progress.start("convert" if quant == "fp16" else f"convert and compress ({quant})", 1)
     try:
-        mlmodel = _convert(program, ios18=ios18, fp32=fp32)
+        mlmodel = _convert(program, quant, fp32=fp32, notes=notes)
     except Exception as exc:
-        raise _failed("converting with coremltools", exc) from exc
+        raise _failed("converting with coremltools" if quant == "fp16" else f"converting to {quant}", exc) \
+            from exc
     del program
-    gc.collect()  # the fp32 torch weights are no longer needed; the MIL program holds its own
+    gc.collect()  # the torch weights are no longer needed; the MIL program holds its own
     progress.advance()
-    if quant != "fp16":
-        progress.start("compress", 1)
-        try:
-            mlmodel = compress(mlmodel, quant, fp32_weights=fp32, notes=notes)
-        except Exception as exc:
-            raise _failed(f"compressing to {quant}", exc) from exc
-        progress.advance()
     _describe(mlmodel, source, quant, fp32, longest)
     package = f"{source.name}.mlpackage"
     mlmodel.save(str(stage / package))
-    notes.append(f"mlprogram for {'iOS 18 / macOS 15' if ios18 else 'macOS 14 / iOS 17'}; input_ids "
-                 f"(1 x 1..{longest}) -> logits; {STATEFUL_NOTE}")
+    target = "iOS 18 / macOS 15" if quant == "int4-block" else "macOS 14 / iOS 17"
+    notes.append(f"mlprogram for {target}; input_ids (1 x 1..{longest}) -> logits; {STATEFUL_NOTE}")
     if fp32:
         notes.append("Gemma: converted with fp32 compute precision (the family overflows in fp16), "
                      "so 'fp16' keeps fp32 weights; compressed quants store their own weight types")

@@ -222,14 +222,14 @@ class CoreMLBackend:
             raise BadInput(f"model {spec.id} has no Core ML artifact for the coreml backend")
         package = find_package(Path(path))
         folder = package.parent
-        predict, shortest, longest = self._open_model(package)  # refuses off macOS
-        self._predict = padded(predict, shortest)
+        if not (folder / "tokenizer.json").is_file():
+            raise BadInput(f"{folder} has no tokenizer.json next to {package.name}")
         try:
             from tokenizers import Tokenizer
         except ImportError:
             raise MissingExtra("the tokenizers library", "pip install tokenizers") from None
-        if not (folder / "tokenizer.json").is_file():
-            raise BadInput(f"{folder} has no tokenizer.json next to {package.name}")
+        predict, shortest, longest = self._open_model(package)  # refuses off macOS
+        self._predict = padded(predict, shortest)
         self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
         tok_config = read_json(folder / "tokenizer_config.json")
         config = read_json(folder / "config.json")
@@ -301,8 +301,11 @@ class CoreMLBackend:
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
         """The exact tokens a prompt (raw text, or messages through the template) becomes."""
         chat = isinstance(prompt, list)
-        text = self.render(prompt) if chat else prompt
-        # A template that writes the BOS text itself must not get a second BOS.
+        return self._prompt_ids(self.render(prompt) if chat else prompt, chat)
+
+    def _prompt_ids(self, text: str, chat: bool) -> list[int]:
+        # A template that writes the BOS text itself must not get a second BOS; control tokens
+        # are parsed only in template output.
         return self._encode(text, special=chat, bos=not (self._bos_text and text.startswith(self._bos_text)))
 
     # -- generation ----------------------------------------------------------------------
@@ -318,7 +321,7 @@ class CoreMLBackend:
         text = self.render(prompt) if chat else prompt
         if not text.strip() or (chat and not any(m.content.strip() for m in prompt)):
             raise BadInput("the prompt is empty")
-        tokens = self.prompt_tokens(prompt)
+        tokens = self._prompt_ids(text, chat)
         if len(tokens) >= self.n_ctx:
             raise ContextOverflow(len(tokens), self.n_ctx)
         budget = min(params.max_tokens, self.n_ctx - len(tokens))

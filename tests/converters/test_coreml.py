@@ -52,6 +52,13 @@ def report(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())
 
 
+def spec_of(out: Path) -> dict:
+    """The report's spec section (on macOS the report has numbers instead: check it directly)."""
+    from edgeai.converters.coreml_spec import check_spec
+
+    return check_spec(out) if ON_MAC else report(out)["spec"]
+
+
 def package_size(out: Path) -> int:
     return sum(p.stat().st_size for p in next(out.glob("*.mlpackage")).rglob("*") if p.is_file())
 
@@ -66,7 +73,7 @@ def test_fp16_export_carries_what_an_app_needs_and_passes_the_spec_checks(export
     if not ON_MAC:
         assert card["numbers_checked"] is False and "only on macOS" in card["why_not_checked"]
     assert card["travelled"] == {"tokenizer": True, "chat_template": True, "license": True}
-    spec = card["spec"]
+    spec = spec_of(out)
     assert spec["passed"], spec["checks"]
     assert spec["deployment_target"] == "macOS14/iOS17" and spec["specification_version"] == 8
     (ids,) = spec["inputs"]
@@ -80,33 +87,50 @@ def test_fp16_export_carries_what_an_app_needs_and_passes_the_spec_checks(export
     assert any("no KV cache" in n for n in manifest["notes"])
 
 
-def test_int4_block_export_targets_ios18_shrinks_and_carries_its_compression_ops(exported):
-    out = exported("qwen2", "int4-block")
-    spec = report(out)["spec"]
-    assert spec["passed"], spec["checks"]
-    assert spec["quant"] == "int4-block" and spec["deployment_target"] == "macOS15/iOS18"
-    assert spec["compression_ops"].get("constexpr_blockwise_shift_scale", 0) >= LINEARS
-    assert package_size(out) < 0.4 * package_size(exported("qwen2", "fp16"))
-
-
-# The other passes run on the fp16 packages (export and conversion are the slow part, and the
-# same for every quant but int4-block, which needs its own iOS 18 conversion above).
-@pytest.mark.parametrize(("family", "quant", "op", "shrink"), [
-    ("llama", "int8", "constexpr_affine_dequantize", 0.6),
-    ("llama", "palette4", "constexpr_lut_to_dense", 0.35),
-    ("gemma3", "int8", "constexpr_affine_dequantize", 0.35),  # from fp32 weights
-    ("gemma3", "palette4", "constexpr_lut_to_dense", 0.2),  # from fp32 weights, without scikit-learn
+@pytest.mark.parametrize(("family", "quant", "op", "shrink", "target"), [
+    ("llama", "int8", "constexpr_affine_dequantize", 0.6, "macOS14/iOS17"),
+    ("qwen2", "int4-block", "constexpr_blockwise_shift_scale", 0.4, "macOS15/iOS18"),  # per-block: iOS 18+
 ])
-def test_compression_passes_shrink_the_package_and_add_their_ops(exported, tmp_path, family, quant, op, shrink):
+def test_compressed_exports_shrink_and_carry_their_compression_ops(exported, family, quant, op, shrink,
+                                                                   target):
+    out = exported(family, quant)
+    spec = spec_of(out)
+    assert spec["passed"], spec["checks"]
+    assert spec["quant"] == quant and spec["deployment_target"] == target
+    assert spec["compression_ops"].get(op, 0) >= LINEARS
+    assert package_size(out) < shrink * package_size(exported(family, "fp16"))
+
+
+def compressed(exported, family: str, quant: str, dest: Path) -> Path:
     from edgeai.converters.coreml import compress
-    from edgeai.converters.coreml_spec import summarize
     from edgeai.runtime.coreml import import_coremltools
 
     fp16 = next(exported(family, "fp16").glob("*.mlpackage"))
     model = import_coremltools().models.MLModel(str(fp16), skip_model_load=True)
-    compress(model, quant, fp32_weights=family == "gemma3", notes=[]).save(str(tmp_path / "c.mlpackage"))
-    summary = summarize(tmp_path / "c.mlpackage")
+    compress(model, quant, fp32_weights=family == "gemma3", notes=[]).save(str(dest))
+    return dest
+
+
+def test_compressing_an_fp16_package_gives_the_exports_own_weights(exported, tmp_path):
+    """`compress` and the export's in-conversion pass produce the same bytes, so the remaining
+    quants are checked through `compress` on the fp16 packages (conversion is the slow part)."""
+    package = compressed(exported, "llama", "int8", tmp_path / "int8.mlpackage")
+    weights = "Data/com.apple.CoreML/weights/weight.bin"
+    exported_package = next(exported("llama", "int8").glob("*.mlpackage"))
+    assert (package / weights).read_bytes() == (exported_package / weights).read_bytes()
+
+
+@pytest.mark.parametrize(("family", "quant", "op", "shrink"), [
+    ("llama", "palette4", "constexpr_lut_to_dense", 0.35),
+    ("gemma3", "palette4", "constexpr_lut_to_dense", 0.2),  # from fp32 weights, without scikit-learn
+])
+def test_other_compressions_shrink_the_package_and_add_their_ops(exported, tmp_path, family, quant, op,
+                                                                 shrink):
+    from edgeai.converters.coreml_spec import summarize
+
+    summary = summarize(compressed(exported, family, quant, tmp_path / "c.mlpackage"))
     assert summary["compression_ops"].get(op, 0) >= LINEARS
+    fp16 = next(exported(family, "fp16").glob("*.mlpackage"))
     assert summary["size_bytes"] < shrink * summarize(fp16)["size_bytes"]
 
 
@@ -279,7 +303,7 @@ def test_real_qwen_gguf_to_core_ml_fp16_and_int8(default_gguf, tmp_path):
     fp16 = convert(default_gguf, tmp_path / "fp16", to="coreml", quant="fp16")
     int8 = convert(default_gguf, tmp_path / "int8", to="coreml", quant="int8")
     for out in ("fp16", "int8"):
-        spec = report(tmp_path / out)["spec"]
+        spec = spec_of(tmp_path / out)
         assert spec["passed"], spec["checks"]
     assert int8.size_bytes < 0.6 * fp16.size_bytes
-    assert report(tmp_path / "int8")["spec"]["compression_ops"]["constexpr_affine_dequantize"] >= 24 * 7
+    assert spec_of(tmp_path / "int8")["compression_ops"]["constexpr_affine_dequantize"] >= 24 * 7

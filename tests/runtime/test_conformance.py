@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from edgeai_testing.openai_server import serve_backend
@@ -30,7 +31,9 @@ def tiny_export_backend(tmp_path_factory):
     def load(fmt: str):
         if fmt not in loaded:
             pytest.importorskip("transformers")
-            pytest.importorskip({"onnx": "onnxruntime_genai", "mlx": "mlx_lm"}[fmt])
+            if fmt == "coreml" and sys.platform != "darwin":
+                pytest.skip("Core ML predicts only on macOS (coremltools has no runtime elsewhere)")
+            pytest.importorskip({"onnx": "onnxruntime_genai", "mlx": "mlx_lm", "coreml": "coremltools"}[fmt])
             from edgeai_testing.tiny_models import build_tiny_hf
 
             from edgeai.converters import convert
@@ -48,13 +51,13 @@ def tiny_export_backend(tmp_path_factory):
         backend.close()
 
 
-@pytest.fixture(params=["echo", "llamacpp", "remote", "onnx", "mlx"])
+@pytest.fixture(params=["echo", "llamacpp", "remote", "onnx", "mlx", "coreml"])
 def backend(request):
     if request.param == "echo":
         yield loaded_echo()
     elif request.param == "llamacpp":
         yield request.getfixturevalue("llama_backend")
-    elif request.param in ("onnx", "mlx"):
+    elif request.param in ("onnx", "mlx", "coreml"):
         yield request.getfixturevalue("tiny_export_backend")(request.param)
     else:  # the remote client against an OpenAI-compatible server on loopback, over echo
         with serve_backend(loaded_echo()) as endpoint:
@@ -132,7 +135,7 @@ def test_closing_the_stream_stops_generation_and_the_backend_stays_usable(backen
 def test_json_schema_yields_valid_json(backend):
     if not backend.capabilities.grammar:
         pytest.skip(f"the {backend.name} backend has no constrained decoding")
-    if backend.name in ("onnx", "mlx"):
+    if backend.name in ("onnx", "mlx", "coreml"):
         pytest.skip("a random-weight tiny model never closes a free-text JSON string "
                     "(onnx guidance is tested in tests/converters/test_onnx.py)")
     result = generate(backend, ask("Describe a person as JSON."),
