@@ -97,7 +97,8 @@ def convert(src: str | Path, out: str | Path, *, to: str, quant: str | None = No
                               "run again with --debug for the traceback") from exc
         manifest = Manifest(
             format=to, quant=quant, family=source.family, source=str(source.path), source_kind=source.kind,
-            artifacts=tuple(artifacts), toolchain=module.toolchain(), seconds=round(time.perf_counter() - start, 2),
+            artifacts=tuple(artifacts), toolchain=module.toolchain(),
+            seconds=round(time.perf_counter() - start, 2),
             peak_rss_mb=_peak_rss_mb(), size_bytes=sum(folder_size(stage / a) for a in artifacts),
             notes=tuple(notes), edgeai=__version__)
         write_json(stage / MANIFEST, manifest)

@@ -84,7 +84,8 @@ def quantize(src: Path, dest: Path, quant: str, progress: Progress, allow_requan
         status = llama_cpp.llama_model_quantize(str(src).encode(), str(dest).encode(), ctypes.byref(params))
     if status != 0:
         last = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-1:]
-        raise EdgeAIError(f"llama.cpp could not quantize {src.name} to {quant}" + (f": {last[0]}" if last else ""))
+        detail = f": {last[0]}" if last else ""
+        raise EdgeAIError(f"llama.cpp could not quantize {src.name} to {quant}{detail}")
 
 
 @contextmanager
@@ -142,7 +143,8 @@ def _hparams(writer, config: dict, family: str, n_vocab: int) -> None:
 
 def _license(folder: Path) -> str | None:
     """A short license name: the model card's `license:` line, else our import's LICENSE line."""
-    for name, pattern in (("README.md", r"^license:\s*(\S+)"), ("LICENSE", r"distributed under the license: (.+)$")):
+    patterns = (("README.md", r"^license:\s*(\S+)"), ("LICENSE", r"distributed under the license: (.+)$"))
+    for name, pattern in patterns:
         path = folder / name
         if path.is_file():
             match = re.search(pattern, path.read_text(encoding="utf-8", errors="replace")[:4000], re.M)
@@ -231,7 +233,8 @@ def _plan_tensor(writer, name: str, shape: tuple[int, ...], qtype) -> None:
         writer.add_tensor_info(name, shape, dtype, int(np.prod(shape)) * dtype.itemsize, raw_dtype=qtype)
     else:
         byte_shape = gguf.quant_shape_to_byte_shape(shape, qtype)
-        writer.add_tensor_info(name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)), raw_dtype=qtype)
+        writer.add_tensor_info(name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)),
+                               raw_dtype=qtype)
 
 
 def _in_order(tensors, order):

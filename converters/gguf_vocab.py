@@ -64,7 +64,8 @@ def add_vocab(writer, folder: Path, n_vocab: int) -> None:
         data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
         if data.get("model", {}).get("type") != "BPE":
             raise BadInput(f"tokenizer model {data.get('model', {}).get('type')!r} is not supported for GGUF",
-                           "GGUF export takes byte-level BPE (tokenizer.json) or SentencePiece (tokenizer.model)")
+                           "GGUF export takes byte-level BPE (tokenizer.json) or SentencePiece "
+                           "(tokenizer.model)")
         tokens, types = _bpe(data)
         _pad(tokens, types, n_vocab)
         writer.add_tokenizer_model("gpt2")

@@ -229,7 +229,7 @@ def _write_sentencepiece(reader, path: Path) -> None:
     tokens = _field(reader, "tokenizer.ggml.tokens")
     scores = _field(reader, "tokenizer.ggml.scores") or [0.0] * len(tokens)
     types = _field(reader, "tokenizer.ggml.token_type") or [1] * len(tokens)
-    for token, score, kind in zip(tokens, scores, types):
+    for token, score, kind in zip(tokens, scores, types, strict=True):
         piece = model.pieces.add()
         piece.piece, piece.score, piece.type = token, float(score), int(kind)
     spec = model.trainer_spec

@@ -41,7 +41,8 @@ def write_streaming(path: Path, shapes: dict[str, tuple[int, ...]], dtype: str,
     offsets, header, position = {}, {}, 0
     for name in sorted(shapes):
         nbytes = math.prod(shapes[name]) * DTYPES[dtype]
-        header[name] = {"dtype": dtype, "shape": list(shapes[name]), "data_offsets": [position, position + nbytes]}
+        header[name] = {"dtype": dtype, "shape": list(shapes[name]),
+                        "data_offsets": [position, position + nbytes]}
         offsets[name] = nbytes
         position += nbytes
     if metadata:

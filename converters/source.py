@@ -48,7 +48,8 @@ def open_source(src: str | Path, settings=None) -> Source:
         return open_gguf(path)
     if isinstance(src, str) and "/" not in src and not src.endswith(".gguf"):
         return _open_catalog(src, settings)
-    raise BadInput(f"{src} does not exist", "SRC is a Hugging Face model folder, a .gguf file or a catalog id")
+    raise BadInput(f"{src} does not exist",
+                   "SRC is a Hugging Face model folder, a .gguf file or a catalog id")
 
 
 def _open_catalog(model_id: str, settings) -> Source:

@@ -38,7 +38,8 @@ def to_gguf(family: str, name: str, array, n_head: int, n_head_kv: int):
     heads = _heads(name, n_head, n_head_kv) if family == "llama" else None
     if heads:
         rows = array.shape[0]
-        array = array.reshape(heads, 2, rows // heads // 2, *array.shape[1:]).swapaxes(1, 2).reshape(array.shape)
+        pairs = array.reshape(heads, 2, rows // heads // 2, *array.shape[1:])
+        array = pairs.swapaxes(1, 2).reshape(array.shape)
     if family == "gemma3" and name.endswith("norm.weight"):
         array = array + 1.0
     return array
@@ -49,7 +50,8 @@ def from_gguf(family: str, name: str, array, n_head: int, n_head_kv: int):
     heads = _heads(name, n_head, n_head_kv) if family == "llama" else None
     if heads:
         rows = array.shape[0]
-        array = array.reshape(heads, rows // heads // 2, 2, *array.shape[1:]).swapaxes(1, 2).reshape(array.shape)
+        pairs = array.reshape(heads, rows // heads // 2, 2, *array.shape[1:])
+        array = pairs.swapaxes(1, 2).reshape(array.shape)
     if family == "gemma3" and name.endswith("norm.weight"):
         array = array - 1.0
     return array

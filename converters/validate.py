@@ -82,8 +82,9 @@ def greedy(runner, ids: list[int], n: int = GREEDY_TOKENS) -> list[int]:
 
 
 def _first_difference(a: list[int], b: list[int]) -> int | None:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None if len(a) == len(b) else
-                min(len(a), len(b)))
+    shorter = min(len(a), len(b))
+    differing = (i for i in range(shorter) if a[i] != b[i])
+    return next(differing, None if len(a) == len(b) else shorter)
 
 
 def travelled(path: Path) -> dict[str, bool]:
@@ -156,7 +157,7 @@ def _compare(ref, exp, progress: Progress) -> dict:
     text_ids = ref.encode(eval_text.TEXT)[:limit]
     prompts = [ref.encode(p) for p in eval_text.PROMPTS]
     tokenizer_ok = all(exp.encode(t)[:limit] == ids for t, ids in
-                       zip((*eval_text.PROMPTS, eval_text.TEXT), (*prompts, text_ids)))
+                       zip((*eval_text.PROMPTS, eval_text.TEXT), (*prompts, text_ids), strict=True))
     progress.advance()
     agree = total = 0
     max_delta = 0.0

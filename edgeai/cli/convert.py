@@ -11,8 +11,9 @@ import click
 from edgeai.converters.progress import Progress
 
 FORMATS = ("hf", "gguf", "mlx", "onnx", "coreml", "all")
-QUANT_HELP = ("hf: fp32 bf16 fp16 · gguf: F32 BF16 F16 Q8_0 Q6_K Q5_K_M Q4_K_M · mlx: fp32 bf16 fp16 8bit 4bit · "
-              "onnx: fp32 fp16 int8 int4 int4-kquant · coreml: fp16 int8 palette4 int4-block "
+QUANT_HELP = ("hf: fp32 bf16 fp16 · gguf: F32 BF16 F16 Q8_0 Q6_K Q5_K_M Q4_K_M · "
+              "mlx: fp32 bf16 fp16 8bit 4bit · onnx: fp32 fp16 int8 int4 int4-kquant · "
+              "coreml: fp16 int8 palette4 int4-block "
               "(default: the 16-bit/fp32 form; Gemma never fp16)")
 
 
@@ -112,12 +113,13 @@ def card(folder: Path, manifest, report: dict | None) -> str:
                      f"{report['top1_agreement']:.1%} of {report['positions']} positions{where}; "
                      f"max |Δlogit| {report['max_abs_logit_delta']:.3g}")
         short = " (shortened for this machine)" if report["perplexity_text_shortened"] else ""
-        lines.append(f"  perplexity on {report['perplexity_text']}, {report['perplexity_tokens']} tokens{short}: "
-                     f"{report['perplexity']:.3f} vs {report['perplexity_reference']:.3f} "
+        lines.append(f"  perplexity on {report['perplexity_text']}, {report['perplexity_tokens']} "
+                     f"tokens{short}: {report['perplexity']:.3f} vs {report['perplexity_reference']:.3f} "
                      f"(×{report['perplexity_ratio']:.4f})")
         greedy = ("identical" if report["greedy_equal"] else
                   f"differs from token {report['greedy_first_divergence']}")
-        lines.append(f"  greedy 16 tokens: {greedy}; tokenizer ids {'match' if report['tokenizer_ids_match'] else 'DIFFER'}")
+        ids = "match" if report["tokenizer_ids_match"] else "DIFFER"
+        lines.append(f"  greedy 16 tokens: {greedy}; tokenizer ids {ids}")
     travelled = report.get("travelled") or {}
     if travelled:
         lines.append("  travelled: " + " · ".join(f"{k.replace('_', ' ')} {'✓' if ok else '✗ missing'}"

@@ -103,16 +103,15 @@ def test_an_existing_out_is_kept_unless_force(cli, tiny_models, tmp_path):
 
 def test_kill_9_mid_conversion_then_a_rerun_cleans_up(tiny_models, tmp_path):
     src, out = tiny_models("llama"), tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeai", "convert", str(src), "--to", "gguf", "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "edgeai", "convert", str(src), "--to", "gguf", "-o", str(out)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".out.partial-*")) and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert list(tmp_path.glob(".out.partial-*")) and not out.exists()  # killed while staging
-    result = subprocess.run([sys.executable, "-m", "edgeai", "convert", str(src), "--to", "gguf", "-o", str(out),
-                             "--no-validate"], capture_output=True)
+    result = subprocess.run([*command, "--no-validate"], capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
     assert not list(tmp_path.glob(".out.partial-*"))
     assert json.loads((out / "manifest.json").read_text())["format"] == "gguf"
