@@ -273,7 +273,21 @@ def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lamb
         result["settings"].setdefault("ceiling", {})[name] = {"bandwidth_gbps": bandwidth, "source": source}
         result["settings"].setdefault("energy", {})[name] = done["energy"]
         add_backend_rows(result, name, done, bandwidth)
+    if not plan.backends:  # say why the other runtimes did not run: the table reads as a survey
+        for name in EXPORT_BACKENDS:
+            if name not in backends:
+                result["skipped"].append({"backend": name, "reason": export_reason(name, plan.model)})
     return result
+
+
+# runtimes for the formats `edgeai convert` makes; a GGUF model has no artifact for them
+EXPORT_BACKENDS = ("mlx", "onnx", "coreml")
+
+
+def export_reason(name: str, model: str) -> str:
+    if name == "coreml" and sys.platform != "darwin":
+        return "Core ML runs only on macOS"
+    return f"no {name} artifact for {model} (make one with `edgeai convert {model} --to {name} -o DIR`)"
 
 
 def _child_entry(argv: list[str]) -> int:

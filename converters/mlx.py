@@ -1,0 +1,200 @@
+"""The `mlx` target: Hugging Face -> an MLX model folder, by mlx-lm's own `convert`.
+
+OUT holds what `mlx_lm.convert` writes (`model.safetensors` + index, `config.json` with a
+`quantization` block when quantized, the tokenizer files, the chat template, a model card) plus
+the source's license files, and loads as is with `mlx_lm.load` and in the `mlx` backend
+(runtime/mlx.py), which is also the validation runner. Recipes per `--quant`:
+
+    fp32 bf16 fp16   a cast of every floating-point tensor
+    8bit             affine 8-bit, group 64 (mlx-lm's default)
+    4bit             mlx-lm's `mixed_4_6` recipe (its llama.cpp Q4_K_M-like mix: v_proj and
+                     down_proj of the sensitive layers and the LM head in 6 bits), group 32
+
+mlx-lm's learned quantizers (DWQ, AWQ, GPTQ, dynamic) need calibration text it downloads and a
+training loop; edgeai is offline, so the 4-bit recipe is the best calibration-free one. Measured
+on the Qwen2.5-Coder-0.5B import (dequantized weights, the 512-token eval text, perplexity vs
+fp32): mixed_4_6 g32 x1.07, mixed_4_6 g64 x1.10, plain 4-bit g32 x1.12, plain 4-bit g64 x1.13;
+8-bit g64 x1.00. Quantized exports keep their other tensors in fp16 (bf16 for Gemma).
+
+MLX on Linux runs on a reference BLAS on one core (~0.3-0.7 s of CPU per token for a 0.5B model
+in a forward pass, ~1.5 s per greedy step), so the validation runner takes a short text there
+(`max_tokens`); with a GPU (Metal) it takes it whole. On a CPU the backend dequantizes a
+quantized export's layers at load (its quantized CPU kernels are ~40x slower, see runtime/mlx.py):
+the card then checks the exported weights with dense kernels, and its runner label says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeai.converters.progress import Progress
+from edgeai.converters.source import Source, hf_folder
+from edgeai.errors import EdgeAIError, MissingExtra
+
+QUANTS = ("fp32", "bf16", "fp16", "8bit", "4bit")
+NOT_FOR_GEMMA = ("fp16",)
+INSTALL = "pip install 'edgeai[mlx]'"
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# --quant -> mlx_lm.convert keyword arguments (besides dtype)
+RECIPES: dict[str, dict] = {
+    "8bit": {"quantize": True, "q_bits": 8, "q_group_size": 64},
+    "4bit": {"quantize": True, "q_bits": 4, "q_group_size": 32, "quant_predicate": "mixed_4_6"},
+}
+NOTES = {
+    "8bit": "8bit: mlx-lm affine 8-bit, group size 64",
+    "4bit": "4bit: mlx-lm's mixed_4_6 recipe (4-bit, with v_proj/down_proj of the sensitive layers "
+            "and the LM head in 6 bits), group size 32; mlx-lm's learned quants (DWQ/AWQ/GPTQ) need "
+            "downloaded calibration data and were not used",
+}
+# Token budget of the validation runner on a CPU. With 64 text tokens the whole validation of the
+# real Qwen2.5-0.5B took 72 s (fp16), 80 s (8bit), 100 s (4bit) here; ~200 s on a loaded machine.
+CPU_MAX_TOKENS = 64
+GPU_MAX_TOKENS = 4096
+STAGING = "_mlx_lm"  # mlx_lm.convert refuses an existing folder: it writes here, files move up
+LICENSE_PREFIXES = ("LICENSE", "LICENCE", "NOTICE", "USE_POLICY")
+
+
+def require_mlx():
+    """Import mlx-lm (and mlx under it), or say how to install it."""
+    try:
+        import mlx.core  # noqa: F401
+        import mlx_lm
+    except ImportError as exc:
+        raise MissingExtra(f"MLX (mlx, mlx-lm) [{exc}]", INSTALL) from None
+    return mlx_lm
+
+
+def default_quant(family: str) -> str:
+    return "bf16" if family == "gemma3" else "fp16"
+
+
+def toolchain() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for tool in ("mlx", "mlx-lm", "transformers"):
+        try:
+            found[tool] = version(tool)
+        except PackageNotFoundError:
+            found[tool] = "not installed"
+    return found
+
+
+def convert_kwargs(quant: str, family: str) -> dict:
+    """The keyword arguments of `mlx_lm.convert` for a --quant name."""
+    if quant in DTYPES:
+        return {"dtype": DTYPES[quant]}
+    # what stays unquantized (norms, biases, the scales themselves) in a 16-bit type that holds it
+    return {"dtype": "bfloat16" if family == "gemma3" else "float16", **RECIPES[quant]}
+
+
+def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes: list[str],
+           settings=None) -> list[str]:
+    mlx_lm = require_mlx()
+    hf = hf_folder(source, settings, progress)
+    progress.start(f"mlx: converting to {quant} with mlx-lm", 1)
+    target = stage / STAGING
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log):  # mlx-lm prints [INFO] lines over our progress bars
+            mlx_lm.convert(str(hf), str(target), **convert_kwargs(quant, source.family))
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise EdgeAIError(f"mlx-lm could not convert {hf.name}: {exc}",
+                          "run with --debug to see mlx-lm's traceback") from exc
+    for path in sorted(target.iterdir()):
+        os.replace(path, stage / path.name)
+    target.rmdir()
+    finish_folder(hf, stage)
+    record_sliding_pattern(stage / "config.json")
+    progress.advance()
+    if quant in NOTES:
+        notes.append(NOTES[quant])
+    bits = next((line.strip() for line in log.getvalue().splitlines() if "bits per weight" in line), None)
+    if bits:
+        notes.append(f"mlx-lm: {bits.removeprefix('[INFO] ')}")
+    if source.kind == "gguf" and quant.endswith("bit"):
+        notes.append("the source is a dequantized GGUF: quantizing it again loses more than "
+                     "quantizing the original weights would")
+    return sorted(p.name for p in stage.iterdir() if p.name not in ("manifest.json", "report.json"))
+
+
+def finish_folder(hf: Path, stage: Path) -> None:
+    """Make mlx-lm's folder self-contained and free of paths into the source: license files and
+    Gemma's tokenizer.model copied, absolute paths dropped from tokenizer_config.json."""
+    from edgeai.fileio import atomic_write
+
+    for path in sorted(hf.iterdir()):
+        notice = path.name.upper().startswith(LICENSE_PREFIXES)
+        if path.is_file() and (notice or path.name == "tokenizer.model"):
+            shutil.copyfile(path, stage / path.name)
+    tok_config = stage / "tokenizer_config.json"
+    if tok_config.is_file():
+        data = json.loads(tok_config.read_text(encoding="utf-8"))
+        # transformers records where it read the SentencePiece file (`vocab_file`): the source's path
+        local = {k: v for k, v in data.items() if not (isinstance(v, str) and os.path.isabs(v))}
+        if local != data:
+            atomic_write(tok_config, json.dumps(local, indent=2, ensure_ascii=False) + "\n")
+
+
+def sliding_pattern(layer_types: list[str]) -> int:
+    """The period of Gemma 3's local/global attention: every p-th layer is global."""
+    period = layer_types.index("full_attention") + 1 if "full_attention" in layer_types else 0
+    expected = ["full_attention" if period and i % period == period - 1 else "sliding_attention"
+                for i in range(len(layer_types))]
+    if not period or expected != layer_types:
+        raise EdgeAIError("mlx-lm cannot represent this Gemma 3 attention layout "
+                          f"({', '.join(layer_types)})",
+                          "mlx-lm models one global layer every N layers, the rest sliding-window")
+    return period
+
+
+def record_sliding_pattern(config_file: Path) -> None:
+    """transformers 5 describes Gemma 3's attention per layer (`layer_types`); mlx-lm 0.32 reads a
+    period (`sliding_window_pattern`) and assumes 6 without one, which is wrong for any other
+    layout: write the period the layers actually have."""
+    from edgeai.fileio import atomic_write
+
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    layer_types = config.get("layer_types")
+    if config.get("model_type") != "gemma3_text" or not layer_types:
+        return
+    config["sliding_window_pattern"] = sliding_pattern(layer_types)
+    atomic_write(config_file, json.dumps(dict(sorted(config.items())), indent=4))  # mlx-lm's layout
+
+
+class MlxRunner:
+    """An export through the `mlx` backend: logits for every position, reusing the KV cache
+    when a call extends the previous one (validation's greedy loop adds one token at a time)."""
+
+    def __init__(self, out: Path):
+        from importlib.metadata import version
+
+        from edgeai.runtime.mlx import MlxBackend, on_cpu
+        from edgeai.types import LoadOptions, ModelSpec
+
+        require_mlx()
+        self.max_tokens = CPU_MAX_TOKENS if on_cpu() else GPU_MAX_TOKENS
+        self.backend = MlxBackend()
+        self.backend.load(ModelSpec(id=Path(out).name, artifacts={"mlx": Path(out)}),
+                          LoadOptions(n_ctx=GPU_MAX_TOKENS))
+        where = " (cpu, quantized layers dequantized)" if self.backend.dequantized else " (cpu)"
+        self.label = f"mlx-lm {version('mlx-lm')}" + (where if on_cpu() else "")
+
+    def logits(self, ids: Sequence[int]):
+        return self.backend.logits(list(ids))
+
+    def encode(self, text: str) -> list[int]:
+        return self.backend.prompt_tokens(text)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def open_runner(out: Path) -> MlxRunner:
+    return MlxRunner(out)
