@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import resource
+import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -60,8 +61,15 @@ def _peak_rss_mb() -> float | None:
     from edgeai.memory import peak_rss_mb
 
     own = peak_rss_mb() or 0.0
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # tool subprocesses
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # tool subprocesses
+    children /= 2**20 if sys.platform == "darwin" else 1024  # bytes on macOS, kB on Linux
     return round(max(own, children), 1) or None
+
+
+def _toolchain_error(what: str, exc: Exception) -> EdgeAIError:
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return EdgeAIError(f"{what} failed: {type(exc).__name__}: {first}",
+                       "run again with --debug for the traceback")
 
 
 def prepare(src: str | Path | Source, out: str | Path, *, to: str, quant: str | None = None,
@@ -72,7 +80,10 @@ def prepare(src: str | Path | Source, out: str | Path, *, to: str, quant: str | 
     source = src if isinstance(src, Source) else open_source(src, settings)
     module = target(to)
     quant = choose_quant(module, to, source.family, quant)
-    check_output(Path(out), force)
+    out, src_path = Path(out).expanduser().resolve(), source.path.resolve()
+    if out == src_path or out in src_path.parents:
+        raise BadInput(f"OUT {out} is the source or holds it", "write the export somewhere else")
+    check_output(out, force)
     return source, module, quant
 
 
@@ -92,9 +103,7 @@ def convert(src: str | Path, out: str | Path, *, to: str, quant: str | None = No
         except (EdgeAIError, KeyboardInterrupt, MemoryError):
             raise
         except Exception as exc:  # a toolchain's own failure: one line, the traceback under --debug
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            raise EdgeAIError(f"{to} export failed: {type(exc).__name__}: {first}",
-                              "run again with --debug for the traceback") from exc
+            raise _toolchain_error(f"{to} export", exc) from exc
         manifest = Manifest(
             format=to, quant=quant, family=source.family, source=str(source.path), source_kind=source.kind,
             artifacts=tuple(artifacts), toolchain=module.toolchain(),
@@ -105,7 +114,13 @@ def convert(src: str | Path, out: str | Path, *, to: str, quant: str | None = No
         if check:
             from edgeai.converters.validate import validate
 
-            write_json(stage / REPORT, validate(source, stage, progress=progress, manifest=manifest))
+            try:
+                report = validate(source, stage, progress=progress, manifest=manifest)
+            except (EdgeAIError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as exc:  # the export does not load or run: nothing goes to OUT
+                raise _toolchain_error(f"{to} validation", exc) from exc
+            write_json(stage / REPORT, report)
     return manifest
 
 

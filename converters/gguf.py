@@ -111,8 +111,10 @@ def _hparams(writer, config: dict, family: str, n_vocab: int) -> None:
 
     n_head = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // n_head
-    rope = config.get("rope_parameters") or {}
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     full = rope.get("full_attention", rope) if isinstance(rope, dict) else {}
+    if "type" in full and "rope_type" not in full:  # the older config.json spelling
+        full = {**full, "rope_type": full["type"]}
     theta = full.get("rope_theta", config.get("rope_theta", 10000.0))
     writer.add_context_length(config.get("max_position_embeddings", 4096))
     writer.add_embedding_length(config["hidden_size"])

@@ -11,6 +11,7 @@ re-save in another dtype.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,7 @@ TORCH_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 WEIGHTS = "model.safetensors"
 ROW_BLOCK = 8192  # rows dequantized at a time for large tensors (embeddings, output heads)
 # files of an HF folder that are not weights and travel unchanged on a re-save
+NOTICE_PREFIXES = ("LICENSE", "LICENCE", "NOTICE", "USE_POLICY")
 KEEP = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
         "chat_template.jinja", "chat_template.json", "generation_config.json", "added_tokens.json",
         "vocab.json", "merges.txt")
@@ -54,14 +56,35 @@ def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes
     return resave(source, stage, quant, progress)
 
 
+def is_notice(name: str) -> bool:
+    return name.upper().startswith(NOTICE_PREFIXES)
+
+
 def copy_notices(src_folder: Path, stage: Path) -> list[str]:
-    """LICENSE / NOTICE / README files travel with every export."""
+    """LICENSE / NOTICE / USE_POLICY files travel with every export."""
     copied = []
     for path in sorted(src_folder.iterdir()):
-        if path.is_file() and path.name.upper().startswith(("LICENSE", "LICENCE", "NOTICE", "USE_POLICY")):
+        if path.is_file() and is_notice(path.name):
             shutil.copy2(path, stage / path.name)
             copied.append(path.name)
     return copied
+
+
+def make_self_contained(hf: Path, stage: Path) -> None:
+    """After a toolchain wrote its folder: the license files and Gemma's tokenizer.model copied
+    from the source, and no absolute paths into the source left in tokenizer_config.json
+    (transformers records where it read the SentencePiece file)."""
+    from edgeai.fileio import atomic_write
+
+    copy_notices(hf, stage)
+    if (hf / "tokenizer.model").is_file():
+        shutil.copyfile(hf / "tokenizer.model", stage / "tokenizer.model")
+    tok_config = stage / "tokenizer_config.json"
+    if tok_config.is_file():
+        data = json.loads(tok_config.read_text(encoding="utf-8"))
+        local = {k: v for k, v in data.items() if not (isinstance(v, str) and os.path.isabs(v))}
+        if local != data:
+            atomic_write(tok_config, json.dumps(local, indent=2, ensure_ascii=False) + "\n")
 
 
 def resave(source: Source, stage: Path, quant: str, progress: Progress) -> list[str]:

@@ -29,7 +29,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -57,7 +56,6 @@ NOTES = {
 CPU_MAX_TOKENS = 64
 GPU_MAX_TOKENS = 4096
 STAGING = "_mlx_lm"  # mlx_lm.convert refuses an existing folder: it writes here, files move up
-LICENSE_PREFIXES = ("LICENSE", "LICENCE", "NOTICE", "USE_POLICY")
 
 
 def require_mlx():
@@ -127,19 +125,9 @@ def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes
 def finish_folder(hf: Path, stage: Path) -> None:
     """Make mlx-lm's folder self-contained and free of paths into the source: license files and
     Gemma's tokenizer.model copied, absolute paths dropped from tokenizer_config.json."""
-    from edgeai.fileio import atomic_write
+    from edgeai.converters.hf import make_self_contained
 
-    for path in sorted(hf.iterdir()):
-        notice = path.name.upper().startswith(LICENSE_PREFIXES)
-        if path.is_file() and (notice or path.name == "tokenizer.model"):
-            shutil.copyfile(path, stage / path.name)
-    tok_config = stage / "tokenizer_config.json"
-    if tok_config.is_file():
-        data = json.loads(tok_config.read_text(encoding="utf-8"))
-        # transformers records where it read the SentencePiece file (`vocab_file`): the source's path
-        local = {k: v for k, v in data.items() if not (isinstance(v, str) and os.path.isabs(v))}
-        if local != data:
-            atomic_write(tok_config, json.dumps(local, indent=2, ensure_ascii=False) + "\n")
+    make_self_contained(hf, stage)
 
 
 def sliding_pattern(layer_types: list[str]) -> int:

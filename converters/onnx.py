@@ -195,26 +195,14 @@ def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes
     return sorted(p.name for p in stage.iterdir() if p.name not in ("manifest.json", "report.json"))
 
 
-def _is_license(name: str) -> bool:
-    return name.upper().startswith(("LICENSE", "LICENCE", "NOTICE", "USE_POLICY"))
-
-
 def finish_folder(hf: Path, stage: Path) -> None:
     """Make the builder's folder self-contained: license files and Gemma's tokenizer.model
     copied from the source, no paths into the source left in tokenizer_config.json, and the
     chat template written where the builder's tokenizer save did not carry it."""
+    from edgeai.converters.hf import make_self_contained
     from edgeai.fileio import atomic_write
 
-    for path in hf.iterdir():
-        if path.is_file() and (_is_license(path.name) or path.name == "tokenizer.model"):
-            shutil.copyfile(path, stage / path.name)
-    tok_config = stage / "tokenizer_config.json"
-    if tok_config.is_file():
-        data = json.loads(tok_config.read_text(encoding="utf-8"))
-        # transformers records where it read the SentencePiece file: the source's absolute path
-        local = {k: v for k, v in data.items() if not (isinstance(v, str) and os.path.isabs(v))}
-        if local != data:
-            atomic_write(tok_config, json.dumps(local, indent=2, ensure_ascii=False) + "\n")
+    make_self_contained(hf, stage)
     if not (stage / "chat_template.jinja").is_file():
         from edgeai.runtime.onnx import own_template
 

@@ -3,8 +3,8 @@ them one at a time, so memory holds one tensor, never a model.
 
 The `safetensors` package writes whole dicts only; the format itself is simple (an 8-byte
 little-endian header length, a JSON header of dtype/shape/offsets, then the raw data), so the
-writer here plans the header from shapes alone. Keys are sorted: the same tensors give the
-same bytes.
+writer here plans the header from shapes alone, in the caller's order (a deterministic one:
+the same tensors give the same bytes).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def write_streaming(path: Path, shapes: dict[str, tuple[int, ...]], dtype: str,
     import math
 
     offsets, header, position = {}, {}, 0
-    for name in sorted(shapes):
+    for name in shapes:  # the caller's order: the order its tensors can be produced in
         nbytes = math.prod(shapes[name]) * DTYPES[dtype]
         header[name] = {"dtype": dtype, "shape": list(shapes[name]),
                         "data_offsets": [position, position + nbytes]}
@@ -52,7 +52,7 @@ def write_streaming(path: Path, shapes: dict[str, tuple[int, ...]], dtype: str,
     with open(path, "wb") as out:
         out.write(struct.pack("<Q", len(raw)))
         out.write(raw)
-        for name in sorted(shapes):
+        for name in shapes:
             produced = produce(name)
             written = 0
             for part in (produced if isinstance(produced, Iterator) else (produced,)):

@@ -54,9 +54,15 @@ def open_source(src: str | Path, settings=None) -> Source:
 
 def _open_catalog(model_id: str, settings) -> Source:
     from edgeai.config import load_settings
+    from edgeai.errors import ModelNotFound
     from edgeai.models import resolve
 
-    spec = resolve(model_id, settings or load_settings())
+    try:
+        spec = resolve(model_id, settings or load_settings())
+    except ModelNotFound as exc:
+        raise BadInput(f"{model_id} is neither a file, a folder nor a catalog model",
+                       "SRC is a Hugging Face folder, a .gguf file, or an id from `edgeai models list`",
+                       ) from exc
     gguf = spec.artifact("gguf")
     if gguf is None:
         raise BadInput(f"catalog model {model_id} has no GGUF file to convert from")
@@ -93,7 +99,17 @@ def open_hf_folder(path: Path) -> Source:
 
 
 def weight_files(folder: Path) -> list[Path]:
-    files = sorted(folder.glob("*.safetensors"))
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():  # a sharded checkpoint: exactly the shards its index names
+        try:
+            shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BadInput(f"{index} is damaged: {exc}") from None
+        missing = [name for name in shards if not (folder / name).is_file()]
+        if missing:
+            raise BadInput(f"{folder} lacks the shard {missing[0]} its index names")
+        return [folder / name for name in shards]
+    files = sorted(folder.glob("model*.safetensors")) or sorted(folder.glob("*.safetensors"))
     if not files:
         if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
             raise BadInput(f"{folder} holds PyTorch pickles, not safetensors",
@@ -112,6 +128,8 @@ def check_safetensors(path: Path) -> None:
             if length > size - 8 or length > 100 * 2**20:
                 raise ValueError("header length is past the end of the file")
             header = json.loads(f.read(length))
+            if not isinstance(header, dict):
+                raise ValueError("the header is not a JSON object")
         end = max((int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"),
                   default=0)
     except (struct.error, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
@@ -140,6 +158,11 @@ def hf_folder(source: Source, settings=None, progress=None) -> Path:
     if (cached / "config.json").is_file():
         return cached
     cached.parent.mkdir(parents=True, exist_ok=True)
-    with staged_output(cached, force=True) as stage:
-        import_gguf(source, stage, "fp32", progress)
+    try:
+        with staged_output(cached) as stage:
+            import_gguf(source, stage, "fp32", progress)
+    except (OSError, BadInput):
+        if (cached / "config.json").is_file():  # another conversion imported it meanwhile
+            return cached
+        raise
     return cached

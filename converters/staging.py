@@ -7,6 +7,7 @@ replaced only after the new one is complete.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ def _alive(pid: int) -> bool:
 def clean_stale(out: Path) -> list[Path]:
     """Remove temporaries of `out` left by conversions that are no longer running."""
     removed = []
-    for path in out.parent.glob(f".{out.name}{PARTIAL}*"):
+    for path in out.parent.glob(f".{glob.escape(out.name)}{PARTIAL}*"):
         pid = path.name.rpartition(PARTIAL)[2]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
@@ -44,11 +45,19 @@ def check_output(out: Path, force: bool) -> Path:
     out = Path(out).expanduser().absolute()
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out} exists and is not a folder", "OUT is a folder; choose another path")
-    if out.exists() and not force:
+    if out.exists() and not force and any(out.iterdir()):  # an empty folder holds nothing to lose
         raise BadInput(f"{out} already exists", "pass --force to replace it")
+    if out.exists() and any(out.iterdir()) and not _is_export(out):
+        raise BadInput(f"{out} is not an edgeai export; --force replaces only those",
+                       "choose another OUT, or remove the folder yourself")
     if out.parent.exists() and not out.parent.is_dir():
         raise BadInput(f"{out.parent} is not a folder")
     return out
+
+
+def _is_export(folder: Path) -> bool:
+    """A folder `edgeai convert` made (one format, or `--to all`'s one folder per format)."""
+    return (folder / "manifest.json").is_file() or any(folder.glob("*/manifest.json"))
 
 
 @contextmanager
@@ -62,12 +71,16 @@ def staged_output(out: Path, force: bool = False) -> Iterator[Path]:
     stage.mkdir()
     try:
         yield stage
-        if out.exists():  # --force: the old OUT goes only once the new one is whole
+        if out.exists() and force:  # the old OUT goes only once the new one is whole
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
-            os.replace(stage, out)
+            try:
+                os.replace(stage, out)
+            except BaseException:
+                os.replace(old, out)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(stage, out)
+            os.rename(stage, out)  # fails, keeping what is there, if OUT appeared meanwhile
     finally:
         shutil.rmtree(stage, ignore_errors=True)

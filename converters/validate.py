@@ -89,6 +89,7 @@ def _first_difference(a: list[int], b: list[int]) -> int | None:
 
 def travelled(path: Path) -> dict[str, bool]:
     """Which of tokenizer, chat template and license notice a model file or folder carries."""
+    from edgeai.converters.hf import is_notice
     from edgeai.gguf_info import read_header
 
     path = Path(path)
@@ -96,7 +97,7 @@ def travelled(path: Path) -> dict[str, bool]:
     names = {p.name for p in files}
     found = {"tokenizer": bool(names & {"tokenizer.json", "tokenizer.model"}),
              "chat_template": "chat_template.jinja" in names,
-             "license": any(n.upper().startswith(("LICENSE", "LICENCE", "NOTICE")) for n in names)}
+             "license": any(is_notice(n) for n in names)}
     for file in files:
         if file.name == "tokenizer_config.json" and '"chat_template"' in file.read_text(errors="replace"):
             found["chat_template"] = True

@@ -92,13 +92,26 @@ def test_an_existing_out_is_kept_unless_force(cli, tiny_models, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    result = cli("convert", str(tiny_models("llama")), "--to", "gguf", "-o", str(out), "--no-validate")
+    args = ("convert", str(tiny_models("llama")), "--to", "gguf", "-o", str(out), "--no-validate")
+    result = cli(*args)
     assert result.returncode == 2 and "already exists" in result.stderr.decode()
+    result = cli(*args, "--force")  # --force replaces only an earlier export, never a user's folder
+    assert result.returncode == 2 and "not an edgeai export" in result.stderr.decode()
     assert (out / "mine.txt").read_text() == "keep me"
-    result = cli("convert", str(tiny_models("llama")), "--to", "gguf", "-o", str(out), "--no-validate",
-                 "--force")
+    (out / "mine.txt").unlink()
+    assert cli(*args).returncode == 0  # an empty folder is fine
+    before = (out / "manifest.json").read_text()
+    result = cli(*args, "--force")
     assert result.returncode == 0, result.stderr.decode()
-    assert not (out / "mine.txt").exists() and (out / "manifest.json").is_file()
+    assert (out / "manifest.json").read_text() != before  # a new export (its time differs)
+
+
+def test_out_may_not_be_the_source_or_hold_it(cli, tiny_models, tmp_path):
+    src = broken_copy(tiny_models, tmp_path)
+    for out in (src, tmp_path):
+        result = cli("convert", str(src), "--to", "gguf", "-o", str(out), "--force")
+        assert result.returncode == 2 and "is the source or holds it" in result.stderr.decode()
+    assert (src / "model.safetensors").is_file()
 
 
 def test_kill_9_mid_conversion_then_a_rerun_cleans_up(tiny_models, tmp_path):
