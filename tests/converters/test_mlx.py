@@ -139,7 +139,7 @@ def test_quantized_exports_record_their_recipe_and_stay_close(exports, quant, bi
     assert card["numbers_checked"] and card["tokenizer_ids_match"]
     assert card["perplexity_ratio"] < (1.02 if quant == "8bit" else 1.2)
     if on_cpu():  # MLX's quantized CPU kernels crawl: the card says it checked dense weights
-        assert card["runner"].endswith("(cpu, quantized layers dequantized)")
+        assert card["runner"].endswith("computed in fp32; quantized layers dequantized)")
     backend = load(out)
     try:
         assert generate(backend, "Once upon a time", GenParams(max_tokens=4, temperature=0,
