@@ -273,7 +273,8 @@ def _copy_companions(folder: Path, stage: Path) -> list[str]:
 
 def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes: list[str],
            settings=None) -> list[str]:
-    from edgeai.runtime.coreml import quiet, read_json
+    from edgeai.runtime.coreml import quiet
+    from edgeai.runtime.model_files import read_json
 
     folder = hf_folder(source, settings, progress)
     fp32 = source.family == "gemma3"

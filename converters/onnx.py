@@ -204,7 +204,7 @@ def finish_folder(hf: Path, stage: Path) -> None:
 
     make_self_contained(hf, stage)
     if not (stage / "chat_template.jinja").is_file():
-        from edgeai.runtime.onnx import own_template
+        from edgeai.runtime.model_files import own_template
 
         template = own_template(hf)
         if template:

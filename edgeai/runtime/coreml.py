@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import sys
 import time
@@ -27,6 +26,7 @@ from edgeai.errors import BackendUnavailable, BadInput, ContextOverflow, EdgeAIE
 from edgeai.memory import peak_rss_mb
 from edgeai.runtime import templates
 from edgeai.runtime.base import final_chunk
+from edgeai.runtime.model_files import own_template, read_json, token_text
 from edgeai.runtime.textstream import THINK_OPEN, TextStream
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
@@ -145,31 +145,6 @@ def padded(predict: Predict, shortest: int) -> Predict:
     return predict_any
 
 
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path} is not valid JSON: {exc}") from None
-    return data if isinstance(data, dict) else {}
-
-
-def token_text(value) -> str:
-    """tokenizer_config.json writes special tokens as strings or as {"content": ...} records."""
-    if isinstance(value, dict):
-        return str(value.get("content", ""))
-    return value if isinstance(value, str) else ""
-
-
-def own_template(folder: Path, tokenizer_config: dict) -> str | None:
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    template = tokenizer_config.get("chat_template")
-    return template if isinstance(template, str) and template else None
-
-
 def sample(logits, history: Sequence[int], params: GenParams, rng) -> int:
     """One token from the last position's logits: penalties, then top-k / top-p / min-p on the
     untempered distribution, then temperature (llama.cpp's order); greedy at temperature 0."""
@@ -235,7 +210,7 @@ class CoreMLBackend:
         config = read_json(folder / "config.json")
         self._bos_text = token_text(tok_config.get("bos_token"))
         self._eos_text = token_text(tok_config.get("eos_token"))
-        self._template = self._choose_template(spec, opts, own_template(folder, tok_config),
+        self._template = self._choose_template(spec, opts, own_template(folder),
                                                config.get("model_type", spec.family))
         if self._template is not None:
             templates.prepare(self._template)
@@ -291,12 +266,8 @@ class CoreMLBackend:
         return self._require().decode(list(ids), skip_special_tokens=False)
 
     def render(self, messages: list[Message]) -> str:
-        if self._template is None:
-            raise BadInput(f"model {self.spec.id if self.spec else ''} has no chat template "
-                           "(a base model?)", "send a raw prompt, or choose a template with "
-                           "--chat-template chatml|gemma|llama3|phi3")
-        return templates.render(self._template, messages, bos_token=self._bos_text,
-                                eos_token=self._eos_text)
+        return templates.render_chat(self._template, messages, model_id=self.spec.id if self.spec else "",
+                                     bos_token=self._bos_text, eos_token=self._eos_text)
 
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
         """The exact tokens a prompt (raw text, or messages through the template) becomes."""

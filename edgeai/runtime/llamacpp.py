@@ -116,12 +116,8 @@ class LlamaCppBackend:
         return self._require().detokenize(list(ids)).decode("utf-8", errors="replace")
 
     def render(self, messages: list[Message]) -> str:
-        if self._template is None:
-            raise BadInput(f"model {self.spec.id if self.spec else ''} has no chat template "
-                           "(a base model?)", "send a raw prompt, or choose a template with "
-                           "--chat-template chatml|gemma|llama3|phi3")
-        return templates.render(self._template, messages, bos_token=self._bos_text,
-                                eos_token=self._eos_text)
+        return templates.render_chat(self._template, messages, model_id=self.spec.id if self.spec else "",
+                                     bos_token=self._bos_text, eos_token=self._eos_text)
 
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
         """The exact tokens a prompt (raw text, or messages through the template) becomes."""

@@ -22,6 +22,7 @@ from edgeai.errors import BadInput, ContextOverflow, EdgeAIError, MissingExtra, 
 from edgeai.memory import peak_rss_mb
 from edgeai.runtime import templates
 from edgeai.runtime.base import final_chunk
+from edgeai.runtime.model_files import own_template, read_json, token_text
 from edgeai.runtime.textstream import THINK_OPEN, TextStream
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
@@ -41,35 +42,6 @@ def import_genai():
     except ImportError:
         raise MissingExtra("onnxruntime-genai", "pip install 'edgeai[onnx]'") from None
     return og
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{path.name} in {path.parent} is not valid JSON: {exc}") from None
-    return data if isinstance(data, dict) else {}
-
-
-def token_text(value) -> str:
-    """A tokenizer_config token entry: a string, or an AddedToken dict with `content`."""
-    if isinstance(value, dict):
-        value = value.get("content")
-    return value if isinstance(value, str) else ""
-
-
-def own_template(folder: Path) -> str | None:
-    """The chat template that travelled with the export, if any."""
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text(encoding="utf-8")
-    template = read_json(folder / "tokenizer_config.json").get("chat_template")
-    if isinstance(template, list):  # named templates: [{"name": "default", "template": ...}]
-        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
-        template = named.get("default")
-    return template if isinstance(template, str) and template.strip() else None
 
 
 def model_folder(spec: ModelSpec) -> Path:
@@ -208,12 +180,8 @@ class OnnxBackend:
         return self._tok.decode(list(ids), skip_special_tokens=True)
 
     def render(self, messages: list[Message]) -> str:
-        if self._template is None:
-            raise BadInput(f"model {self.spec.id if self.spec else ''} has no chat template "
-                           "(a base model?)", "send a raw prompt, or choose a template with "
-                           "--chat-template chatml|gemma|llama3|phi3")
-        return templates.render(self._template, messages, bos_token=self._bos_text,
-                                eos_token=self._eos_text)
+        return templates.render_chat(self._template, messages, model_id=self.spec.id if self.spec else "",
+                                     bos_token=self._bos_text, eos_token=self._eos_text)
 
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
         """The exact tokens a prompt becomes: BOS where the model adds one (unless a template

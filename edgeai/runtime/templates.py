@@ -103,3 +103,12 @@ def render(template: str, messages: Sequence[Message], *, bos_token: str = "",
             add_generation_prompt=add_generation_prompt, **extra)
     except ValueError as exc:  # the template's own raise_exception
         raise BadInput(f"the chat template rejected the conversation: {exc}") from None
+
+
+def render_chat(template: str | None, messages, *, model_id: str, bos_token: str, eos_token: str) -> str:
+    """`render`, or the one error every backend gives for a model without a chat template."""
+    if template is None:
+        raise BadInput(f"model {model_id} has no chat template (a base model?)",
+                       "send a raw prompt, or choose a template with "
+                       "--chat-template chatml|gemma|llama3|phi3")
+    return render(template, messages, bos_token=bos_token, eos_token=eos_token)
