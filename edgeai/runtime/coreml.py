@@ -210,8 +210,9 @@ class CoreMLBackend:
         config = read_json(folder / "config.json")
         self._bos_text = token_text(tok_config.get("bos_token"))
         self._eos_text = token_text(tok_config.get("eos_token"))
-        self._template = self._choose_template(spec, opts, own_template(folder),
-                                               config.get("model_type", spec.family))
+        chosen = opts.chat_template or spec.chat_template
+        self._template = templates.choose_template(chosen, own_template(folder),
+                                                   config.get("model_type", spec.family), self._single_token)
         if self._template is not None:
             templates.prepare(self._template)
         self._stop_ids = self._stops(folder, config)
@@ -222,18 +223,6 @@ class CoreMLBackend:
 
     def _single_token(self, text: str) -> bool:
         return self._tok.token_to_id(text) is not None
-
-    def _choose_template(self, spec: ModelSpec, opts: LoadOptions, own: str | None,
-                         arch: str) -> str | None:
-        chosen = opts.chat_template or spec.chat_template
-        if chosen:
-            return templates.resolve_template(chosen)
-        if own:
-            return own
-        name = templates.template_for_arch(arch or "")
-        if name and all(self._single_token(t) for t in templates.TEMPLATE_TOKENS[name]):
-            return templates.BUILTIN_TEMPLATES[name]
-        return None
 
     def _stops(self, folder: Path, config: dict) -> frozenset[int]:
         ids: set[int] = set()

@@ -70,8 +70,9 @@ class LlamaCppBackend:
         self._step = opts.prefill_step or PREFILL_STEP
         self._bos_text = self._token_text(self._llm.token_bos())
         self._eos_text = self._token_text(self._llm.token_eos())
-        self._template = self._choose_template(spec, opts, header.get("tokenizer.chat_template"),
-                                               header.architecture)
+        self._template = templates.choose_template(opts.chat_template or spec.chat_template,
+                                                   header.get("tokenizer.chat_template"), header.architecture,
+                                                   self._is_single_token)
         if self._template is not None:
             templates.prepare(self._template)
         self.capabilities = Capabilities(chat_template=self._template is not None, grammar=True,
@@ -84,19 +85,6 @@ class LlamaCppBackend:
 
     def _is_single_token(self, text: str) -> bool:
         return len(self._llm.tokenize(text.encode(), add_bos=False, special=True)) == 1
-
-    def _choose_template(self, spec: ModelSpec, opts: LoadOptions, own: str | None,
-                         arch: str) -> str | None:
-        """The override, else the catalog's, else the GGUF's own, else a checked built-in."""
-        chosen = opts.chat_template or spec.chat_template
-        if chosen:
-            return templates.resolve_template(chosen)
-        if own:
-            return own
-        name = templates.template_for_arch(arch)
-        if name and all(self._is_single_token(t) for t in templates.TEMPLATE_TOKENS[name]):
-            return templates.BUILTIN_TEMPLATES[name]
-        return None
 
     def close(self) -> None:
         if self._llm is not None:

@@ -129,7 +129,9 @@ class MlxBackend:
         self._eos_text = self._hf.eos_token or ""
         self._eos_ids = set(self._tok.eos_token_ids) | self._end_markers() | _generation_eos(path)
         model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type", "")
-        self._template = self._choose_template(spec, opts, self._tok.chat_template, model_type)
+        chosen = opts.chat_template or spec.chat_template
+        self._template = templates.choose_template(chosen, self._tok.chat_template, model_type,
+                                                   lambda t: self._single_token(t) is not None)
         if self._template is not None:
             templates.prepare(self._template)
         self.capabilities = Capabilities(chat_template=self._template is not None, grammar=False,
@@ -143,21 +145,6 @@ class MlxBackend:
         vocab = self._hf.get_vocab()
         found = (self._single_token(marker) for marker in END_MARKERS if marker in vocab)
         return {i for i in found if i is not None}
-
-    def _choose_template(self, spec: ModelSpec, opts: LoadOptions, own: str | None,
-                         model_type: str) -> str | None:
-        """The override, else the catalog's, else the model's own, else a checked built-in."""
-        chosen = opts.chat_template or spec.chat_template
-        if chosen:
-            return templates.resolve_template(chosen)
-        if isinstance(own, dict):  # named templates (transformers' chat_template.json): the default
-            own = own.get("default")
-        if own:
-            return own
-        name = templates.template_for_arch(model_type)
-        if name and all(self._single_token(t) is not None for t in templates.TEMPLATE_TOKENS[name]):
-            return templates.BUILTIN_TEMPLATES[name]
-        return None
 
     def close(self) -> None:
         self._model = self._tok = self._hf = self._cache = self._memo = None

@@ -106,7 +106,9 @@ class OnnxBackend:
         self._bos_text = token_text(tok_config.get("bos_token"))
         self._eos_text = token_text(tok_config.get("eos_token"))
         self._step = opts.prefill_step or PREFILL_STEP
-        self._template = self._choose_template(spec, opts, own_template(folder), config.get("type", ""))
+        chosen = opts.chat_template or spec.chat_template
+        self._template = templates.choose_template(chosen, own_template(folder), config.get("type", ""),
+                                                   lambda t: self._tok.token_to_id(t) is not None)
         if self._template is not None:
             templates.prepare(self._template)
         self.capabilities = Capabilities(chat_template=self._template is not None, grammar=True,
@@ -139,19 +141,6 @@ class OnnxBackend:
                 pass
         og_config.clear_providers()
         return "cpu"
-
-    def _choose_template(self, spec: ModelSpec, opts: LoadOptions, own: str | None,
-                         arch: str) -> str | None:
-        """The override, else the catalog's, else the export's own, else a checked built-in."""
-        chosen = opts.chat_template or spec.chat_template
-        if chosen:
-            return templates.resolve_template(chosen)
-        if own:
-            return own
-        name = templates.template_for_arch(arch)
-        if name and all(self._tok.token_to_id(t) is not None for t in templates.TEMPLATE_TOKENS[name]):
-            return templates.BUILTIN_TEMPLATES[name]
-        return None
 
     def close(self) -> None:
         self._model = None

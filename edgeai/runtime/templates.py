@@ -10,7 +10,7 @@ settings (sandboxed, trim_blocks, lstrip_blocks, `tojson`, `raise_exception`).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -112,3 +112,17 @@ def render_chat(template: str | None, messages, *, model_id: str, bos_token: str
                        "send a raw prompt, or choose a template with "
                        "--chat-template chatml|gemma|llama3|phi3")
     return render(template, messages, bos_token=bos_token, eos_token=eos_token)
+
+
+def choose_template(chosen: str | None, own: str | None, arch: str,
+                    is_single_token: Callable[[str], bool]) -> str | None:
+    """The chat template a backend uses: the user's or catalog's choice, else the model's own,
+    else the built-in for its architecture when the model has that template's control tokens."""
+    if chosen:
+        return resolve_template(chosen)
+    if own:
+        return own
+    name = template_for_arch(arch or "")
+    if name and all(is_single_token(t) for t in TEMPLATE_TOKENS[name]):
+        return BUILTIN_TEMPLATES[name]
+    return None
