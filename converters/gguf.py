@@ -184,7 +184,7 @@ def write_gguf(source: Source, dest: Path, quant: str, progress: Progress) -> No
     import gguf
 
     from edgeai.converters.gguf_vocab import add_vocab
-    from edgeai.converters.safetensors_io import iter_tensors, tensor_shapes
+    from edgeai.converters.safetensors_io import in_order, iter_tensors, tensor_shapes
 
     config, family = source.config, source.family
     files = weight_files(source.path)
@@ -217,7 +217,7 @@ def write_gguf(source: Source, dest: Path, quant: str, progress: Progress) -> No
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    for name, array in _in_order(iter_tensors(files), order):
+    for name, array in in_order(iter_tensors(files), order):
         array = to_gguf(family, mapping[name], array, n_head, n_head_kv)
         writer.write_tensor_data(_encode(array, types[name]))
         progress.advance()
@@ -237,13 +237,3 @@ def _plan_tensor(writer, name: str, shape: tuple[int, ...], qtype) -> None:
         byte_shape = gguf.quant_shape_to_byte_shape(shape, qtype)
         writer.add_tensor_info(name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)),
                                raw_dtype=qtype)
-
-
-def _in_order(tensors, order):
-    """Yield (name, array) in `order`, holding back only tensors that arrive early."""
-    waiting = {}
-    for name in order:
-        while name not in waiting:
-            key, value = next(tensors)
-            waiting[key] = value
-        yield name, waiting.pop(name)

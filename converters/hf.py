@@ -88,18 +88,14 @@ def make_self_contained(hf: Path, stage: Path) -> None:
 
 
 def resave(source: Source, stage: Path, quant: str, progress: Progress) -> list[str]:
-    from edgeai.converters.safetensors_io import iter_tensors, tensor_shapes
+    from edgeai.converters.safetensors_io import in_order, iter_tensors, tensor_shapes
 
     files = weight_files(source.path)
-    shapes = tensor_shapes(files)
-    arrays = iter_tensors(files)  # in file order == sorted order within each file
-    pending: dict = {}
+    shapes = tensor_shapes(files)  # file order, which write_streaming follows
+    arrays = in_order(iter_tensors(files), shapes)
 
     def produce(name: str):
-        while name not in pending:
-            key, value = next(arrays)
-            pending[key] = value
-        return pending.pop(name)
+        return next(arrays)[1]
 
     progress.start(f"writing {WEIGHTS} ({quant})", len(shapes))
     write_streaming(stage / WEIGHTS, shapes, SAFETENSORS_DTYPE[quant], produce, {"format": "pt"},

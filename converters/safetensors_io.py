@@ -108,3 +108,14 @@ def tensor_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
         for name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
             shapes[name] = tuple(info["shape"])
     return shapes
+
+
+def in_order(tensors: Iterator[tuple[str, object]], order) -> Iterator[tuple[str, object]]:
+    """(name, array) from `tensors` in `order`, holding back only tensors that arrive early and
+    dropping those `order` does not name."""
+    waiting = {}
+    for name in order:
+        while name not in waiting:
+            key, value = next(tensors)
+            waiting[key] = value
+        yield name, waiting.pop(name)
