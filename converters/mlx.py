@@ -8,19 +8,24 @@ the source's license files, and loads as is with `mlx_lm.load` and in the `mlx` 
     fp32 bf16 fp16   a cast of every floating-point tensor
     8bit             affine 8-bit, group 64 (mlx-lm's default)
     4bit             mlx-lm's `mixed_4_6` recipe (its llama.cpp Q4_K_M-like mix: v_proj and
-                     down_proj of the sensitive layers and the LM head in 6 bits), group 32
+                     down_proj of the sensitive layers and the LM head in 6 bits), group 32; a
+                     tied embedding, which is the LM head too, also gets 6 bits (llama.cpp gives
+                     a tied output Q6_K; mlx-lm raises only a module named lm_head)
 
 mlx-lm's learned quantizers (DWQ, AWQ, GPTQ, dynamic) need calibration text it downloads and a
 training loop; edgeai is offline, so the 4-bit recipe is the best calibration-free one. Measured
 on the Qwen2.5-Coder-0.5B import (dequantized weights, the 512-token eval text, perplexity vs
 fp32): mixed_4_6 g32 x1.07, mixed_4_6 g64 x1.10, plain 4-bit g32 x1.12, plain 4-bit g64 x1.13;
-8-bit g64 x1.00. Quantized exports keep their other tensors in fp16 (bf16 for Gemma).
+8-bit g64 x1.00. On the Gemma-3-270M import (tied): mixed_4_6 g32 x1.34, x1.21 with the tied
+embedding in 6 bits. Quantized exports keep their other tensors in fp16 (bf16 for Gemma).
 
-MLX on Linux runs on a reference BLAS on one core (~0.3-0.7 s of CPU per token for a 0.5B model
-in a forward pass, ~1.5 s per greedy step), so the validation runner takes a short text there
-(`max_tokens`); with a GPU (Metal) it takes it whole. On a CPU the backend dequantizes a
-quantized export's layers at load (its quantized CPU kernels are ~40x slower, see runtime/mlx.py):
-the card then checks the exported weights with dense kernels, and its runner label says so.
+Validation scores the whole eval text on every device. MLX on Linux runs on a reference BLAS
+on one core (~2 GFLOP/s: 130 s for a 512-token forward of Gemma-270M, most of it the 262k-row
+LM head), so a card takes minutes there; a 64-token text, tried first, moved the bf16 export
+itself by 2.5% against its source, more than the 8-bit bar. On a CPU the backend dequantizes a
+quantized export's layers at load (its quantized CPU kernels are ~40x slower, see
+runtime/mlx.py): the card then checks the exported weights with dense kernels, and its runner
+label says so.
 """
 
 from __future__ import annotations
@@ -50,11 +55,9 @@ NOTES = {
     "4bit": "4bit: mlx-lm's mixed_4_6 recipe (4-bit, with v_proj/down_proj of the sensitive layers "
             "and the LM head in 6 bits), group size 32; mlx-lm's learned quants (DWQ/AWQ/GPTQ) need "
             "downloaded calibration data and were not used",
+    "tied": "4bit: the tied embedding is also the LM head, so it has the head's 6 bits",
 }
-# Token budget of the validation runner on a CPU. With 64 text tokens the whole validation of the
-# real Qwen2.5-0.5B took 72 s (fp16), 80 s (8bit), 100 s (4bit) here; ~200 s on a loaded machine.
-CPU_MAX_TOKENS = 64
-GPU_MAX_TOKENS = 4096
+MAX_TOKENS = 4096  # the validation runner's longest sequence (the eval text is ~512 tokens)
 STAGING = "_mlx_lm"  # mlx_lm.convert refuses an existing folder: it writes here, files move up
 
 
@@ -84,12 +87,34 @@ def toolchain() -> dict[str, str]:
     return found
 
 
-def convert_kwargs(quant: str, family: str) -> dict:
-    """The keyword arguments of `mlx_lm.convert` for a --quant name."""
+def convert_kwargs(quant: str, family: str, hf: Path | None = None) -> dict:
+    """The keyword arguments of `mlx_lm.convert` for a --quant name (`hf`: the folder it will
+    convert, which the 4-bit recipe looks at for a tied LM head)."""
     if quant in DTYPES:
         return {"dtype": DTYPES[quant]}
     # what stays unquantized (norms, biases, the scales themselves) in a 16-bit type that holds it
-    return {"dtype": "bfloat16" if family == "gemma3" else "float16", **RECIPES[quant]}
+    kwargs = {"dtype": "bfloat16" if family == "gemma3" else "float16", **RECIPES[quant]}
+    if hf is not None and kwargs.get("quant_predicate") == "mixed_4_6":
+        kwargs["quant_predicate"] = mixed_4_6(hf, kwargs["q_group_size"])
+    return kwargs
+
+
+def mixed_4_6(hf: Path, group_size: int):
+    """The 4-bit recipe's `quant_predicate`: mlx-lm's `mixed_4_6` as is (by name) for a model
+    with its own lm_head; for a tied one, its predicate with the embedding at the head's 6 bits."""
+    from mlx_lm.convert import mixed_quant_predicate_builder
+    from mlx_lm.utils import load
+
+    model = load(str(hf), lazy=True)[0]  # lazy: the module tree without reading any weights
+    if any(path.endswith("lm_head") for path, _ in model.named_modules()):
+        return "mixed_4_6"
+    recipe = mixed_quant_predicate_builder("mixed_4_6", model, group_size)
+    head = {"group_size": group_size, "bits": 6, "mode": "affine"}
+
+    def predicate(path: str, module):
+        return dict(head) if path.endswith("embed_tokens") else recipe(path, module)
+
+    return predicate
 
 
 def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes: list[str],
@@ -101,7 +126,8 @@ def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log):  # mlx-lm prints [INFO] lines over our progress bars
-            mlx_lm.convert(str(hf), str(target), **convert_kwargs(quant, source.family))
+            kwargs = convert_kwargs(quant, source.family, hf)
+            mlx_lm.convert(str(hf), str(target), **kwargs)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise EdgeAIError(f"mlx-lm could not convert {hf.name}: {exc}",
                           "run with --debug to see mlx-lm's traceback") from exc
@@ -113,6 +139,8 @@ def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes
     progress.advance()
     if quant in NOTES:
         notes.append(NOTES[quant])
+    if callable(kwargs.get("quant_predicate")):
+        notes.append(NOTES["tied"])
     bits = next((line.strip() for line in log.getvalue().splitlines() if "bits per weight" in line), None)
     if bits:
         notes.append(f"mlx-lm: {bits.removeprefix('[INFO] ')}")
@@ -167,10 +195,10 @@ class MlxRunner:
         from edgeai.types import LoadOptions, ModelSpec
 
         require_mlx()
-        self.max_tokens = CPU_MAX_TOKENS if on_cpu() else GPU_MAX_TOKENS
+        self.max_tokens = MAX_TOKENS
         self.backend = MlxBackend()
         self.backend.load(ModelSpec(id=Path(out).name, artifacts={"mlx": Path(out)}),
-                          LoadOptions(n_ctx=GPU_MAX_TOKENS))
+                          LoadOptions(n_ctx=MAX_TOKENS))
         where = " (cpu, weights as exported, computed in fp32"
         if on_cpu():
             # The check is of the exported weights. On a CPU they are computed in fp32, as llama.cpp

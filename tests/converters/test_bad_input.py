@@ -100,10 +100,11 @@ def test_an_existing_out_is_kept_unless_force(cli, tiny_models, tmp_path):
     assert (out / "mine.txt").read_text() == "keep me"
     (out / "mine.txt").unlink()
     assert cli(*args).returncode == 0  # an empty folder is fine
-    before = (out / "manifest.json").read_text()
+    (out / "from-the-first-export").write_text("")
     result = cli(*args, "--force")
     assert result.returncode == 0, result.stderr.decode()
-    assert (out / "manifest.json").read_text() != before  # a new export (its time differs)
+    # the earlier export was replaced as a whole, not written over
+    assert not (out / "from-the-first-export").exists() and (out / "manifest.json").is_file()
 
 
 def test_out_may_not_be_the_source_or_hold_it(cli, tiny_models, tmp_path):

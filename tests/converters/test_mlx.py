@@ -2,7 +2,8 @@
 
 Default run: tiny checkpoints (tests/edgeai_testing/tiny_models.py) through the real mlx-lm
 convert, validated against transformers, then loaded and streamed by the real backend (MLX on
-the CPU here). Exports are made once per module and shared. The real-model checks are `slow`.
+the CPU here). Exports are made once per module and shared. The real-model checks are `slow`,
+in test_real_models.py.
 """
 
 from __future__ import annotations
@@ -108,12 +109,16 @@ def test_a_gemma_layout_other_than_mlx_lms_default_is_written_down(tmp_path):
     assert json.loads(config.read_text())["sliding_window_pattern"] == 2
 
 
-def test_validation_on_a_cpu_uses_a_shortened_text_and_says_so(exports):
+def test_validation_scores_the_whole_eval_text_on_every_device(exports, tiny_models):
+    from transformers import AutoTokenizer
+
+    from edgeai.converters import eval_text
+
     card = report(exports("qwen2"))
-    if not on_cpu():
-        pytest.skip("MLX has a GPU here: the whole text is used")
-    assert card["perplexity_text_shortened"] is True
-    assert card["perplexity_tokens"] == mlx_target.CPU_MAX_TOKENS
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_models("qwen2")))
+    whole = tokenizer(eval_text.TEXT)["input_ids"][:eval_text.PPL_TOKENS]
+    assert card["perplexity_text_shortened"] is False
+    assert card["perplexity_tokens"] == len(whole) > 400
 
 
 def test_gemma_defaults_to_bf16(exports):
@@ -146,6 +151,17 @@ def test_quantized_exports_record_their_recipe_and_stay_close(exports, quant, bi
                                                                ignore_eos=True)).final.completion_tokens == 4
     finally:
         backend.close()
+
+
+def test_4bit_gives_a_tied_embedding_the_lm_heads_6_bits(exports):
+    """A tied embedding is the LM head too: llama.cpp gives it Q6_K; mlx-lm's recipe would
+    leave it at 4 bits (it raises only a module named lm_head)."""
+    tied = exports("qwen2", "4bit")
+    tied_bits = json.loads((tied / "config.json").read_text())["quantization"]
+    untied_bits = json.loads((exports("llama", "4bit") / "config.json").read_text())["quantization"]
+    assert "lm_head" not in tied_bits and tied_bits["model.embed_tokens"]["bits"] == 6
+    assert untied_bits["lm_head"]["bits"] == 6 and untied_bits["model.embed_tokens"]["bits"] == 4
+    assert mlx_target.NOTES["tied"] in manifest(tied)["notes"]
 
 
 @pytest.mark.parametrize("family, quant", [("gemma3", "fp32"), ("llama", "4bit")])
@@ -298,25 +314,3 @@ def test_bad_requests_are_refused_clearly(qwen):
 def test_a_folder_that_is_not_an_mlx_model_is_refused(tmp_path):
     with pytest.raises(BadInput, match="not an MLX model folder"):
         load(tmp_path)
-
-
-# -- real models (slow) ----------------------------------------------------------------------
-@pytest.mark.slow
-def test_qwen_0_5b_from_gguf_to_mlx_fp16_8bit_4bit(default_gguf, tmp_path):
-    """The embedded Qwen2.5-Coder-0.5B GGUF -> HF -> MLX, each card against the HF import
-    (transformers fp32); on a CPU every card uses the same shortened text, so they compare."""
-    from edgeai.converters.source import hf_folder, open_source
-
-    hf = hf_folder(open_source(default_gguf))
-    cards = {}
-    for quant in ("fp16", "8bit", "4bit"):
-        convert(hf, tmp_path / quant, to="mlx", quant=quant)
-        cards[quant] = report(tmp_path / quant)
-        print(quant, {k: cards[quant][k] for k in ("top1_agreement", "perplexity", "perplexity_ratio",
-                                                    "max_abs_logit_delta", "greedy_equal", "size_bytes",
-                                                    "validate_seconds")})
-    assert cards["fp16"]["top1_agreement"] >= 0.99, cards["fp16"]["first_divergence"]
-    assert all(card["tokenizer_ids_match"] for card in cards.values())
-    fp16 = cards["fp16"]["perplexity"]
-    assert cards["8bit"]["perplexity"] <= 1.02 * fp16
-    assert cards["4bit"]["perplexity"] <= 1.10 * fp16
