@@ -112,7 +112,7 @@ def card(folder: Path, manifest, report: dict | None) -> str:
         lines.append(f"  vs source ({report['reference']}) on {report['runner']}: top-1 "
                      f"{report['top1_agreement']:.1%} of {report['positions']} positions{where}; "
                      f"max |Δlogit| {report['max_abs_logit_delta']:.3g}")
-        short = " (shortened for this machine)" if report["perplexity_text_shortened"] else ""
+        short = " (shortened to what the runner takes)" if report["perplexity_text_shortened"] else ""
         lines.append(f"  perplexity on {report['perplexity_text']}, {report['perplexity_tokens']} "
                      f"tokens{short}: {report['perplexity']:.3f} vs {report['perplexity_reference']:.3f} "
                      f"(×{report['perplexity_ratio']:.4f})")
