@@ -34,10 +34,10 @@ import contextlib
 import io
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 from edgeai.converters.progress import Progress
+from edgeai.converters.runners import BackendRunner
 from edgeai.converters.source import Source, hf_folder
 from edgeai.errors import EdgeAIError, MissingExtra
 
@@ -57,7 +57,6 @@ NOTES = {
             "downloaded calibration data and were not used",
     "tied": "4bit: the tied embedding is also the LM head, so it has the head's 6 bits",
 }
-MAX_TOKENS = 4096  # the validation runner's longest sequence (the eval text is ~512 tokens)
 STAGING = "_mlx_lm"  # mlx_lm.convert refuses an existing folder: it writes here, files move up
 
 
@@ -184,7 +183,7 @@ def record_sliding_pattern(config_file: Path) -> None:
     atomic_write(config_file, json.dumps(dict(sorted(config.items())), indent=4))  # mlx-lm's layout
 
 
-class MlxRunner:
+class MlxRunner(BackendRunner):
     """An export through the `mlx` backend: logits for every position, reusing the KV cache
     when a call extends the previous one (validation's greedy loop adds one token at a time)."""
 
@@ -192,13 +191,9 @@ class MlxRunner:
         from importlib.metadata import version
 
         from edgeai.runtime.mlx import MlxBackend, on_cpu
-        from edgeai.types import LoadOptions, ModelSpec
 
         require_mlx()
-        self.max_tokens = MAX_TOKENS
-        self.backend = MlxBackend()
-        self.backend.load(ModelSpec(id=Path(out).name, artifacts={"mlx": Path(out)}),
-                          LoadOptions(n_ctx=MAX_TOKENS))
+        super().__init__(MlxBackend(), "mlx", out, n_ctx=self.max_tokens)
         where = " (cpu, weights as exported, computed in fp32"
         if on_cpu():
             # The check is of the exported weights. On a CPU they are computed in fp32, as llama.cpp
@@ -208,15 +203,6 @@ class MlxRunner:
             self.backend._model.set_dtype(mx.float32)
             where += "; quantized layers dequantized)" if self.backend.dequantized else ")"
         self.label = f"mlx-lm {version('mlx-lm')}" + (where if on_cpu() else "")
-
-    def logits(self, ids: Sequence[int]):
-        return self.backend.logits(list(ids))
-
-    def encode(self, text: str) -> list[int]:
-        return self.backend.prompt_tokens(text)
-
-    def close(self) -> None:
-        self.backend.close()
 
 
 def open_runner(out: Path) -> MlxRunner:

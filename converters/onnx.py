@@ -29,6 +29,7 @@ from collections import deque
 from pathlib import Path
 
 from edgeai.converters.progress import Progress
+from edgeai.converters.runners import BackendRunner
 from edgeai.converters.source import Source, hf_folder, unsupported
 from edgeai.errors import EdgeAIError, MissingExtra
 
@@ -211,30 +212,16 @@ def finish_folder(hf: Path, stage: Path) -> None:
             atomic_write(stage / "chat_template.jinja", template)
 
 
-class OnnxRunner:
+class OnnxRunner(BackendRunner):
     """An export through the `onnx` backend: full-sequence logits from a fresh KV cache."""
-
-    max_tokens = 4096
 
     def __init__(self, out: Path):
         from importlib.metadata import version
 
         from edgeai.runtime.onnx import OnnxBackend
-        from edgeai.types import LoadOptions, ModelSpec
 
         self.label = f"onnxruntime-genai {version('onnxruntime-genai')}"
-        self.backend = OnnxBackend()
-        self.backend.load(ModelSpec(id=Path(out).name, artifacts={"onnx": Path(out)}),
-                          LoadOptions(n_ctx=self.max_tokens))
-
-    def logits(self, ids):
-        return self.backend.logits(list(ids))
-
-    def encode(self, text: str) -> list[int]:
-        return self.backend.prompt_tokens(text)
-
-    def close(self) -> None:
-        self.backend.close()
+        super().__init__(OnnxBackend(), "onnx", out, n_ctx=self.max_tokens)
 
 
 def open_runner(out: Path) -> OnnxRunner:

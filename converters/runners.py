@@ -57,19 +57,17 @@ class TorchRunner:
         self.model = None
 
 
-class LlamaCppRunner:
-    """A GGUF file through our llamacpp backend (with its AMX guard)."""
+class BackendRunner:
+    """A loaded runtime backend as a Runner: its `logits()` and `prompt_tokens()`."""
 
-    label = "llama.cpp"
     max_tokens = 4096
 
-    def __init__(self, path: Path, n_ctx: int = 2048):
-        from edgeai.runtime.llamacpp import LlamaCppBackend
+    def __init__(self, backend, artifact: str, path: Path, **load_options):
         from edgeai.types import LoadOptions, ModelSpec
 
-        self.backend = LlamaCppBackend()
-        self.backend.load(ModelSpec(id=Path(path).name, artifacts={"gguf": Path(path)}),
-                          LoadOptions(n_ctx=n_ctx, n_batch=512))
+        spec = ModelSpec(id=Path(path).name, artifacts={artifact: Path(path)})
+        backend.load(spec, LoadOptions(**load_options))
+        self.backend = backend
 
     def logits(self, ids: Sequence[int]):
         return self.backend.logits(list(ids))
@@ -79,3 +77,14 @@ class LlamaCppRunner:
 
     def close(self) -> None:
         self.backend.close()
+
+
+class LlamaCppRunner(BackendRunner):
+    """A GGUF file through our llamacpp backend (with its AMX guard)."""
+
+    label = "llama.cpp"
+
+    def __init__(self, path: Path, n_ctx: int = 2048):
+        from edgeai.runtime.llamacpp import LlamaCppBackend
+
+        super().__init__(LlamaCppBackend(), "gguf", path, n_ctx=n_ctx, n_batch=512)
