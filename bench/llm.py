@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from edgeai.errors import BadInput
+from edgeai.formats import EXPORT_BACKENDS
 
 EVENT = "@@edgeai-bench "
 
@@ -106,6 +107,7 @@ def child_main(plan: Plan, backend_name: str, device: dict | None = None) -> Non
     from edgeai.bench.llm_protocol import measure, sustained
     from edgeai.config import default_threads, load_settings
     from edgeai.memory import peak_rss_mb
+    from edgeai.runtime.base import Offload
     from edgeai.runtime.loader import load_model
 
     settings = load_settings({"threads": plan.threads, "gpu_layers": plan.gpu_layers, "n_ctx": plan.n_ctx,
@@ -114,7 +116,7 @@ def child_main(plan: Plan, backend_name: str, device: dict | None = None) -> Non
     start = time.perf_counter()
     backend, spec = load_model(settings, plan.model, backend_name)
     load_s = time.perf_counter() - start
-    gpu_layers = getattr(backend, "gpu_layers", settings.gpu_layers)  # what the backend offloaded
+    gpu_layers = backend.gpu_layers if isinstance(backend, Offload) else settings.gpu_layers
     source = energy_source(device, on_gpu=bool(gpu_layers))
     samples = [asdict(s) for s in measure(backend, backend_name, pp=plan.pp, tg=plan.tg,
                                           depths=list(plan.depths), warmup=plan.warmup,
@@ -153,10 +155,11 @@ def energy_source(device: dict | None, *, on_gpu: bool) -> str | None:
 def backend_versions(name: str) -> dict:
     from importlib import metadata
 
-    dists = {"llamacpp": "llama_cpp_python", "mlx": "mlx_lm", "onnx": "onnxruntime_genai",
-             "coreml": "coremltools"}
+    from edgeai.formats import backend_dist
+
+    dist = backend_dist(name)
     try:
-        return {dists[name]: metadata.version(dists[name])} if name in dists else {}
+        return {dist: metadata.version(dist)} if dist else {}
     except metadata.PackageNotFoundError:
         return {}
 
@@ -244,12 +247,12 @@ def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lamb
     from edgeai.bench.device import detect, label
     from edgeai.bench.schema import bandwidth_gbps, new_result
     from edgeai.config import default_threads
-    from edgeai.models import resolve
-    from edgeai.runtime.loader import pick_backend
+    from edgeai.runtime.loader import model_spec, pick_backend
 
     check_plan(plan)
     plan = replace(plan, threads=plan.threads or settings.threads or default_threads())
-    backends = plan.backends or (pick_backend(resolve(plan.model, settings), settings.backend),)
+    backends = plan.backends or (pick_backend(model_spec(settings, plan.model, settings.backend),
+                                              settings.backend),)
     # the ceiling is the bandwidth the same number of threads can draw (1 thread reads ~half)
     device = detect(measure_bandwidth=True, bandwidth_threads=plan.threads)
     result = new_result(
@@ -274,14 +277,12 @@ def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lamb
         result["settings"].setdefault("energy", {})[name] = done["energy"]
         add_backend_rows(result, name, done, bandwidth)
     if not plan.backends:  # say why the other runtimes did not run: the table reads as a survey
-        for name in EXPORT_BACKENDS:
+        for name in EXPORT_BACKENDS:  # edgeai/formats.py
             if name not in backends:
                 result["skipped"].append({"backend": name, "reason": export_reason(name, plan.model)})
     return result
 
 
-# runtimes for the formats `edgeai convert` makes; a GGUF model has no artifact for them
-EXPORT_BACKENDS = ("mlx", "onnx", "coreml")
 
 
 def export_reason(name: str, model: str) -> str:

@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from edgeai.bench.texts import TEXT
+from edgeai.runtime.base import PromptTokens
 from edgeai.types import GenParams
 
 SALTS = ("Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel", "India", "Juliet",
@@ -42,7 +43,7 @@ class Timing:
 
 def _counter(backend) -> Callable[[str], list[int]]:
     """The exact prompt tokens of a raw text (special tokens included) where the backend can tell."""
-    return getattr(backend, "prompt_tokens", None) or backend.tokenize
+    return backend.prompt_tokens if isinstance(backend, PromptTokens) else backend.tokenize
 
 
 def exact_prompt(backend, n_tokens: int, salt: int = 0) -> str:

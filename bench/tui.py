@@ -1,5 +1,10 @@
 """How the chat app feels: first paint, input latency while a reply streams, conversation switch.
 
+This benchmark measures the app itself, so it depends on it on purpose: it is the one module
+outside `apps/tui/` that imports `edgeai.tui` (tests/test_layering.py allows exactly it), and
+only inside the functions that drive the app. The switch measurement runs the engine's turn
+(`edgeai.chat.turn`, `edgeai.chat.kv`) as the app's worker does.
+
 1. First paint: process start -> the first frame that shows the prompt bar, for `edgeai chat`
    (a fresh EDGEAI_HOME, the real default model loading in its worker) and for a bare Textual
    app with a Header, a TextArea and a Footer, alternating, each in a fresh headless process.
@@ -99,7 +104,7 @@ def _model(threads: int | None):
     from edgeai.config import load_settings
     from edgeai.runtime import get_backend
     from edgeai.runtime.loader import load_model
-    from edgeai.tui.session import ui_settings
+    from edgeai.tui.loader import ui_settings  # the app leaves a core to the UI: measure that
     from edgeai.types import LoadOptions, ModelSpec
 
     settings = ui_settings(load_settings({"threads": threads}))
@@ -163,9 +168,10 @@ async def _press_latencies(keys: int, streaming: bool) -> list[float]:
 
 # -- 3. conversation switch ------------------------------------------------------------------
 def switch_time(repeats: int) -> dict:
+    from edgeai.chat.kv import kv_path, prepare, save_kv
+    from edgeai.chat.turn import begin_turn, run_turn
     from edgeai.chatdb import ChatDB
-    from edgeai.tui.session import LoadedModel, kv_path
-    from edgeai.tui.turn import prepare, run_reply, save_kv
+    from edgeai.runtime.loaded import LoadedModel
     from edgeai.types import GenParams
 
     (backend, spec), settings = _model(None)
@@ -176,27 +182,28 @@ def switch_time(repeats: int) -> dict:
     samples: dict[str, list[float]] = {"with_kv": [], "without_kv": [], "history_tokens": []}
     with tempfile.TemporaryDirectory() as home:
         db = ChatDB(Path(home) / "chat.db")
-        convs = []
-        for name in ("A", "B"):
-            conv = db.create_conversation(f"history {name}")
-            db.add_message(conv.id, "user", f"Conversation {name}. " + PASSAGE * 30 + "Summarize.")
-            convs.append(conv)
+        convs = [db.create_conversation(f"history {name}", model=model.request, backend=backend.name)
+                 for name in ("A", "B")]
+        used = [0]
 
         def turn(conv, text: str) -> float:
             """Add a user message, stream a reply; return seconds to its first token."""
-            db.add_message(conv.id, "user", text)
-            reply = db.start_reply(conv.id)
+            begun = begin_turn(db, conv, text, model)
             start, first = time.perf_counter(), []
 
             def on_text(_t: str, _r: str) -> None:
                 if not first:
                     first.append(time.perf_counter() - start)
 
-            run_reply(model, db, conv, reply.id, params, lambda: False, on_text, None)
+            # the states are saved below, explicitly, to this run's own kv/ folder
+            out = run_turn(begun, model, params, settings, on_text=on_text, save_state=False)
+            used[0] = out.context_used or 0  # the tokens the conversation now holds in the cache
             return first[0] if first else float("nan")
 
-        for conv in convs:  # each history processed once, its state saved
-            turn(conv, "Begin.")
+        # each history processed once, its state saved. The passage is the first question
+        # itself: a user message left without a reply would give way to the next one (history())
+        for name, conv in zip(("A", "B"), convs, strict=True):
+            turn(conv, f"Conversation {name}. " + PASSAGE * 30 + "Summarize.")
             save_kv(model, kv_path(Path(home), conv.id))
         for i in range(repeats):
             for mode in ("with_kv", "without_kv"):
@@ -207,12 +214,12 @@ def switch_time(repeats: int) -> dict:
                 start = time.perf_counter()
                 kv = kv_path(Path(home), a.id) if mode == "with_kv" else None
                 if kv is None:
-                    backend._llm.reset()  # as after a restart without a saved state
+                    backend.clear_state()  # as after a restart without a saved state
                 prepare(model, db, a, kv)
                 samples[mode].append(time.perf_counter() - start + turn(a, f"Again {i}?"))
                 save_kv(model, kv_path(Path(home), a.id))
                 print(f"  switch {mode} #{i + 1}: {samples[mode][-1]:.3f} s", file=sys.stderr)
-            samples["history_tokens"].append(backend._llm.n_tokens)
+            samples["history_tokens"].append(used[0])
         db.close()
     backend.close()
     return samples

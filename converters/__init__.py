@@ -10,7 +10,7 @@ Targets are modules, imported only when chosen (`edgeai --help` must not wait on
 
 Each target module provides:
 
-    QUANTS: tuple[str, ...]            accepted --quant names
+    QUANTS: tuple[str, ...]            accepted --quant names (its row in edgeai/formats.py)
     NOT_FOR_GEMMA: tuple[str, ...]     names refused for Gemma (fp16 overflows in the family)
     default_quant(family) -> str
     export(source, stage, quant, *, progress, notes, settings) -> list[str]   artifact names
@@ -37,8 +37,9 @@ from edgeai.converters.manifest import MANIFEST, REPORT, Manifest, folder_size, 
 from edgeai.converters.progress import Progress
 from edgeai.converters.source import Source, open_source
 from edgeai.errors import BadInput, EdgeAIError
+from edgeai.formats import CONVERT_TARGETS
 
-TARGETS = ("hf", "gguf", "mlx", "onnx", "coreml")
+TARGETS = CONVERT_TARGETS  # edgeai/formats.py: one row per format
 
 
 def target(name: str) -> ModuleType:

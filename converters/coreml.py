@@ -20,9 +20,11 @@ from pathlib import Path
 from edgeai.converters.progress import Progress
 from edgeai.converters.source import Source, hf_folder
 from edgeai.errors import EdgeAIError
+from edgeai.formats import FORMATS
 
-QUANTS = ("fp16", "int8", "palette4", "int4-block")
-NOT_FOR_GEMMA = ()  # Gemma converts in fp32 compute precision instead (see export)
+QUANTS = FORMATS["coreml"].quants
+# (none: Gemma converts in fp32 compute precision instead, see export)
+NOT_FOR_GEMMA = FORMATS["coreml"].not_for_gemma
 MAX_TOKENS = 4096  # the longest input the package accepts (capped by the model's own limit)
 EXAMPLE_TOKENS = 8  # length of the example input torch.export traces with
 BLOCK = 32  # int4-block: weights per scale

@@ -16,9 +16,10 @@ from edgeai.converters.progress import Progress
 from edgeai.converters.source import Source, weight_files
 from edgeai.converters.tensors import GGUF_ARCH, name_map, to_gguf
 from edgeai.errors import BadInput, EdgeAIError
+from edgeai.formats import FORMATS
 
-QUANTS = ("F16", "F32", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
-NOT_FOR_GEMMA = ("F16",)
+QUANTS = FORMATS["gguf"].quants
+NOT_FOR_GEMMA = FORMATS["gguf"].not_for_gemma
 WRITTEN_HERE = ("F32", "F16", "BF16", "Q8_0")
 # --quant name -> llama.cpp's LLAMA_FTYPE_* name
 FTYPES = {"F32": "ALL_F32", "F16": "MOSTLY_F16", "BF16": "MOSTLY_BF16", "Q8_0": "MOSTLY_Q8_0",

@@ -19,9 +19,10 @@ from edgeai.converters.progress import Progress
 from edgeai.converters.safetensors_io import write_streaming
 from edgeai.converters.source import Source, weight_files
 from edgeai.converters.tensors import HF_ARCHITECTURES, from_gguf, name_map
+from edgeai.formats import FORMATS
 
-QUANTS = ("fp32", "bf16", "fp16")
-NOT_FOR_GEMMA = ("fp16",)
+QUANTS = FORMATS["hf"].quants
+NOT_FOR_GEMMA = FORMATS["hf"].not_for_gemma
 SAFETENSORS_DTYPE = {"fp32": "F32", "bf16": "BF16", "fp16": "F16"}
 TORCH_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 WEIGHTS = "model.safetensors"

@@ -40,9 +40,10 @@ from edgeai.converters.progress import Progress
 from edgeai.converters.runners import BackendRunner
 from edgeai.converters.source import Source, hf_folder
 from edgeai.errors import EdgeAIError, MissingExtra
+from edgeai.formats import FORMATS
 
-QUANTS = ("fp32", "bf16", "fp16", "8bit", "4bit")
-NOT_FOR_GEMMA = ("fp16",)
+QUANTS = FORMATS["mlx"].quants
+NOT_FOR_GEMMA = FORMATS["mlx"].not_for_gemma
 INSTALL = "pip install 'edgeai[mlx]'"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # --quant -> mlx_lm.convert keyword arguments (besides dtype)

@@ -32,9 +32,10 @@ from edgeai.converters.progress import Progress
 from edgeai.converters.runners import BackendRunner
 from edgeai.converters.source import Source, hf_folder, unsupported
 from edgeai.errors import EdgeAIError, MissingExtra
+from edgeai.formats import FORMATS
 
-QUANTS = ("fp32", "fp16", "int8", "int4", "int4-kquant")
-NOT_FOR_GEMMA = ("fp16",)
+QUANTS = FORMATS["onnx"].quants
+NOT_FOR_GEMMA = FORMATS["onnx"].not_for_gemma
 
 # --quant -> (builder precision, execution provider, extra options)
 RECIPES: dict[str, tuple[str, str, tuple[str, ...]]] = {

@@ -5,7 +5,8 @@ lock (the chat's worker thread saves partial replies while the UI thread reads).
 written as `streaming` and updated as it grows, so a killed process loses at most the last
 save; on the next open such replies are marked `interrupted` and kept. A file that is not a
 SQLite database, or is somebody else's database, raises `ChatDBError` and is left untouched;
-`backup_and_recreate` moves it aside and starts a fresh one.
+`backup_and_recreate` moves it aside and starts a fresh one. `ChatDB.in_memory()` is the same
+store kept in memory only: `edgeai chat --plain` runs the app's turn on it without persisting.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from edgeai.errors import EdgeAIError
 
 APPLICATION_ID = 0x45444741  # "EDGA": marks a chat.db as ours
+MEMORY = ":memory:"  # SQLite's name for a database that lives and dies with its connection
 
 
 class ChatDBError(EdgeAIError):
@@ -95,21 +97,31 @@ def _message(row: sqlite3.Row) -> StoredMessage:
 
 
 class ChatDB:
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time):
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time):
+        self.persistent = str(path) != MEMORY
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EdgeAIError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+        if self.persistent:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise EdgeAIError(f"cannot create {self.path.parent}: {exc.strerror}") from None
         self._db = self._open()
+
+    @classmethod
+    def in_memory(cls, clock: Callable[[], float] = time.time) -> ChatDB:
+        """A chat.db that is never written to disk (gone on close): the same migrations and
+        methods, for a session that keeps no history. Its ids are not unique beyond it, so
+        nothing on disk (a KV file, a chat collection) may be named after them."""
+        return cls(MEMORY, clock)
 
     # -- opening, migrations, recovery ---------------------------------------------------
     def _open(self) -> sqlite3.Connection:
-        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        fresh = not self.persistent or not self.path.exists() or self.path.stat().st_size == 0
+        target = str(self.path) if self.persistent else MEMORY
         try:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             raise EdgeAIError(f"cannot open chat database {self.path}: {exc}") from None
         db.row_factory = sqlite3.Row
@@ -208,6 +220,10 @@ class ChatDB:
     def delete(self, conversation_id: int) -> None:
         self._write("DELETE FROM conversations WHERE id=?", (conversation_id,))
 
+    def clear(self, conversation_id: int) -> int:
+        """Delete every message of a conversation (it stays, with its settings); return how many."""
+        return self._write("DELETE FROM messages WHERE conversation_id=?", (conversation_id,)).rowcount
+
     def update_settings(self, conversation_id: int, **changes: Any) -> Conversation:
         """Change system, model, backend, params and/or rag (dicts) of a conversation."""
         allowed = {"system", "model", "backend", "params", "rag"}
@@ -227,12 +243,15 @@ class ChatDB:
 
     def add_message(self, conversation_id: int, role: str, content: str, status: str = "done",
                     reasoning: str = "", stats: dict[str, Any] | None = None) -> StoredMessage:
+        """Insert a message; return it as written (built here: the row is not read back)."""
+        created = self.clock()
         cursor = self._write(
             "INSERT INTO messages(conversation_id, role, content, reasoning, status, stats, created) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (conversation_id, role, content, reasoning, status, json.dumps(stats or {}), self.clock()))
+            (conversation_id, role, content, reasoning, status, json.dumps(stats or {}), created))
         self._touch(conversation_id)
-        return self.message(cursor.lastrowid)
+        return StoredMessage(cursor.lastrowid, conversation_id, role, content, reasoning, status,
+                             dict(stats or {}), created)
 
     def message(self, message_id: int) -> StoredMessage:
         rows = self._read("SELECT * FROM messages WHERE id=?", (message_id,))
@@ -241,6 +260,7 @@ class ChatDB:
         return _message(rows[0])
 
     def start_reply(self, conversation_id: int) -> StoredMessage:
+        """The assistant's row, empty and `streaming` until `finish_reply`."""
         return self.add_message(conversation_id, "assistant", "", status="streaming")
 
     def save_partial(self, message_id: int, content: str, reasoning: str = "") -> None:

@@ -49,6 +49,7 @@ class LoadOptions:
     prefill_step: int | None = None  # prompt tokens per evaluation call; None: the backend's default
     gpu_layers: int | None = None  # None: all layers wherever the build can offload
     chat_template: str | None = None  # override the model's own template (a name or Jinja text)
+    n_seq: int = 1  # sequences one context holds (batched decoding: drafts, a server's slots)
 
 
 @dataclass(frozen=True)

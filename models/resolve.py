@@ -19,6 +19,7 @@ from pathlib import Path
 from edgeai.config import Settings
 from edgeai.errors import BadInput, EdgeAIError, MissingExtra
 from edgeai.fileio import atomic_write
+from edgeai.formats import FORMATS, folder_format
 from edgeai.models.catalog import UNVERIFIED, Artifact, Entry, find_entry, parse_id
 from edgeai.types import ModelSpec
 
@@ -189,10 +190,6 @@ def spec_from_path(model: str) -> ModelSpec:
     return ModelSpec(id=path.name, artifacts={"gguf": path.resolve()}, source="path")
 
 
-# files that say which runtime a model folder is for, when it has no edgeai manifest
-_FOLDER_MARKERS = (("genai_config.json", "onnx"),)
-
-
 def spec_from_folder(path: Path) -> ModelSpec:
     """An `edgeai convert` output (its manifest names the format) or an ONNX genai folder."""
     import json
@@ -204,12 +201,12 @@ def spec_from_folder(path: Path) -> ModelSpec:
             fmt = json.loads(manifest.read_text(encoding="utf-8")).get("format")
         except (ValueError, UnicodeDecodeError, AttributeError):
             raise BadInput(f"{manifest} is damaged") from None
-    fmt = fmt or next((f for marker, f in _FOLDER_MARKERS if (path / marker).is_file()), None)
+    fmt = fmt or folder_format(path)
     if fmt == "gguf":
         ggufs = sorted(path.glob("*.gguf"))
         if ggufs:
             return ModelSpec(id=path.name, artifacts={"gguf": ggufs[0].resolve()}, source="path")
-    if fmt in ("mlx", "onnx", "coreml"):
+    if fmt in FORMATS and FORMATS[fmt].folder and FORMATS[fmt].backend:
         return ModelSpec(id=path.name, artifacts={fmt: path.resolve()}, source="path")
     raise BadInput(f"{path} is a folder edgeai cannot run",
                    "pass a .gguf file, or a folder made by `edgeai convert --to gguf|mlx|onnx|coreml`")
@@ -217,9 +214,9 @@ def spec_from_folder(path: Path) -> ModelSpec:
 
 def resolve(model: str, settings: Settings, progress=None) -> ModelSpec:
     """An id (`name[:quant][@format]`) or a path -> a spec whose artifacts exist locally."""
-    if model.startswith(("http://", "https://")):  # an OpenAI-compatible endpoint: nothing local
-        from edgeai.runtime.remote import remote_spec
-        return remote_spec(model)
+    if model.startswith(("http://", "https://")):  # runtime.loader turns these into a remote spec
+        raise BadInput(f"{model} is a server address, not a model in the catalog",
+                       "pass it as --model to run or chat, which talk to it directly")
     if looks_like_path(model):
         return spec_from_path(model)
     name, quant, fmt = parse_id(model)

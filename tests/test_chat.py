@@ -1,9 +1,13 @@
 import pytest
+from edgeai_testing.echo import echo_model
 
-from edgeai.chat import Conversation, Turn, chat_turn, fit_to_context
+from edgeai.chat.history import fit_to_context, history
+from edgeai.chat.turn import begin_turn, run_turn
+from edgeai.chatdb import ChatDB
+from edgeai.config import load_settings
 from edgeai.errors import ContextOverflow
-from edgeai.runtime import get_backend
-from edgeai.types import GenParams, LoadOptions, Message, ModelSpec
+from edgeai.runtime.loaded import LoadedModel
+from edgeai.types import GenParams, Message
 
 
 def count(messages):
@@ -26,13 +30,15 @@ def test_a_single_message_larger_than_the_window_is_an_overflow():
 
 
 def test_an_interrupted_reply_is_kept_in_the_history():
-    echo = get_backend("echo")
-    echo.load(ModelSpec(id="echo"), LoadOptions())
+    # as `chat --plain` keeps a conversation: the engine's turn on an in-memory chat.db
+    echo, spec = echo_model()
     echo.enqueue("A long scripted answer that will be cut.")
-    conversation, turn = Conversation(system="terse"), Turn()
-    stream = chat_turn(echo, conversation, "question", GenParams(temperature=0), 4096, turn)
-    for _ in range(5):
-        next(stream)
-    stream.close()
-    assert conversation.turns[-1] == Message("assistant", turn.text)
-    assert 0 < len(turn.text) < len("A long scripted answer that will be cut.")
+    db = ChatDB.in_memory()
+    model = LoadedModel(echo, spec, "echo")
+    turn = begin_turn(db, db.create_conversation(system="terse"), "question", model)
+    polls = []
+    out = run_turn(turn, model, GenParams(temperature=0), load_settings(),
+                   should_stop=lambda: polls.append(1) or len(polls) > 5)  # after 5 chunks
+    assert history(db.messages(turn.conversation.id), "terse")[-1] == Message("assistant", out.text)
+    assert 0 < len(out.text) < len("A long scripted answer that will be cut.")
+    db.close()

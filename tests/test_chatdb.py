@@ -133,3 +133,29 @@ def test_ids_of_deleted_conversations_are_never_reused(db):
     first = db.create_conversation("one")
     db.delete(first.id)
     assert db.create_conversation("two").id != first.id
+
+
+def test_an_in_memory_chat_db_keeps_nothing_on_disk(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a ":memory:" path taken as a file name would land here
+    db = ChatDB.in_memory()
+    conv = db.create_conversation("plain", system="terse")
+    first = db.add_message(conv.id, "user", "hi")
+    db.add_message(conv.id, "assistant", "hello")
+    assert not db.persistent and db.messages(conv.id)[0] == first
+    assert db.clear(conv.id) == 2 and db.messages(conv.id) == []
+    assert db.conversation(conv.id).system == "terse"  # cleared, not deleted
+    db.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_written_message_is_returned_without_being_read_back(db):
+    conv = db.create_conversation()
+    reads = []
+    real = db._read
+    db._read = lambda sql, args=(): reads.append(sql) or real(sql, args)
+    user = db.add_message(conv.id, "user", "hi", stats={"n": 1})
+    reply = db.start_reply(conv.id)
+    assert reads == []
+    db._read = real
+    assert db.messages(conv.id) == [user, reply]  # what was returned is what is stored
+    assert reply.status == "streaming" and reply.content == ""

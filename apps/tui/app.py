@@ -2,7 +2,8 @@
 
 Boundary: the resources (settings, chat.db, the loaded model) and the app-wide keys and
 command palette. The chat itself is `screens/chat.py`. `edgeai chat` opens chat.db and passes
-`db=`; without it (bench/tui.py, tests) the app opens it with the same `store.open_chat_db`,
+`db=`; without it (bench/tui.py, tests) the app opens it with the same `open_chat_db`
+(`edgeai.chat.store`),
 so a broken file fails the constructor as it fails the CLI, before any screen. A model loads
 in a thread worker after the first frame; a new model replaces the old one only once it has
 loaded, so a failed load leaves the previous model in use. Tests inject `loaded=` (a ready
@@ -23,14 +24,15 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import WorkerCancelled, WorkerFailed
 
+from edgeai.chat.store import open_chat_db
 from edgeai.chatdb import ChatDB
 from edgeai.config import Settings
 from edgeai.errors import describe
 from edgeai.runtime.base import Backend
+from edgeai.runtime.loaded import LoadedModel
+from edgeai.tui.loader import Loader, default_loader
 from edgeai.tui.screens.chat import ChatScreen
 from edgeai.tui.screens.help import HelpScreen
-from edgeai.tui.session import LoadedModel, Loader, default_loader
-from edgeai.tui.store import open_chat_db
 from edgeai.types import ModelSpec
 
 PROGRESS_EVERY_S = 0.1

@@ -2,14 +2,17 @@
 
 The plain REPL is interactive on a terminal (readline editing, `\"\"\"` for multi-line input,
 Ctrl-C stops a reply and keeps what was said, Ctrl-D leaves) and reads one message per line
-when stdin is a pipe (a pipe always gets the REPL). The app keeps conversations in
-`<home>/chat.db`; a damaged or foreign chat.db is reported before the app starts and touched
-only by `--reset-db`.
+when stdin is a pipe (a pipe always gets the REPL). It runs the app's own turn
+(`edgeai.chat.turn`) on an in-memory chat.db, so nothing it says is kept after it leaves. The
+app keeps conversations in `<home>/chat.db`; a damaged or foreign chat.db is reported before the
+app starts and touched only by `--reset-db`. Only the full-screen branch imports `edgeai.tui`
+(tests/test_layering.py holds every other command to that).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,7 +23,12 @@ from edgeai.cli.common import (
     sampling_options,
     settings_from,
 )
-from edgeai.errors import BadInput, EdgeAIError
+from edgeai.errors import BadInput
+
+if TYPE_CHECKING:
+    from edgeai.config import Settings
+    from edgeai.runtime.loaded import LoadedModel
+    from edgeai.types import GenParams
 
 HELP = """commands:
   /system TEXT   set the system prompt (clears nothing)
@@ -40,39 +48,70 @@ def read_message(interactive: bool) -> str:
     return "\n".join(lines)
 
 
-def handle_command(line: str, conversation) -> bool:
+def handle_command(line: str, session: PlainSession) -> bool:
     """Apply a slash command; False means leave the REPL."""
     name, _, arg = line.strip().partition(" ")
     if name in ("/bye", "/exit", "/quit"):
         return False
     if name == "/clear":
-        conversation.clear()
+        session.clear()
         click.secho("(conversation cleared)", dim=True)
     elif name == "/system":
-        conversation.system = arg.strip() or None
+        session.set_system(arg.strip() or None)
         click.secho("(system prompt set)" if arg.strip() else "(system prompt removed)", dim=True)
     else:
         click.echo(HELP)
     return True
 
 
-def say(backend, conversation, text: str, params, n_ctx: int) -> None:
-    from edgeai.chat import Turn, chat_turn
+class PlainSession:
+    """The REPL's one conversation: an in-memory chat.db, the loaded model, its sampling."""
 
-    turn = Turn()
-    try:
-        for chunk in chat_turn(backend, conversation, text, params, n_ctx, turn):
-            if chunk.reasoning:
-                click.secho(chunk.reasoning, nl=False, err=True, dim=True)
-            click.echo(chunk.text, nl=False)
-        click.echo()
-    except KeyboardInterrupt:
-        click.secho("\n(stopped)", dim=True)
-    except EdgeAIError as exc:  # one bad turn (a dropped endpoint, a template) keeps the REPL
-        click.echo(f"edgeai: error: {exc.message}" + (f"; {exc.hint}" if exc.hint else ""), err=True)
-    if turn.dropped:
-        click.secho(f"(dropped {turn.dropped} old messages to fit the {n_ctx}-token window)",
-                    dim=True, err=True)
+    def __init__(self, settings: Settings, model: LoadedModel, params: GenParams,
+                 system: str | None) -> None:
+        from edgeai.chatdb import ChatDB
+
+        self.settings, self.model, self.params = settings, model, params
+        self.db = ChatDB.in_memory()
+        self.conversation = self.db.create_conversation(system=system, model=model.request,
+                                                        backend=model.backend_name)
+
+    def clear(self) -> None:
+        from edgeai.chat.conversations import clear_conversation
+
+        clear_conversation(self.settings, self.db, self.conversation.id)
+
+    def set_system(self, system: str | None) -> None:
+        self.conversation = self.db.update_settings(self.conversation.id, system=system)
+
+    def say(self, text: str) -> None:
+        from edgeai.chat.turn import begin_turn, run_turn
+
+        def show(text: str, reasoning: str) -> None:
+            if reasoning:
+                click.secho(reasoning, nl=False, err=True, dim=True)
+            click.echo(text, nl=False)
+
+        outcomes = []
+        turn = begin_turn(self.db, self.conversation, text, self.model)
+        self.conversation = turn.conversation
+        try:
+            out = run_turn(turn, self.model, self.params, self.settings, on_text=show,
+                           on_outcome=outcomes.append)
+            if out.text or out.status != "error":
+                click.echo()
+        except KeyboardInterrupt:  # saved as interrupted: the partial reply stays in the history
+            click.secho("\n(stopped)", dim=True)
+        out = outcomes[-1] if outcomes else None
+        if out is not None and out.error:  # one bad turn (a dropped endpoint, a template) keeps the REPL
+            click.echo(f"edgeai: error: {out.error}", err=True)
+        dropped = out.stats.get("dropped") if out is not None else None
+        if dropped:
+            click.secho(f"(dropped {dropped} old messages to fit the {self.model.n_ctx}-token window)",
+                        dim=True, err=True)
+
+    def close(self) -> None:
+        self.db.close()
 
 
 @click.command()
@@ -85,8 +124,8 @@ def say(backend, conversation, text: str, params, n_ctx: int) -> None:
 @sampling_options
 def chat(plain: bool, system: str | None, reset_db: bool, **opts) -> None:
     """Chat with a local model in the terminal."""
+    from edgeai.chat.store import open_chat_db  # the app opens chat.db the same way
     from edgeai.runtime.loader import check_overrides
-    from edgeai.tui.store import open_chat_db  # the app opens chat.db the same way
 
     settings = settings_from(opts)
     check_overrides(sampling_from(opts))  # bad flags exit 2 here, not on every message
@@ -94,7 +133,7 @@ def chat(plain: bool, system: str | None, reset_db: bool, **opts) -> None:
         if reset_db:
             open_chat_db(settings, reset=True, report=_say_on_stderr).close()
         return plain_chat(settings, system, opts)
-    from edgeai.tui.app import EdgeChatApp
+    from edgeai.tui.app import EdgeChatApp  # the one command that imports the app
 
     # fails here, before the screen changes; the app would open it the same way without db=
     db = open_chat_db(settings, reset=reset_db, report=_say_on_stderr)
@@ -109,8 +148,8 @@ def _say_on_stderr(text: str) -> None:
     click.secho(text, err=True)
 
 
-def plain_chat(settings, system: str | None, opts) -> None:
-    from edgeai.chat import Conversation
+def plain_chat(settings: Settings, system: str | None, opts: dict) -> None:
+    from edgeai.runtime.loaded import LoadedModel
     from edgeai.runtime.loader import gen_params
 
     backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"))
@@ -119,25 +158,30 @@ def plain_chat(settings, system: str | None, opts) -> None:
             raise BadInput(f"{spec.id} is a base model: it completes text but cannot chat",
                            f"use: edgeai run --model {spec.id} \"text to continue\"")
         params = gen_params(spec, sampling_from(opts))
-        conversation = Conversation(system)
+        # sized by the loaded backend's own window, as the app's turns are
+        model = LoadedModel(backend, spec, settings.model, settings.n_ctx)
+        session = PlainSession(settings, model, params, system)
         interactive = sys.stdin.isatty()
         if interactive:
             import readline  # noqa: F401  (line editing and history for input())
 
             click.secho(f"{spec.id} on {backend.name} · /help for commands · Ctrl-D to leave",
                         dim=True)
-        while True:
-            try:
-                text = read_message(interactive)
-            except EOFError:
-                break
-            except KeyboardInterrupt:
-                click.echo()
-                continue
-            if text.startswith("/"):
-                if not handle_command(text, conversation):
+        try:
+            while True:
+                try:
+                    text = read_message(interactive)
+                except EOFError:
                     break
-            elif text.strip():
-                say(backend, conversation, text, params, settings.n_ctx)
+                except KeyboardInterrupt:
+                    click.echo()
+                    continue
+                if text.startswith("/"):
+                    if not handle_command(text, session):
+                        break
+                elif text.strip():
+                    session.say(text)
+        finally:
+            session.close()
     finally:
         backend.close()

@@ -9,12 +9,9 @@ from pathlib import Path
 import click
 
 from edgeai.converters.progress import Progress
+from edgeai.formats import CONVERT_TARGETS, quant_help
 
-FORMATS = ("hf", "gguf", "mlx", "onnx", "coreml", "all")
-QUANT_HELP = ("hf: fp32 bf16 fp16 · gguf: F32 BF16 F16 Q8_0 Q6_K Q5_K_M Q4_K_M · "
-              "mlx: fp32 bf16 fp16 8bit 4bit · onnx: fp32 fp16 int8 int4 int4-kquant · "
-              "coreml: fp16 int8 palette4 int4-block "
-              "(default: the 16-bit/fp32 form; Gemma never fp16)")
+FORMATS = (*CONVERT_TARGETS, "all")
 
 
 class RichProgress(Progress):
@@ -38,7 +35,7 @@ class RichProgress(Progress):
 @click.command()
 @click.argument("src")
 @click.option("--to", "to", required=True, type=click.Choice(FORMATS), help="Target format.")
-@click.option("--quant", "-q", metavar="Q", help=QUANT_HELP)
+@click.option("--quant", "-q", metavar="Q", help=quant_help())
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists (only once the new export is whole).")
 @click.option("--no-validate", "no_validate", is_flag=True, help="Skip the fidelity check (no report.json).")

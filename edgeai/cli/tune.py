@@ -10,8 +10,8 @@ def run_tune(model: str | None) -> None:
     from edgeai.bench.tune import tune, write_config
     from edgeai.cli.common import with_progress
     from edgeai.config import config_path, default_threads, load_settings
+    from edgeai.formats import FORMAT_BACKENDS
     from edgeai.models import resolve
-    from edgeai.runtime import FORMAT_BACKENDS
     from edgeai.runtime.loader import pick_backend
 
     settings = load_settings({"model": model})

@@ -23,8 +23,6 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "coreml": "edgeai.runtime.coreml:CoreMLBackend",
 }
 
-# artifact format -> the backend that runs it by default
-FORMAT_BACKENDS = {"gguf": "llamacpp", "mlx": "mlx", "onnx": "onnx", "coreml": "coreml", "echo": "echo"}
 
 ENTRY_POINT_GROUP = "edgeai.backends"
 
@@ -56,4 +54,4 @@ def get_backend(name: str) -> Backend:
 
 
 __all__ = ["Backend", "Result", "generate", "get_backend", "backend_class", "all_backends",
-           "BUILTIN_BACKENDS", "FORMAT_BACKENDS"]
+           "BUILTIN_BACKENDS"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
@@ -34,9 +35,39 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+# -- optional abilities: a backend has one when it has the methods; callers check with
+# isinstance(backend, Ability), never with hasattr probes -----------------------------------
 @runtime_checkable
-class LogitsBackend(Backend, Protocol):
-    """Backends that expose logits, for validation and perplexity."""
+class PromptTokens(Protocol):
+    """The exact tokens a prompt becomes (messages through the chat template): context trimming
+    counts with it, the bench builds exact-length prompts with it."""
+
+    def prompt_tokens(self, prompt: str | list[Message]) -> list[int]: ...
+
+
+@runtime_checkable
+class KVState(Protocol):
+    """A conversation's KV cache to and from a file, so a conversation resumes instantly.
+    `restore_state` returns the tokens restored (0: the file was not for this model);
+    `clear_state` forgets the cache (the next prompt is evaluated from scratch)."""
+
+    def save_state(self, path: Path) -> int: ...
+
+    def restore_state(self, path: Path) -> int: ...
+
+    def clear_state(self) -> None: ...
+
+
+@runtime_checkable
+class Offload(Protocol):
+    """How many layers the backend offloaded to a GPU (-1: all, 0: none), for the bench's records."""
+
+    gpu_layers: int | None
+
+
+@runtime_checkable
+class Logits(Protocol):
+    """Logits for every position of a token sequence: validation and perplexity."""
 
     def logits(self, ids: list[int]) -> np.ndarray: ...
 

@@ -16,18 +16,15 @@ import contextlib
 import io
 import logging
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from edgeai.errors import BackendUnavailable, BadInput, ContextOverflow, EdgeAIError, MissingExtra
-from edgeai.memory import peak_rss_mb
 from edgeai.runtime import templates
-from edgeai.runtime.base import final_chunk
+from edgeai.runtime.decode import ChatPrompt, TextDetokenizer, run
 from edgeai.runtime.model_files import own_template, read_json, token_text
-from edgeai.runtime.textstream import THINK_OPEN, TextStream
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
 NOT_HERE = f"Core ML models run only on macOS: coremltools cannot predict on {sys.platform}"
@@ -183,8 +180,7 @@ class CoreMLBackend:
         self._open_model = open_model
         self._predict: Predict | None = None
         self._tok = None
-        self._template: str | None = None
-        self._bos_text = self._eos_text = ""
+        self._prompt: ChatPrompt | None = None
         self._stop_ids: frozenset[int] = frozenset()
         self.n_ctx = 0
         self.spec: ModelSpec | None = None
@@ -208,28 +204,29 @@ class CoreMLBackend:
         self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
         tok_config = read_json(folder / "tokenizer_config.json")
         config = read_json(folder / "config.json")
-        self._bos_text = token_text(tok_config.get("bos_token"))
-        self._eos_text = token_text(tok_config.get("eos_token"))
         chosen = opts.chat_template or spec.chat_template
-        self._template = templates.choose_template(chosen, own_template(folder),
-                                                   config.get("model_type", spec.family), self._single_token)
-        if self._template is not None:
-            templates.prepare(self._template)
-        self._stop_ids = self._stops(folder, config)
+        template = templates.choose_template(chosen, own_template(folder),
+                                             config.get("model_type", spec.family), self._single_token)
+        if template is not None:
+            templates.prepare(template)
+        eos_text = token_text(tok_config.get("eos_token"))
+        self._prompt = ChatPrompt(template, model_id=spec.id, encode=self._encode, eos_text=eos_text,
+                                  bos_text=token_text(tok_config.get("bos_token")))
+        self._stop_ids = self._stops(folder, config, eos_text, template)
         self.spec = spec
         self.n_ctx = min(opts.n_ctx, longest) if opts.n_ctx else longest
-        self.capabilities = Capabilities(chat_template=self._template is not None, grammar=False,
+        self.capabilities = Capabilities(chat_template=template is not None, grammar=False,
                                          logits=True, context_length=self.n_ctx)
 
     def _single_token(self, text: str) -> bool:
         return self._tok.token_to_id(text) is not None
 
-    def _stops(self, folder: Path, config: dict) -> frozenset[int]:
+    def _stops(self, folder: Path, config: dict, eos_text: str, template: str | None) -> frozenset[int]:
         ids: set[int] = set()
         for source in (read_json(folder / "generation_config.json"), config):
             value = source.get("eos_token_id")
             ids.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int))
-        texts = [self._eos_text] + [t for t in TURN_ENDS if self._template and t in self._template]
+        texts = [eos_text] + [t for t in TURN_ENDS if template and t in template]
         ids.update(i for i in map(self._tok.token_to_id, filter(None, texts)) if i is not None)
         return frozenset(ids)
 
@@ -243,30 +240,25 @@ class CoreMLBackend:
         return self._tok
 
     # -- text <-> tokens -----------------------------------------------------------------
-    def _encode(self, text: str, *, special: bool, bos: bool) -> list[int]:
+    def _encode(self, text: str, special: bool, add_bos: bool) -> list[int]:
         tok = self._require()
         tok.encode_special_tokens = not special  # a user's raw text never becomes control tokens
-        return list(tok.encode(text, add_special_tokens=bos).ids)
+        return list(tok.encode(text, add_special_tokens=add_bos).ids)
 
     def tokenize(self, text: str) -> list[int]:
-        return self._encode(text, special=False, bos=False)
+        return self._encode(text, False, False)
 
     def detokenize(self, ids: list[int]) -> str:
         return self._require().decode(list(ids), skip_special_tokens=False)
 
     def render(self, messages: list[Message]) -> str:
-        return templates.render_chat(self._template, messages, model_id=self.spec.id if self.spec else "",
-                                     bos_token=self._bos_text, eos_token=self._eos_text)
+        self._require()
+        return self._prompt.render(messages)
 
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
         """The exact tokens a prompt (raw text, or messages through the template) becomes."""
-        chat = isinstance(prompt, list)
-        return self._prompt_ids(self.render(prompt) if chat else prompt, chat)
-
-    def _prompt_ids(self, text: str, chat: bool) -> list[int]:
-        # A template that writes the BOS text itself must not get a second BOS; control tokens
-        # are parsed only in template output.
-        return self._encode(text, special=chat, bos=not (self._bos_text and text.startswith(self._bos_text)))
+        self._require()
+        return self._prompt.tokens(prompt)
 
     # -- generation ----------------------------------------------------------------------
     def logits(self, ids: list[int]):
@@ -277,52 +269,32 @@ class CoreMLBackend:
         return self._predict(list(ids))
 
     def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]:
-        chat = isinstance(prompt, list)
-        text = self.render(prompt) if chat else prompt
-        if not text.strip() or (chat and not any(m.content.strip() for m in prompt)):
-            raise BadInput("the prompt is empty")
-        tokens = self._prompt_ids(text, chat)
-        if len(tokens) >= self.n_ctx:
-            raise ContextOverflow(len(tokens), self.n_ctx)
-        budget = min(params.max_tokens, self.n_ctx - len(tokens))
-        return self._run(tokens, params, budget, text.rstrip().endswith(THINK_OPEN))
+        tok = self._require()
+        plan = self._prompt.plan(prompt, params, self.n_ctx)
+        return run(_RecomputeStep(self._predict, params), plan, params, eos=self._stop_ids,
+                   detokenizer=TextDetokenizer(lambda ids: tok.decode(ids, skip_special_tokens=True)))
 
-    def _run(self, tokens: list[int], params: GenParams, budget: int, thinking: bool) -> Iterator[Chunk]:
+
+class _RecomputeStep:
+    """The decode loop's step without a KV cache: each token is sampled from a pass over the
+    whole sequence so far (numpy sampling, `sample` above)."""
+
+    def __init__(self, predict: Predict, params: GenParams) -> None:
         import numpy as np
 
-        tok = self._require()
-        rng = np.random.default_rng(params.seed)
-        start = time.perf_counter()
-        yield Chunk()  # a point where a closed stream stops before the first (prefill) pass
-        text = TextStream(params.stop, in_reasoning=thinking)
-        seq, out, pending = list(tokens), [], []
-        shown = ""  # text of `out` already handed to TextStream
-        first = last = None
-        finish = "length"
-        while len(out) < budget:
-            token = sample(self._predict(seq)[-1], seq, params, rng)
-            last = time.perf_counter()
-            first = first or last
-            if token in self._stop_ids and not params.ignore_eos:
-                finish = "stop"
-                break
-            seq.append(token)
-            out.append(token)
-            pending.append(token)
-            decoded = tok.decode(out, skip_special_tokens=True)
-            if decoded.endswith("\ufffd"):
-                continue  # half a multi-byte character: wait for the rest
-            answer, reasoning = text.feed(decoded[len(shown):])
-            shown = decoded
-            if answer or reasoning:
-                yield Chunk(text=answer, reasoning=reasoning, token_ids=tuple(pending))
-                pending = []
-            if text.stopped:
-                finish = "stop"
-                break
-        tail_answer, tail_reasoning = text.feed(tok.decode(out, skip_special_tokens=True)[len(shown):])
-        rest = text.flush()
-        yield final_chunk(
-            text=tail_answer + rest[0], reasoning=tail_reasoning + rest[1], token_ids=tuple(pending),
-            finish_reason=finish, prompt_tokens=len(tokens), completion_tokens=len(out), start=start,
-            first=first, last=last, peak_mem_mb=peak_rss_mb())
+        self._predict, self._params = predict, params
+        self._rng = np.random.default_rng(params.seed)
+        self._seq: list[int] = []
+
+    def prefill(self, tokens: list[int]) -> Iterator[None]:
+        self._seq = list(tokens)
+        yield  # a point where a closed stream stops before the first (whole-prompt) pass
+
+    def sample(self) -> int:
+        return sample(self._predict(self._seq)[-1], self._seq, self._params, self._rng)
+
+    def feed(self, token: int) -> None:
+        self._seq.append(token)
+
+    def close(self) -> None:
+        self._seq = []

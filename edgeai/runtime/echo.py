@@ -16,15 +16,12 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from edgeai.errors import BadInput, ContextOverflow
-from edgeai.memory import peak_rss_mb
-from edgeai.runtime import templates
-from edgeai.runtime.base import final_chunk
-from edgeai.runtime.textstream import TextStream
+from edgeai.runtime.decode import ChatPrompt, TextDetokenizer, run, steps
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
 PHRASINGS = ("Echo: {}", "You said: {}", "I heard: {}")
 PREFILL_STEP = 32
+END = -1  # the end of the scripted reply, as an end-of-generation token
 
 
 class EchoBackend:
@@ -54,21 +51,21 @@ class EchoBackend:
     def detokenize(self, ids: list[int]) -> str:
         return "".join(chr(i) for i in ids)
 
+    def _prompt(self) -> ChatPrompt:
+        return ChatPrompt("chatml", model_id="echo", bos_text="", eos_text="",
+                          encode=lambda text, special, add_bos: self.tokenize(text))
+
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
         """The code points of the prompt as `stream` sees it (messages through chatml)."""
-        return self.tokenize(templates.render("chatml", prompt) if isinstance(prompt, list) else prompt)
+        return self._prompt().tokens(prompt)
 
     def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]:
-        text = templates.render("chatml", prompt) if isinstance(prompt, list) else prompt
-        if not text.strip():
-            raise BadInput("the prompt is empty")
-        if len(text) >= self.n_ctx:
-            raise ContextOverflow(len(text), self.n_ctx)
+        plan = self._prompt().plan(prompt, params, self.n_ctx)
         reply = self._reply(prompt, params)
         if params.ignore_eos:  # no end of reply: keep talking until max_tokens
             reply = reply * (params.max_tokens // max(1, len(reply)) + 2)
-        budget = min(params.max_tokens, self.n_ctx - len(text))
-        return self._run(len(text), reply, params, budget)
+        return run(_ScriptStep(reply, self.token_delay), plan, params, eos={END},
+                   detokenizer=TextDetokenizer(self.detokenize))
 
     def _reply(self, prompt: str | list[Message], params: GenParams) -> str:
         if params.response_format is not None:
@@ -80,31 +77,31 @@ class EchoBackend:
         phrasing = PHRASINGS[0] if params.temperature <= 0 else rng.choice(PHRASINGS)
         return phrasing.format(last.strip())
 
-    def _run(self, n_prompt: int, reply: str, params: GenParams, budget: int) -> Iterator[Chunk]:
-        start = time.perf_counter()
-        for _ in range(0, n_prompt, PREFILL_STEP):
-            time.sleep(self.token_delay / 10)
-            yield Chunk()
-        stream = TextStream(params.stop)
-        first = last = None
-        count, finish = 0, "stop"
-        for char in reply:
-            if count >= budget:
-                finish = "length"
-                break
-            time.sleep(self.token_delay)
-            last = time.perf_counter()
-            first = first or last
-            count += 1
-            answer, reasoning = stream.feed(char)
-            if answer or reasoning:
-                yield Chunk(text=answer, reasoning=reasoning, token_ids=(ord(char),))
-            if stream.stopped:
-                break
-        answer, reasoning = stream.flush()
-        yield final_chunk(text=answer, reasoning=reasoning, finish_reason=finish,
-                          prompt_tokens=n_prompt, completion_tokens=count, start=start, first=first,
-                          last=last, peak_mem_mb=peak_rss_mb())
+
+class _ScriptStep:
+    """The decode loop's step over a scripted reply: one code point per token, `END` after it,
+    with the configured delays (a tenth of a token's per prefill step)."""
+
+    def __init__(self, reply: str, delay: float) -> None:
+        self._reply, self._delay, self._next = reply, delay, 0
+
+    def prefill(self, tokens: list[int]) -> Iterator[None]:
+        for _ in steps(tokens, PREFILL_STEP):
+            time.sleep(self._delay / 10)
+            yield
+
+    def sample(self) -> int:
+        time.sleep(self._delay)
+        if self._next >= len(self._reply):
+            return END
+        self._next += 1
+        return ord(self._reply[self._next - 1])
+
+    def feed(self, token: int) -> None:
+        pass  # the script does not depend on what came before
+
+    def close(self) -> None:
+        pass
 
 
 def smallest_instance(schema: Mapping[str, Any] | bool) -> Any:

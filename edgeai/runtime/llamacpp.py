@@ -1,47 +1,48 @@
-"""The `llamacpp` backend: GGUF models through llama-cpp-python.
+"""The `llamacpp` backend: GGUF models through llama.cpp's own API (via llama-cpp-python).
 
-Owns one `Llama` object. Prompts go through our own chat-template rendering and our own
-prefill, evaluated in small steps so a closed stream abandons a long prompt within one step.
-The KV cache is kept between calls: a follow-up turn evaluates only the tokens after the
-longest common prefix with what the cache already holds.
+Load + step: the model and one context of `LoadOptions.n_seq` sequences (`llamacpp_batch`),
+prompts through `decode.ChatPrompt`, and a `TokenStep` on sequence 0 that the shared loop
+(`decode.run`) drives. The prefill runs in small evaluation calls so a closed stream abandons a
+long prompt within one step; the KV cache is kept between calls: a follow-up turn evaluates
+only the tokens after the longest common prefix with what the sequence already holds. The
+context is also the batched step (`decode.BatchedStep`): `evaluate`, `seq_length`, `truncate`.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import random
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from edgeai.config import default_threads
 from edgeai.errors import BadInput, ContextOverflow, EdgeAIError, ModelFormatError
 from edgeai.gguf_info import read_header
-from edgeai.memory import peak_rss_mb
 from edgeai.runtime import templates
-from edgeai.runtime.base import final_chunk
-from edgeai.runtime.llamacpp_build import amx_guard, import_llama_cpp, supports_gpu_offload
-from edgeai.runtime.textstream import THINK_OPEN, TextStream
+from edgeai.runtime.decode import ByteDetokenizer, ChatPrompt, SeqInput, common_prefix, run, steps
+from edgeai.runtime.llamacpp_batch import Sampler, Sequences
+from edgeai.runtime.llamacpp_build import import_llama_cpp, model_params, supports_gpu_offload
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
 # Prompt tokens per decode call. Small enough that a closed stream (Esc, Ctrl-C) waits at most
 # one step (~1 s on one slow core); large enough that prefill speed is unchanged on a CPU
 # (measured). A GPU may want more: `n_batch` in the config (`edgeai doctor --tune` measures it).
 PREFILL_STEP = 128
+CHAT_SEQ = 0  # the sequence `stream` generates in
 
 
 class LlamaCppBackend:
     name = "llamacpp"
 
     def __init__(self) -> None:
-        self._llm = None
-        self._template: str | None = None
-        self._bos_text = ""
-        self._eos_text = ""
+        self._lib = None
+        self._model = None  # llama-cpp-python's LlamaModel (the weights and the vocabulary)
+        self._seqs: Sequences | None = None
+        self._prompt: ChatPrompt | None = None
         self.spec: ModelSpec | None = None
         self._step = PREFILL_STEP
         self.gpu_layers: int | None = None
+        self.n_seq = 1
         self.capabilities = Capabilities(chat_template=False, grammar=True, logits=True)
 
     # -- loading -------------------------------------------------------------------------
@@ -53,186 +54,180 @@ class LlamaCppBackend:
         if not path.is_file():
             raise BadInput(f"model file does not exist: {path}")
         header = read_header(path)  # a clear error for non-GGUF or truncated files
-        llama_cpp = import_llama_cpp()
-        offload = supports_gpu_offload(llama_cpp)
-        gpu_layers = opts.gpu_layers if opts.gpu_layers is not None else (-1 if offload else 0)
-        threads = opts.n_threads or default_threads()
-        with amx_guard(llama_cpp):
-            try:
-                self._llm = llama_cpp.Llama(
-                    model_path=str(path), n_ctx=opts.n_ctx, n_batch=opts.n_batch,
-                    n_threads=threads, n_threads_batch=threads, n_gpu_layers=gpu_layers,
-                    verbose=False)
-            except (ValueError, RuntimeError) as exc:
-                raise ModelFormatError(f"llama.cpp could not load {path.name}: {exc}") from None
+        lib = import_llama_cpp()
+        from llama_cpp._internals import LlamaModel
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)  # llama.cpp's load and context logs stay off the user's terminal
+        gpu_layers = opts.gpu_layers
+        if gpu_layers is None:
+            gpu_layers = -1 if supports_gpu_offload(lib) else 0
+        try:
+            self._model = LlamaModel(path_model=str(path), params=model_params(lib, gpu_layers),
+                                     verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFormatError(f"llama.cpp could not load {path.name}: {exc}") from None
+        self._lib = lib
+        self._seqs = Sequences(lib, self._model, n_ctx=opts.n_ctx, n_batch=opts.n_batch, n_seq=opts.n_seq,
+                               threads=opts.n_threads or default_threads())
         self.spec = spec
+        self.n_seq = opts.n_seq
         self.gpu_layers = gpu_layers  # what was offloaded (-1: all), for the bench's records
         self._step = opts.prefill_step or PREFILL_STEP
-        self._bos_text = self._token_text(self._llm.token_bos())
-        self._eos_text = self._token_text(self._llm.token_eos())
-        self._template = templates.choose_template(opts.chat_template or spec.chat_template,
-                                                   header.get("tokenizer.chat_template"), header.architecture,
-                                                   self._is_single_token)
-        if self._template is not None:
-            templates.prepare(self._template)
-        self.capabilities = Capabilities(chat_template=self._template is not None, grammar=True,
-                                         logits=True, context_length=self._llm.n_ctx())
+        template = templates.choose_template(opts.chat_template or spec.chat_template,
+                                             header.get("tokenizer.chat_template"), header.architecture,
+                                             self._is_single_token)
+        if template is not None:
+            templates.prepare(template)
+        self._prompt = ChatPrompt(template, model_id=spec.id, encode=self._encode,
+                                  bos_text=self._token_text(self._model.token_bos()),
+                                  eos_text=self._token_text(self._model.token_eos()))
+        self.capabilities = Capabilities(chat_template=template is not None, grammar=True, logits=True,
+                                         context_length=self._seqs.n_ctx)
 
     def _token_text(self, token: int) -> str:
         if token < 0:
             return ""
-        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return self._model.detokenize([token], special=True).decode("utf-8", errors="replace")
 
     def _is_single_token(self, text: str) -> bool:
-        return len(self._llm.tokenize(text.encode(), add_bos=False, special=True)) == 1
+        return len(self._model.tokenize(text.encode(), add_bos=False, special=True)) == 1
 
     def close(self) -> None:
-        if self._llm is not None:
-            self._llm.close()
-            self._llm = None
+        if self._seqs is not None:
+            self._seqs.close()  # the context goes before its model
+            self._seqs = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
 
-    def _require(self):
-        if self._llm is None:
+    def _require(self) -> Sequences:
+        if self._seqs is None:
             raise EdgeAIError("the llamacpp backend has no model loaded")
-        return self._llm
+        return self._seqs
 
     # -- text <-> tokens -----------------------------------------------------------------
     def tokenize(self, text: str) -> list[int]:
-        return self._require().tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        self._require()
+        return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
     def detokenize(self, ids: list[int]) -> str:
-        return self._require().detokenize(list(ids)).decode("utf-8", errors="replace")
+        self._require()
+        return self._model.detokenize(list(ids)).decode("utf-8", errors="replace")
+
+    def _encode(self, text: str, special: bool, add_bos: bool) -> list[int]:
+        self._require()
+        return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special)
 
     def render(self, messages: list[Message]) -> str:
-        return templates.render_chat(self._template, messages, model_id=self.spec.id if self.spec else "",
-                                     bos_token=self._bos_text, eos_token=self._eos_text)
+        self._require()
+        return self._prompt.render(messages)
 
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
         """The exact tokens a prompt (raw text, or messages through the template) becomes."""
-        chat = isinstance(prompt, list)
-        return self._encode(self.render(prompt) if chat else prompt, chat)
-
-    def _encode(self, text: str, chat: bool) -> list[int]:
-        # A template that writes the BOS text itself must not get a second BOS token; control
-        # tokens are parsed only in template output, never in a user's raw text.
-        add_bos = not (self._bos_text and text.startswith(self._bos_text))
-        return self._require().tokenize(text.encode("utf-8"), add_bos=add_bos, special=chat)
+        self._require()
+        return self._prompt.tokens(prompt)
 
     # -- generation ----------------------------------------------------------------------
     def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]:
-        llm = self._require()
-        chat = isinstance(prompt, list)
-        text = self.render(prompt) if chat else prompt
-        if not text.strip() or (chat and not any(m.content.strip() for m in prompt)):
-            raise BadInput("the prompt is empty")
-        tokens = self._encode(text, chat)
-        n_ctx = llm.n_ctx()
-        if len(tokens) >= n_ctx:
-            raise ContextOverflow(len(tokens), n_ctx)
+        seqs = self._require()
+        plan = self._prompt.plan(prompt, params, seqs.n_ctx)
         grammar = _grammar(params.response_format)
-        budget = min(params.max_tokens, n_ctx - len(tokens))
-        thinking = text.rstrip().endswith(THINK_OPEN)
-        return self._run(tokens, params, budget, grammar, thinking)
+        seed = params.seed if params.seed is not None else random.randrange(2**31)
+        sampler = Sampler(self._lib, self._model, params, seed, grammar)
+        return run(_ChatStep(seqs, sampler, self._step), plan, params, eos=_EndOfGeneration(self),
+                   detokenizer=ByteDetokenizer(lambda token: self._model.detokenize([token])))
 
-    def _prefill(self, tokens: list[int]) -> Iterator[Chunk]:
-        """Evaluate the prompt, reusing the cached common prefix; at least the last token is
-        evaluated so the logits to sample from are fresh. `Llama.generate` then finds the whole
-        prompt cached and samples at once (no extra one-token decode)."""
-        llm = self._require()
-        cached = llm.longest_token_prefix(llm._input_ids.tolist(), tokens) if llm.n_tokens else 0
-        keep = min(cached, len(tokens) - 1)
-        if keep < llm.n_tokens:
-            if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
-                llm.n_tokens = keep
-            else:  # partial removal unsupported (recurrent memory): start over
-                llm.reset()
-                llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-                keep = 0
-        todo = tokens[keep:]
-        for i in range(0, len(todo), self._step):
-            llm.eval(todo[i:i + self._step])
-            yield Chunk()  # a point where a closed stream stops the prefill
+    def is_end(self, token: int) -> bool:
+        """An end-of-generation token (EOS, end of turn) of this vocabulary."""
+        return bool(self._lib.llama_vocab_is_eog(self._model.vocab, token))
 
-    def _run(self, tokens: list[int], params: GenParams, budget: int, grammar,
-             thinking: bool) -> Iterator[Chunk]:
-        import llama_cpp
+    # -- the batched step (decode.BatchedStep) --------------------------------------------
+    def evaluate(self, inputs: Sequence[SeqInput]):
+        return self._require().evaluate(inputs)
 
-        llm = self._require()
-        vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        start = time.perf_counter()
-        yield from self._prefill(tokens)
-        llm.set_seed(params.seed if params.seed is not None else random.randrange(2**31))
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text = TextStream(params.stop, in_reasoning=thinking)
-        first = last = None
-        count, pending, finish = 0, [], "length"
-        tokens_out = llm.generate(
-            tokens, top_k=params.top_k, top_p=params.top_p, min_p=params.min_p,
-            temp=params.temperature, repeat_penalty=params.repeat_penalty,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty, grammar=grammar, reset=True)
-        try:
-            for token in tokens_out:
-                last = time.perf_counter()
-                first = first or last
-                if not params.ignore_eos and llama_cpp.llama_vocab_is_eog(vocab, token):
-                    finish = "stop"
-                    break
-                count += 1
-                pending.append(token)
-                answer, reasoning = text.feed(decoder.decode(llm.detokenize([token])))
-                if answer or reasoning:
-                    yield Chunk(text=answer, reasoning=reasoning, token_ids=tuple(pending))
-                    pending = []
-                if text.stopped:
-                    finish = "stop"
-                    break
-                if count >= budget:
-                    break
-        finally:
-            tokens_out.close()
-        answer, reasoning = text.feed(decoder.decode(b"", final=True))
-        tail = text.flush()
-        yield final_chunk(
-            text=answer + tail[0], reasoning=reasoning + tail[1], token_ids=tuple(pending),
-            finish_reason=finish, prompt_tokens=len(tokens), completion_tokens=count,
-            start=start, first=first, last=last, peak_mem_mb=peak_rss_mb())
+    def seq_length(self, seq: int) -> int:
+        return self._require().seq_length(seq)
+
+    def truncate(self, seq: int, length: int) -> None:
+        self._require().truncate(seq, length)
+
+    def sampler(self, params: GenParams, seed: int | None = None) -> Sampler:
+        """A sampler chain for one sequence of a batched decode."""
+        self._require()
+        seed = seed if seed is not None else random.randrange(2**31)
+        return Sampler(self._lib, self._model, params, seed, _grammar(params.response_format))
 
     # -- KV state on disk (instant resume of a conversation) ------------------------------
     def save_state(self, path: Path) -> int:
-        """Save the KV cache (what the last prompts computed) to `path`; return its size."""
+        """Save the chat sequence's KV cache to `path`; return the file's size."""
         from edgeai.runtime.llamacpp_state import model_identity, save_kv
 
-        return save_kv(self._require(), path, model_identity(self.spec.artifact("gguf")))
+        seqs = self._require()
+        return save_kv(self._lib, seqs.ctx, CHAT_SEQ, seqs.cached[CHAT_SEQ], path,
+                       model_identity(self.spec.artifact("gguf")))
 
     def restore_state(self, path: Path) -> int:
         """Load a cache saved for this same model; return the number of tokens restored."""
         from edgeai.runtime.llamacpp_state import load_kv, model_identity
 
-        return load_kv(self._require(), path, model_identity(self.spec.artifact("gguf")))
+        seqs = self._require()
+        seqs.truncate(CHAT_SEQ, 0)
+        tokens = load_kv(self._lib, seqs.ctx, CHAT_SEQ, path, model_identity(self.spec.artifact("gguf")),
+                         seqs.n_ctx)
+        seqs.cached[CHAT_SEQ] = tokens
+        return len(tokens)
+
+    def clear_state(self) -> None:
+        """Forget what the chat sequence holds (the next prompt is evaluated from scratch)."""
+        self._require().truncate(CHAT_SEQ, 0)
 
     # -- logits (validation, perplexity) -------------------------------------------------
     def logits(self, ids: list[int]):
-        """Logits for every position of `ids` (shape len(ids) × vocab), from a clean cache."""
-        import numpy as np
-
-        llm = self._require()
-        if len(ids) > llm.n_ctx():
-            raise ContextOverflow(len(ids), llm.n_ctx())
-        n_vocab = llm.n_vocab()
-        out = np.empty((len(ids), n_vocab), dtype=np.float32)
-        llm.reset()
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        """Logits for every position of `ids` (shape len(ids) × vocab), from a clean sequence."""
+        seqs = self._require()
+        if len(ids) > seqs.n_ctx:
+            raise ContextOverflow(len(ids), seqs.n_ctx)
+        seqs.truncate(CHAT_SEQ, 0)
         try:
-            for i in range(0, len(ids), llm.n_batch):
-                batch = list(ids[i:i + llm.n_batch])
-                llm._batch.set_batch(batch=batch, n_past=i, logits_all=True)
-                llm._ctx.decode(llm._batch)
-                rows = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(batch) * n_vocab,))
-                out[i:i + len(batch)] = rows.reshape(len(batch), n_vocab)
+            return seqs.evaluate([SeqInput(CHAT_SEQ, list(ids), logits_at=range(len(ids)))])[0]
         finally:
-            llm.reset()  # the cache no longer matches any prompt we know of
-        return out
+            seqs.truncate(CHAT_SEQ, 0)  # nothing a later prompt could reuse by accident
+
+
+class _EndOfGeneration:
+    """`token in eos` for the decode loop, asked of the vocabulary."""
+
+    def __init__(self, backend: LlamaCppBackend) -> None:
+        self._is_end = backend.is_end
+
+    def __contains__(self, token: object) -> bool:
+        return isinstance(token, int) and self._is_end(token)
+
+
+class _ChatStep:
+    """The decode loop's step on one sequence: prefix reuse, prefill in steps, sample, feed."""
+
+    def __init__(self, seqs: Sequences, sampler: Sampler, prefill_step: int, seq: int = CHAT_SEQ) -> None:
+        self._seqs, self._sampler, self._size, self._seq = seqs, sampler, prefill_step, seq
+
+    def prefill(self, tokens: list[int]) -> Iterator[None]:
+        """Keep the cached common prefix and evaluate the rest; at least the last token, so the
+        logits to sample from are fresh."""
+        self._seqs.truncate(self._seq, common_prefix(self._seqs.cached[self._seq], tokens[:-1]))
+        keep = self._seqs.seq_length(self._seq)  # 0 where the memory could not drop a tail
+        for part in steps(tokens[keep:], self._size):
+            self._seqs.append(self._seq, part)
+            yield
+
+    def sample(self) -> int:
+        return self._sampler.sample(self._seqs)
+
+    def feed(self, token: int) -> None:
+        self._seqs.append(self._seq, [token])
+
+    def close(self) -> None:
+        self._sampler.close()
 
 
 def _grammar(schema):
@@ -245,3 +240,4 @@ def _grammar(schema):
         return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
     except Exception as exc:  # the converter raises bare Exceptions/ValueErrors/KeyErrors
         raise BadInput(f"the JSON schema cannot be turned into a grammar: {exc}") from None
+

@@ -1,10 +1,12 @@
-"""What the installed llama-cpp-python build can do, and the AMX guard that keeps it alive.
+"""What the installed llama-cpp-python build can do, and the model parameters that keep it alive.
 
 llama.cpp's AMX matmul segfaults on the first multi-token decode of a quantized GGUF on some
 Sapphire Rapids CPUs (llama.cpp issue #20824). A build compiled with AMX keeps the crash
-whatever flags we pass at run time, except one: model params `use_extra_bufts=False`, which
-`Llama()` exposes no keyword for. `amx_guard()` patches `llama_model_default_params` for the
-duration of one model load only — the one sanctioned monkeypatch in the code base.
+whatever flags we pass at run time, except one: model params `use_extra_bufts=False`.
+`model_params()` sets it for builds that carry AMX kernels: the backend loads models through
+llama.cpp's own API. `Llama()` has no keyword for it, so a raw llama-cpp-python reference
+(bench/overhead.py) loads inside `amx_guard()`, which patches `llama_model_default_params` for
+that one load — the one sanctioned monkeypatch in the code base.
 """
 
 from __future__ import annotations
@@ -43,9 +45,21 @@ def supports_gpu_offload(llama_cpp: ModuleType) -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 
+def model_params(llama_cpp: ModuleType, gpu_layers: int):
+    """llama.cpp's model parameters: `gpu_layers` offloaded (-1: all), and on a build with AMX
+    kernels no extra buffer types (no AMX, no CPU repack buffers), which avoids the crash."""
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = gpu_layers
+    if needs_amx_guard(system_info(llama_cpp)):
+        params.use_extra_bufts = False
+    return params
+
+
 @contextmanager
 def amx_guard(llama_cpp: ModuleType) -> Iterator[bool]:
-    """Within the block, new models load without extra buffer types if the build has AMX."""
+    """Within the block, `Llama()` loads models without extra buffer types if the build has AMX:
+    for a raw llama-cpp-python reference (bench/overhead.py), which has no keyword for it. The
+    one sanctioned monkeypatch, scoped to that load."""
     if not needs_amx_guard(system_info(llama_cpp)):
         yield False
         return

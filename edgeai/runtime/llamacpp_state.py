@@ -24,44 +24,37 @@ def model_identity(model_path: Path) -> dict:
     return {"model": str(Path(model_path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def save_kv(llm, path: Path, identity: dict) -> int:
-    """Write the cached tokens and their KV cells to `path` atomically; return the byte count."""
-    import llama_cpp
-
-    ctx = llm._ctx.ctx
-    size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+def save_kv(llama_cpp, ctx, seq: int, tokens: list[int], path: Path, identity: dict) -> int:
+    """Write a sequence's cached tokens and their KV cells to `path` atomically; return the
+    file's size."""
+    size = llama_cpp.llama_state_seq_get_size(ctx, seq)
     buffer = (ctypes.c_uint8 * size)()
-    written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
-    header = json.dumps({**identity, "tokens": llm._input_ids.tolist()}).encode()
+    written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, seq)
+    header = json.dumps({**identity, "tokens": list(tokens)}).encode()
     with atomic_writer(path) as f:
         f.write(MAGIC + struct.pack("<Q", len(header)) + header)
         f.write(memoryview(buffer)[:written])
     return Path(path).stat().st_size
 
 
-def load_kv(llm, path: Path, identity: dict) -> int:
-    """Restore a saved cache if it belongs to this model; return the tokens restored (0 if not)."""
-    import llama_cpp
-
+def load_kv(llama_cpp, ctx, seq: int, path: Path, identity: dict, n_ctx: int) -> list[int]:
+    """Restore a saved cache into the (emptied) sequence if it belongs to this model; return the
+    tokens it holds ([] if the file is not for this model, or damaged)."""
     try:
         raw = Path(path).read_bytes()
         if not raw.startswith(MAGIC):
-            return 0
+            return []
         (length,) = struct.unpack_from("<Q", raw, len(MAGIC))
         start = len(MAGIC) + 8
         header = json.loads(raw[start:start + length])
     except (OSError, ValueError, struct.error):
-        return 0
+        return []
     tokens = header.pop("tokens", [])
-    if header != identity or not tokens or len(tokens) > llm.n_ctx():
-        return 0
+    if header != identity or not tokens or len(tokens) > n_ctx:
+        return []
     data = raw[start + length:]
     buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-    llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-    if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buffer, len(data), 0) == 0:
-        llm.reset()
-        return 0
-    llm.input_ids[: len(tokens)] = tokens
-    llm.n_tokens = len(tokens)
-    llm._requires_eval = True  # logits are not saved: the next prompt re-evaluates its last token
-    return len(tokens)
+    if llama_cpp.llama_state_seq_set_data(ctx, buffer, len(data), seq) == 0:
+        return []
+    # logits are not saved: the next prompt re-evaluates at least its last token anyway
+    return [int(t) for t in tokens]

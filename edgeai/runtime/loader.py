@@ -12,7 +12,8 @@ from typing import Any
 
 from edgeai.config import Settings
 from edgeai.errors import BadInput
-from edgeai.runtime import FORMAT_BACKENDS, get_backend
+from edgeai.formats import FORMAT_BACKENDS
+from edgeai.runtime import get_backend
 from edgeai.runtime.base import Backend
 from edgeai.types import GenParams, LoadOptions, ModelSpec
 
@@ -32,16 +33,29 @@ def pick_backend(spec: ModelSpec, requested: str | None) -> str:
     raise BadInput(f"no backend runs model {spec.id} here", "pass --backend NAME")
 
 
-def load_model(settings: Settings, model: str | None = None, backend: str | None = None,
-               chat_template: str | None = None, progress=None) -> tuple[Backend, ModelSpec]:
+def is_endpoint(model: str) -> bool:
+    """An http(s) URL names a remote, OpenAI-compatible server rather than local files."""
+    return model.startswith(("http://", "https://"))
+
+
+def model_spec(settings: Settings, model: str, backend: str | None, progress=None) -> ModelSpec:
+    """The spec a request names: any name on echo, a server URL, else the catalog/path resolver."""
+    if backend == "echo" and model != "echo":  # any name works on echo; it needs no files
+        return ModelSpec(id=model, family="echo")
+    if is_endpoint(model):  # an OpenAI-compatible server: nothing local to resolve
+        from edgeai.runtime.remote import remote_spec
+
+        return remote_spec(model)
     from edgeai.models import resolve
 
+    return resolve(model, settings, progress=progress)
+
+
+def load_model(settings: Settings, model: str | None = None, backend: str | None = None,
+               chat_template: str | None = None, progress=None) -> tuple[Backend, ModelSpec]:
     model = model or settings.model
     backend = backend or settings.backend
-    if backend == "echo" and model != "echo":  # any name works on echo; it needs no files
-        spec = ModelSpec(id=model, family="echo")
-    else:
-        spec = resolve(model, settings, progress=progress)
+    spec = model_spec(settings, model, backend, progress)
     instance = get_backend(pick_backend(spec, backend))
     opts = LoadOptions(n_ctx=settings.n_ctx, n_threads=settings.threads, gpu_layers=settings.gpu_layers,
                        chat_template=chat_template, n_batch=max(512, settings.n_batch or 0),

@@ -1,10 +1,12 @@
 """The `mlx` backend: MLX model folders (what `edgeai convert --to mlx` writes) through mlx-lm.
 
-Owns one model and its tokenizer as `mlx_lm.load` returns them. Prompts go through our own
-chat-template rendering (the model's own template, else a checked built-in) and our own prefill
-in small steps, so a closed stream abandons a long prompt within one step; mlx-lm's
-`generate_step` with its sampler and logits processors then decodes. The KV cache is kept
-between calls: a follow-up turn evaluates only the tokens after the common prefix. MLX picks
+Load + step: one model and its tokenizer as `mlx_lm.load` returns them, prompts through
+`decode.ChatPrompt` (the model's own template, else a checked built-in), and a `TokenStep` the
+shared loop (`decode.run`) drives: the prefill in small steps (a closed stream abandons a long
+prompt within one step), then mlx-lm's model call, logits processors and sampler, with the next
+step queued before the current token is read (as mlx-lm's `generate_step` pipelines it). The
+KV cache is kept between calls: a follow-up turn evaluates only the tokens after the common
+prefix. MLX picks
 Metal on Apple Silicon by itself; elsewhere it runs on the CPU (slowly on Linux), where a
 quantized model's layers are dequantized at load: MLX's CPU kernels for quantized matmuls with
 16-bit scales are ~40x slower than a dense matmul (the 0.5B 8-bit: 75 s against 1.8 s for a
@@ -15,15 +17,13 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from edgeai.errors import BadInput, ContextOverflow, EdgeAIError, MissingExtra, ModelFormatError
 from edgeai.memory import peak_rss_mb
 from edgeai.runtime import templates
-from edgeai.runtime.base import final_chunk
-from edgeai.runtime.textstream import THINK_OPEN, TextStream
+from edgeai.runtime.decode import ChatPrompt, TextDetokenizer, common_prefix, run, steps
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
 # Prompt tokens per model call during a prefill: a closed stream waits at most one step (on a
@@ -58,30 +58,6 @@ def is_quantized(model) -> bool:
     return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def new_text(decode, ids: list[int], prefix: int, read: int) -> tuple[str, int, int]:
-    """Text the last tokens added, decoded in the context of the tokens before them (byte-level
-    and SentencePiece pieces both need it); nothing while a UTF-8 character is still partial."""
-    before = decode(ids[prefix:read])
-    text = decode(ids[prefix:])
-    if len(text) > len(before) and not text.endswith("\ufffd"):
-        return text[len(before):], read, len(ids)
-    return "", prefix, read
-
-
-def rest_text(decode, ids: list[int], prefix: int, read: int) -> str:
-    """What `new_text` held back when the stream ended (a partial character, shown as is)."""
-    return decode(ids[prefix:])[len(decode(ids[prefix:read])):] if len(ids) > read else ""
-
-
 class MlxBackend:
     name = "mlx"
 
@@ -89,9 +65,7 @@ class MlxBackend:
         self._model = None
         self._tok = None  # mlx-lm's TokenizerWrapper
         self._hf = None  # the transformers tokenizer inside it
-        self._template: str | None = None
-        self._bos_text = ""
-        self._eos_text = ""
+        self._prompt: ChatPrompt | None = None
         self._eos_ids: set[int] = set()
         self._n_ctx = 0
         self._step = PREFILL_STEP
@@ -125,16 +99,16 @@ class MlxBackend:
         self.spec = spec
         self._n_ctx = opts.n_ctx
         self._step = opts.prefill_step or PREFILL_STEP
-        self._bos_text = self._hf.bos_token or ""
-        self._eos_text = self._hf.eos_token or ""
         self._eos_ids = set(self._tok.eos_token_ids) | self._end_markers() | _generation_eos(path)
         model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type", "")
         chosen = opts.chat_template or spec.chat_template
-        self._template = templates.choose_template(chosen, self._tok.chat_template, model_type,
-                                                   lambda t: self._single_token(t) is not None)
-        if self._template is not None:
-            templates.prepare(self._template)
-        self.capabilities = Capabilities(chat_template=self._template is not None, grammar=False,
+        template = templates.choose_template(chosen, self._tok.chat_template, model_type,
+                                             lambda t: self._single_token(t) is not None)
+        if template is not None:
+            templates.prepare(template)
+        self._prompt = ChatPrompt(template, model_id=spec.id, bos_text=self._hf.bos_token or "",
+                                  eos_text=self._hf.eos_token or "", encode=self._encode)
+        self.capabilities = Capabilities(chat_template=template is not None, grammar=False,
                                          logits=True, context_length=opts.n_ctx)
 
     def _single_token(self, text: str) -> int | None:
@@ -167,22 +141,19 @@ class MlxBackend:
     def _decode(self, ids: list[int]) -> str:
         return self._hf.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
+    def _encode(self, text: str, special: bool, add_bos: bool) -> list[int]:
+        self._require()
+        return list(self._hf.encode(text, add_special_tokens=add_bos, split_special_tokens=not special))
+
     def render(self, messages: list[Message]) -> str:
-        return templates.render_chat(self._template, messages, model_id=self.spec.id if self.spec else "",
-                                     bos_token=self._bos_text, eos_token=self._eos_text)
+        self._require()
+        return self._prompt.render(messages)
 
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
         """The exact tokens a prompt (raw text, or messages through the template) becomes;
         for raw text, what the model's own tokenizer gives (BOS included where it adds one)."""
-        chat = isinstance(prompt, list)
-        return self._encode(self.render(prompt) if chat else prompt, chat)
-
-    def _encode(self, text: str, chat: bool) -> list[int]:
-        # A template that writes the BOS text itself must not get a second BOS; control tokens
-        # are parsed only in template output, never in a user's raw text.
-        add_special = not (self._bos_text and text.startswith(self._bos_text))
         self._require()
-        return list(self._hf.encode(text, add_special_tokens=add_special, split_special_tokens=not chat))
+        return self._prompt.tokens(prompt)
 
     # -- generation ----------------------------------------------------------------------
     def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]:
@@ -190,16 +161,9 @@ class MlxBackend:
         if params.response_format is not None:
             raise BadInput("the mlx backend cannot constrain output to a JSON schema",
                            "use a GGUF model (llamacpp backend) for --json-schema")
-        chat = isinstance(prompt, list)
-        text = self.render(prompt) if chat else prompt
-        if not text.strip() or (chat and not any(m.content.strip() for m in prompt)):
-            raise BadInput("the prompt is empty")
-        tokens = self._encode(text, chat)
-        if len(tokens) >= self._n_ctx:
-            raise ContextOverflow(len(tokens), self._n_ctx)
-        budget = min(params.max_tokens, self._n_ctx - len(tokens))
-        thinking = text.rstrip().endswith(THINK_OPEN)
-        return self._run(tokens, params, budget, thinking)
+        plan = self._prompt.plan(prompt, params, self._n_ctx)
+        return run(_MlxStep(self, params, plan.budget), plan, params, eos=self._eos_ids,
+                   detokenizer=TextDetokenizer(self._decode), peak_mem=_peak_mb)
 
     def _reuse_cache(self, tokens: list[int]) -> list[int]:
         """Keep the cached common prefix (trimming the rest) and return the tokens still to
@@ -217,17 +181,6 @@ class MlxBackend:
         self._cached = []
         return tokens
 
-    def _prefill(self, todo: list[int]) -> Iterator[Chunk]:
-        import mlx.core as mx
-
-        model = self._require()
-        for i in range(0, len(todo), self._step):
-            piece = todo[i:i + self._step]
-            model(mx.array(piece)[None], cache=self._cache)
-            mx.eval([c.state for c in self._cache])
-            self._cached.extend(piece)
-            yield Chunk()  # a point where a closed stream stops the prefill
-
     def _sampling(self, params: GenParams, tokens: list[int]):
         import mlx.core as mx
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
@@ -241,60 +194,14 @@ class MlxBackend:
             frequency_penalty=params.frequency_penalty or None)
         if not processors or len(tokens) < 2:
             return sampler, processors
-        # generate_step sees only the tokens it is given (the last prompt token): hand the
-        # penalties the prompt's tail as well, as llama.cpp's do
+        # the step's processors see only what it fed after the prefill (the last prompt token
+        # on): hand the penalties the prompt's tail as well
         context = mx.array(tokens[:-1][-PENALTY_CONTEXT:])
         return sampler, [lambda seen, logits, p=p: p(mx.concatenate([context, seen]), logits)
                          for p in processors]
 
-    def _run(self, tokens: list[int], params: GenParams, budget: int, thinking: bool) -> Iterator[Chunk]:
-        import mlx.core as mx
-        from mlx_lm.generate import generate_step
-
-        model = self._require()
-        start = time.perf_counter()
-        todo = self._reuse_cache(tokens)
-        yield from self._prefill(todo[:-1])
-        sampler, processors = self._sampling(params, tokens)
-        text = TextStream(params.stop, in_reasoning=thinking)
-        out: list[int] = []  # every token generate_step yielded (each was fed to the cache)
-        prefix = read = 0
-        first = last = None
-        count, pending, finish = 0, [], "length"
-        steps = generate_step(mx.array(todo[-1:]), model, max_tokens=budget, sampler=sampler,
-                              logits_processors=processors, prompt_cache=self._cache)
-        try:
-            for token, _ in steps:
-                last = time.perf_counter()
-                first = first or last
-                out.append(token)
-                if not params.ignore_eos and token in self._eos_ids:
-                    finish = "stop"
-                    break
-                count += 1
-                pending.append(token)
-                piece, prefix, read = new_text(self._decode, out, prefix, read)
-                answer, reasoning = text.feed(piece)
-                if answer or reasoning:
-                    yield Chunk(text=answer, reasoning=reasoning, token_ids=tuple(pending))
-                    pending = []
-                if text.stopped:
-                    finish = "stop"
-                    break
-                if count >= budget:
-                    break
-        finally:
-            steps.close()
-            self._after_generation(todo[-1:] + out)
-        answer, reasoning = text.feed(rest_text(self._decode, out[:count], prefix, read))
-        rest = text.flush()
-        yield final_chunk(
-            text=answer + rest[0], reasoning=reasoning + rest[1], token_ids=tuple(pending),
-            finish_reason=finish, prompt_tokens=len(tokens), completion_tokens=count,
-            start=start, first=first, last=last, peak_mem_mb=_peak_mb())
-
     def _after_generation(self, fed: list[int]) -> None:
-        """Record what the cache holds now: the cached prefix plus what generate_step fed it."""
+        """Record what the cache holds now: the cached prefix plus what the step fed it."""
         offset = _offset(self._cache)
         known = self._cached + fed
         if offset is not None and offset <= len(known):
@@ -327,6 +234,73 @@ class MlxBackend:
         result = np.concatenate(parts) if len(parts) > 1 else parts[0]
         self._memo = (ids, result, cache) if len(ids) <= MEMO_TOKENS else None
         return result
+
+
+class _MlxStep:
+    """The decode loop's step. `sample` queues the model call for the token it is about to
+    return before reading it (mlx-lm's pipelining: on a GPU the next forward pass runs while
+    this token is turned into text), so `feed` has nothing left to do."""
+
+    def __init__(self, backend: MlxBackend, params: GenParams, budget: int) -> None:
+        self._backend, self._params, self._budget = backend, params, budget
+        self._sampler = self._processors = None
+        self._seen = None  # tokens fed since the prefill (for the logits processors)
+        self._fed: list[int] = []  # tokens given to the model after the prefill, as ints
+        self._y = None  # the next token, queued
+        self._sampled = 0
+
+    def prefill(self, tokens: list[int]) -> Iterator[None]:
+        import mlx.core as mx
+        from mlx_lm.generate import generation_stream
+
+        backend = self._backend
+        model = backend._require()
+        todo = backend._reuse_cache(tokens)
+        for part in steps(todo[:-1], backend._step):
+            with mx.stream(generation_stream):
+                model(mx.array(part)[None], cache=backend._cache)
+                mx.eval([c.state for c in backend._cache])
+            backend._cached.extend(part)
+            yield
+        self._sampler, self._processors = backend._sampling(self._params, tokens)
+        self._y = self._forward(mx.array(todo[-1:]))
+        self._fed.append(todo[-1])
+
+    def _forward(self, inputs):
+        """Queue one model call on `inputs` (an mx array of token ids): the token after them."""
+        import mlx.core as mx
+        from mlx_lm.generate import generation_stream
+
+        with mx.stream(generation_stream):
+            logits = self._backend._require()(inputs[None], cache=self._backend._cache)[:, -1, :]
+            if self._processors:
+                self._seen = inputs if self._seen is None else mx.concatenate([self._seen, inputs])
+                for processor in self._processors:
+                    logits = processor(self._seen, logits)
+            y = self._sampler(logits - mx.logsumexp(logits, keepdims=True))
+        mx.async_eval(y)
+        return y
+
+    def sample(self) -> int:
+        import mlx.core as mx
+
+        y = self._y
+        self._sampled += 1
+        queued = self._sampled < self._budget
+        if queued:  # the next position starts computing before this token is read
+            self._y = self._forward(y)
+        token = y.item()
+        if queued:
+            self._fed.append(token)
+        if self._sampled % 256 == 0:
+            mx.clear_cache()
+        return token
+
+    def feed(self, token: int) -> None:
+        pass  # `sample` already queued it
+
+    def close(self) -> None:
+        self._backend._after_generation(self._fed)
 
 
 def _offset(cache) -> int | None:

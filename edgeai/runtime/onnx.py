@@ -1,11 +1,12 @@
 """The `onnx` backend: an `edgeai convert --to onnx` folder through onnxruntime-genai.
 
-Owns one `og.Model`. The folder is what onnxruntime-genai's model builder writes:
-`genai_config.json`, `model.onnx` (+ `.data`), `tokenizer.json`, `tokenizer_config.json` and
+Load + step: one `og.Model`, prompts through `decode.ChatPrompt`, and a generator as the
+`TokenStep` the shared loop (`decode.run`) drives. The folder is what onnxruntime-genai's model
+builder writes: `genai_config.json`, `model.onnx` (+ `.data`), `tokenizer.json`, `tokenizer_config.json` and
 maybe `chat_template.jinja`. Text goes through the exported `tokenizer.json` with the
 `tokenizers` library, so ids equal the Hugging Face tokenizer's (BOS included where the model
-adds one) and a user's raw text never turns into control tokens. Chat prompts go through
-`runtime/templates.py` like every backend. Sampling, the KV cache and JSON-schema guidance
+adds one) and a user's raw text never turns into control tokens. Sampling, the KV cache and
+JSON-schema guidance
 are onnxruntime-genai's own; the prompt is appended in steps so a closed stream abandons it.
 """
 
@@ -13,17 +14,14 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from edgeai.config import default_threads
 from edgeai.errors import BadInput, ContextOverflow, EdgeAIError, MissingExtra, ModelFormatError
-from edgeai.memory import peak_rss_mb
 from edgeai.runtime import templates
-from edgeai.runtime.base import final_chunk
+from edgeai.runtime.decode import ChatPrompt, TextDetokenizer, run, steps
 from edgeai.runtime.model_files import own_template, read_json, token_text
-from edgeai.runtime.textstream import THINK_OPEN, TextStream
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
 GENAI_CONFIG = "genai_config.json"
@@ -66,9 +64,7 @@ class OnnxBackend:
         self._og = None
         self._model = None
         self._tok = None
-        self._template: str | None = None
-        self._bos_text = ""
-        self._eos_text = ""
+        self._prompt: ChatPrompt | None = None
         self._eos: frozenset[int] = frozenset()
         self._window = 0
         self._limit = 0  # the model's own context length
@@ -103,15 +99,16 @@ class OnnxBackend:
         self._window = int(config.get("decoder", {}).get("sliding_window", {}).get("window_size") or 0)
         tok_config = read_json(folder / "tokenizer_config.json")
         self._eos = self._end_tokens(config.get("eos_token_id", []), token_text(tok_config.get("eos_token")))
-        self._bos_text = token_text(tok_config.get("bos_token"))
-        self._eos_text = token_text(tok_config.get("eos_token"))
         self._step = opts.prefill_step or PREFILL_STEP
         chosen = opts.chat_template or spec.chat_template
-        self._template = templates.choose_template(chosen, own_template(folder), config.get("type", ""),
-                                                   lambda t: self._tok.token_to_id(t) is not None)
-        if self._template is not None:
-            templates.prepare(self._template)
-        self.capabilities = Capabilities(chat_template=self._template is not None, grammar=True,
+        template = templates.choose_template(chosen, own_template(folder), config.get("type", ""),
+                                             lambda t: self._tok.token_to_id(t) is not None)
+        if template is not None:
+            templates.prepare(template)
+        self._prompt = ChatPrompt(template, model_id=spec.id, encode=self._encode,
+                                  bos_text=token_text(tok_config.get("bos_token")),
+                                  eos_text=token_text(tok_config.get("eos_token")))
+        self.capabilities = Capabilities(chat_template=template is not None, grammar=True,
                                          logits=True, context_length=self.n_ctx)
 
     def _end_tokens(self, configured, eos_text: str) -> frozenset[int]:
@@ -152,33 +149,34 @@ class OnnxBackend:
         return self._model
 
     # -- text <-> tokens -----------------------------------------------------------------
-    def _encode(self, text: str, *, special: bool, bos: bool) -> list[int]:
+    def _encode(self, text: str, special: bool, add_bos: bool) -> list[int]:
         self._require()
         # Control-token text is parsed only in template output, never in a user's raw text.
         self._tok.encode_special_tokens = not special
         try:
-            return list(self._tok.encode(text, add_special_tokens=bos).ids)
+            return list(self._tok.encode(text, add_special_tokens=add_bos).ids)
         finally:
             self._tok.encode_special_tokens = False
 
     def tokenize(self, text: str) -> list[int]:
-        return self._encode(text, special=False, bos=False)
+        return self._encode(text, False, False)
 
     def detokenize(self, ids: list[int]) -> str:
         self._require()
-        return self._tok.decode(list(ids), skip_special_tokens=True)
+        return self._decode(list(ids))
+
+    def _decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids, skip_special_tokens=True)
 
     def render(self, messages: list[Message]) -> str:
-        return templates.render_chat(self._template, messages, model_id=self.spec.id if self.spec else "",
-                                     bos_token=self._bos_text, eos_token=self._eos_text)
+        self._require()
+        return self._prompt.render(messages)
 
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
         """The exact tokens a prompt becomes: BOS where the model adds one (unless a template
         already wrote it), then the text; messages go through the chat template."""
-        chat = isinstance(prompt, list)
-        text = self.render(prompt) if chat else prompt
-        bos = not (self._bos_text and text.startswith(self._bos_text))
-        return self._encode(text, special=chat, bos=bos)
+        self._require()
+        return self._prompt.tokens(prompt)
 
     # -- generation ----------------------------------------------------------------------
     def _max_length(self, tokens: int) -> int:
@@ -213,56 +211,10 @@ class OnnxBackend:
 
     def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]:
         self._require()
-        chat = isinstance(prompt, list)
-        text = self.render(prompt) if chat else prompt
-        if not text.strip() or (chat and not any(m.content.strip() for m in prompt)):
-            raise BadInput("the prompt is empty")
-        tokens = self.prompt_tokens(prompt)
-        if len(tokens) >= self.n_ctx:
-            raise ContextOverflow(len(tokens), self.n_ctx)
-        budget = min(params.max_tokens, self.n_ctx - len(tokens))
-        og_params = self._params(len(tokens) + budget, params)
-        return self._run(tokens, params, og_params, budget, text.rstrip().endswith(THINK_OPEN))
-
-    def _run(self, tokens: list[int], params: GenParams, og_params, budget: int,
-             thinking: bool) -> Iterator[Chunk]:
-        og = self._og
-        start = time.perf_counter()
-        try:
-            generator = og.Generator(self._require(), og_params)
-        except Exception as exc:
-            raise EdgeAIError(f"onnxruntime-genai could not start generating: {exc}") from None
-        for i in range(0, len(tokens), self._step):
-            generator.append_tokens(tokens[i:i + self._step])
-            yield Chunk()  # a point where a closed stream stops the prefill
-        decoder = IncrementalDecoder(self._tok)
-        text = TextStream(params.stop, in_reasoning=thinking)
-        first = last = None
-        count, pending, finish = 0, [], "length"
-        while count < budget and not generator.is_done():
-            generator.generate_next_token()
-            token = int(generator.get_next_tokens()[0])
-            last = time.perf_counter()
-            first = first or last
-            if token in self._eos and not params.ignore_eos:
-                finish = "stop"
-                break
-            count += 1
-            pending.append(token)
-            answer, reasoning = text.feed(decoder.step(token))
-            if answer or reasoning:
-                yield Chunk(text=answer, reasoning=reasoning, token_ids=tuple(pending))
-                pending = []
-            if text.stopped:
-                finish = "stop"
-                break
-        del generator  # frees the KV buffer now, not at the next collection
-        answer, reasoning = text.feed(decoder.flush())
-        tail = text.flush()
-        yield final_chunk(
-            text=answer + tail[0], reasoning=reasoning + tail[1], token_ids=tuple(pending),
-            finish_reason=finish, prompt_tokens=len(tokens), completion_tokens=count, start=start,
-            first=first, last=last, peak_mem_mb=peak_rss_mb())
+        plan = self._prompt.plan(prompt, params, self.n_ctx)
+        step = _GenaiStep(self._og, self._require(), self._params(len(plan.tokens) + plan.budget, params),
+                          self._step)
+        return run(step, plan, params, eos=self._eos, detokenizer=TextDetokenizer(self._decode))
 
     # -- logits (validation, perplexity) -------------------------------------------------
     def logits(self, ids: Sequence[int]):
@@ -286,37 +238,32 @@ class OnnxBackend:
         return np.concatenate(rows)
 
 
-class IncrementalDecoder:
-    """Token ids -> text pieces, never splitting a UTF-8 character or a SentencePiece space.
+class _GenaiStep:
+    """The decode loop's step: an onnxruntime-genai generator, which samples with its own search
+    options and appends the token it sampled itself (so `feed` has nothing to do)."""
 
-    Each step decodes the last few tokens with some already-shown context before them and
-    emits what the new ones added, once it no longer ends in an incomplete character (U+FFFD).
-    (`tokenizers`' own DecodeStream raises on a byte-fallback sequence that is not UTF-8.)"""
+    def __init__(self, og, model, og_params, prefill_step: int) -> None:
+        self._og, self._model, self._params, self._size = og, model, og_params, prefill_step
+        self._generator = None
 
-    def __init__(self, tokenizer):
-        self._tok = tokenizer
-        self._ids: list[int] = []
-        self._prefix = 0  # start of the context decoded with the new tokens
-        self._read = 0  # end of what was already shown
+    def prefill(self, tokens: list[int]) -> Iterator[None]:
+        try:
+            self._generator = self._og.Generator(self._model, self._params)
+        except Exception as exc:
+            raise EdgeAIError(f"onnxruntime-genai could not start generating: {exc}") from None
+        for part in steps(tokens, self._size):
+            self._generator.append_tokens(list(part))
+            yield
 
-    def _decode(self, ids: list[int]) -> str:
-        return self._tok.decode(ids, skip_special_tokens=True)
+    def sample(self) -> int:
+        self._generator.generate_next_token()
+        return int(self._generator.get_next_tokens()[0])
 
-    def step(self, token: int) -> str:
-        self._ids.append(token)
-        shown = self._decode(self._ids[self._prefix:self._read])
-        text = self._decode(self._ids[self._prefix:])
-        if len(text) <= len(shown) or text.endswith("\ufffd"):
-            return ""
-        self._prefix, self._read = self._read, len(self._ids)
-        return text[len(shown):]
+    def feed(self, token: int) -> None:
+        pass  # genai appended it when it sampled it
 
-    def flush(self) -> str:
-        """Whatever is still held back (an incomplete character is shown as U+FFFD)."""
-        shown = self._decode(self._ids[self._prefix:self._read])
-        text = self._decode(self._ids[self._prefix:])
-        self._prefix = self._read = len(self._ids)
-        return text[len(shown):] if len(text) > len(shown) else ""
+    def close(self) -> None:
+        self._generator = None  # frees the KV buffer now, not at the next collection
 
 
 def _compact(schema):

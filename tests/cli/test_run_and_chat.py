@@ -76,3 +76,71 @@ def test_doctor_reports_backends_cpu_and_memory(cli):
     assert result.returncode == 0, result.stderr.decode()
     for needle in ("cpu", "memory", "backends", "llamacpp", "echo", "GPU offload", "AMX guard"):
         assert needle in out, out
+
+
+def plain_repl(monkeypatch, backend, spec, lines: str) -> int:
+    """`edgeai chat --plain` in this process, its model `backend` and its input `lines`."""
+    import importlib
+    import io
+
+    from edgeai.cli import run_cli
+
+    module = importlib.import_module("edgeai.cli.chat")  # `edgeai.cli.chat` is also the command's name
+    monkeypatch.setattr(module, "open_model", lambda settings, name, template: (backend, spec))
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    return run_cli(["chat", "--plain", "--temperature", "0", "--max-tokens", "40"])
+
+
+def test_chat_plain_runs_the_engines_turn_sized_by_the_loaded_window(monkeypatch, capsys, edgeai_home):
+    from edgeai_testing.echo import echo_model
+
+    from edgeai.chat import turn
+
+    backend, spec = echo_model(n_ctx=400)  # settings.n_ctx stays 4096: the window is the backend's
+    turns = []
+    real = turn.run_turn
+
+    def run_turn(*args, **kwargs):
+        turns.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(turn, "run_turn", run_turn)
+    lines = "".join(f"message number {i} " + "padding " * 20 + "\n" for i in range(12))
+    assert plain_repl(monkeypatch, backend, spec, lines) == 0
+    out, err = capsys.readouterr()
+    assert len(turns) == 12 and all(t.db.persistent is False for t in turns)
+    assert "old messages to fit the 400-token window" in err
+    assert "message number 11" in out.splitlines()[-1]
+    assert not (edgeai_home / "chat.db").exists()  # the REPL keeps nothing
+
+
+def test_chat_plain_keeps_a_reply_cut_by_ctrl_c_in_its_history(monkeypatch, capsys):
+    from edgeai_testing.echo import echo_model
+
+    backend, spec = echo_model()
+    backend.enqueue("A long scripted answer that Ctrl-C will cut.")
+    real, prompts = backend.stream, []
+
+    def stream(prompt, params):
+        prompts.append(list(prompt))
+        inner = real(prompt, params)
+
+        def chunks():
+            said = 0
+            for chunk in inner:
+                said += len(chunk.text)
+                if len(prompts) == 1 and said > 8:
+                    raise KeyboardInterrupt  # as the terminal's SIGINT lands mid-reply
+                yield chunk
+
+        return chunks()
+
+    backend.stream = stream
+    assert plain_repl(monkeypatch, backend, spec, "question\nnext\n") == 0
+    out, _ = capsys.readouterr()
+    assert "(stopped)" in out and "Echo: next" in out
+    kept = [(m.role, m.content) for m in prompts[1]]
+    assert kept[0] == ("user", "question") and kept[-1] == ("user", "next")
+    role, partial = kept[1]
+    assert role == "assistant" and 0 < len(partial) < len("A long scripted answer that Ctrl-C will cut.")
+    assert "A long scripted answer that Ctrl-C will cut.".startswith(partial)

@@ -9,6 +9,7 @@ import pytest
 from edgeai_testing.openai_server import serve_backend
 
 from edgeai.runtime import generate, get_backend
+from edgeai.runtime.base import KVState
 from edgeai.runtime.remote import remote_spec
 from edgeai.types import Chunk, GenParams, LoadOptions, Message, ModelSpec
 
@@ -103,8 +104,8 @@ def test_stop_sequence_ends_the_reply_and_is_not_shown(backend):
 def test_same_seed_gives_the_same_text_from_a_fresh_context(backend):
     params = GenParams(max_tokens=24, temperature=1.0, seed=1234)
     first = generate(backend, ask("Invent a name for a cat."), params).text
-    if hasattr(backend, "_llm"):
-        backend._llm.reset()  # a fresh context: nothing cached from the first run
+    if isinstance(backend, KVState):
+        backend.clear_state()  # a fresh context: nothing cached from the first run
     second = generate(backend, ask("Invent a name for a cat."), params).text
     assert first == second
 

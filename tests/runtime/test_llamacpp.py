@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,19 +25,26 @@ def test_the_gguf_own_chat_template_is_used(llama_backend):
     assert text.endswith("<|im_start|>assistant\n")
 
 
-def test_a_follow_up_turn_evaluates_only_the_new_tokens(llama_backend):
-    llm = llama_backend._llm
+@contextmanager
+def counting_evaluated(backend):
+    """Record how many tokens each evaluation call of the chat sequence takes."""
+    seqs = backend._seqs
     evaluated = []
-    original = llm.eval
-    llm.eval = lambda tokens: (evaluated.append(len(tokens)), original(tokens))[1]
+    original = seqs.append
+    seqs.append = lambda seq, tokens: (evaluated.append(len(tokens)), original(seq, tokens))[1]
     try:
+        yield evaluated
+    finally:
+        del seqs.append
+
+
+def test_a_follow_up_turn_evaluates_only_the_new_tokens(llama_backend):
+    with counting_evaluated(llama_backend) as evaluated:
         first = generate(llama_backend, HISTORY, GenParams(max_tokens=12, temperature=0))
         history_tokens = first.final.prompt_tokens
         evaluated.clear()
         follow_up = HISTORY + [Message("assistant", first.text), Message("user", "Shorter?")]
         second = generate(llama_backend, follow_up, GenParams(max_tokens=4, temperature=0))
-    finally:
-        llm.eval = original
     assert history_tokens > 300
     prompt_evals = sum(evaluated) - second.final.completion_tokens
     assert prompt_evals < 40, f"re-evaluated {prompt_evals} of {second.final.prompt_tokens} tokens"
@@ -52,7 +60,7 @@ def test_logits_agree_with_greedy_generation(llama_backend):
     prompt = "The capital of France is Paris. The capital of Italy is"
     ids = llama_backend.prompt_tokens(prompt)
     logits = llama_backend.logits(ids)
-    assert logits.shape == (len(ids), llama_backend._llm.n_vocab())
+    assert logits.shape == (len(ids), llama_backend._seqs.n_vocab)
     greedy = generate(llama_backend, prompt, GenParams(max_tokens=1, temperature=0))
     assert greedy.final.completion_tokens == 1
     assert llama_backend.detokenize([int(np.argmax(logits[-1]))]) == greedy.text
@@ -90,7 +98,7 @@ def test_closing_the_stream_during_a_long_prefill_abandons_it(llama_backend):
     assert progress.text == "" and progress.finish_reason is None
     stream.close()
     assert total > 1000
-    assert llama_backend._llm.n_tokens < total / 2  # the rest of the prompt was never evaluated
+    assert llama_backend.seq_length(0) < total / 2  # the rest of the prompt was never evaluated
     # and the next turn reuses what was evaluated and completes normally
     assert generate(llama_backend, prompt, GenParams(max_tokens=4, temperature=0)).final.finish_reason
 
@@ -99,22 +107,15 @@ def test_a_saved_kv_state_restores_so_the_history_is_not_reprocessed(llama_backe
     first = generate(llama_backend, HISTORY, GenParams(max_tokens=8, temperature=0))
     state = tmp_path / "conversation.kv"
     assert llama_backend.save_state(state) > 100_000
-    llama_backend._llm.reset()  # as after a restart or a switch to another conversation
-    llama_backend._llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    llama_backend.clear_state()  # as after a restart or a switch to another conversation
     restored = llama_backend.restore_state(state)
     assert restored >= first.final.prompt_tokens
-    llm = llama_backend._llm
-    evaluated = []
-    original = llm.eval
-    llm.eval = lambda tokens: (evaluated.append(len(tokens)), original(tokens))[1]
-    try:
+    with counting_evaluated(llama_backend) as evaluated:
         follow_up = HISTORY + [Message("assistant", first.text), Message("user", "Shorter?")]
         second = generate(llama_backend, follow_up, GenParams(max_tokens=4, temperature=0))
-    finally:
-        llm.eval = original
     assert sum(evaluated) - second.final.completion_tokens < 40
     # the same answer as without the saved state: the restored cache is the real one
-    llama_backend._llm.reset()
+    llama_backend.clear_state()
     cold = generate(llama_backend, follow_up, GenParams(max_tokens=4, temperature=0))
     assert cold.text == second.text
 

@@ -110,9 +110,9 @@ ONE_EVENT = http_reply(b'data: {"choices": [{"index": 0, "delta": {"content": "H
     ("http://localhost:11434#llama3.2:1b", "http://localhost:11434/v1", "llama3.2:1b"),
 ])
 def test_an_endpoint_url_resolves_to_a_remote_spec(model, source, model_id, tmp_path):
-    from edgeai.models import resolve
+    from edgeai.runtime.loader import model_spec
 
-    spec = resolve(model, Settings(home=tmp_path))
+    spec = model_spec(Settings(home=tmp_path), model, None)  # the loader, not the catalog
     assert (spec.family, spec.source, spec.id) == ("remote", source, model_id)
     assert pick_backend(spec, None) == "remote"
 

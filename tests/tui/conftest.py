@@ -6,22 +6,14 @@ import asyncio
 import itertools
 
 import pytest
+from edgeai_testing.echo import echo_model
 
 from edgeai.config import load_settings
 from edgeai.errors import EdgeAIError
-from edgeai.runtime import get_backend
 from edgeai.tui.app import EdgeChatApp
-from edgeai.types import LoadOptions, ModelSpec
 
 SIZE = (100, 32)
 FIXED_CLOCK = 1_700_000_000.0
-
-
-def echo_model(model_id: str = "echo", token_delay: float = 0.0):
-    backend = get_backend("echo")
-    spec = ModelSpec(id=model_id, family="echo", defaults={"token_delay": token_delay})
-    backend.load(spec, LoadOptions())
-    return backend, spec
 
 
 def echo_loader(request: str, backend: str | None, progress=None):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from edgeai.chat.store import open_chat_db
 from edgeai.chatdb import ChatDB, ChatDBError
 from edgeai.config import load_settings
-from edgeai.tui.store import open_chat_db
 from edgeai.tui.widgets.sidebar import ConversationList
 
 SIZE = (100, 32)

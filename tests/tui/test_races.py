@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from edgeai.tui.session import kv_path
+from edgeai.chat.kv import kv_path
 
 SIZE = (100, 32)
 
@@ -57,6 +57,7 @@ def keep_state(backend, saved: list | None = None, restored: list | None = None,
         return 10
 
     backend.save_state, backend.restore_state = save_state, restore_state
+    backend.clear_state = lambda: None
 
 
 class OwnedLock:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from edgeai.chat import rag as ragturn
 from edgeai.chatdb import MIGRATIONS, ChatDB
 from edgeai.config import load_settings
 from edgeai.rag import api
 from edgeai.rag.context import QUESTION_TAIL, source_from_dict
-from edgeai.tui import rag as ragturn
 from edgeai.tui.screens.confirm import ConfirmScreen
 from edgeai.tui.widgets.sources import SourcesPanel
 
@@ -125,7 +125,7 @@ async def test_the_model_gets_the_documents_fenced_and_an_uncited_answer_lists_w
         assert "<documents>" in sent and '<source id="1" file="' in sent
         assert "Glimmerton" in sent and sent.rstrip().endswith(QUESTION_TAIL)
         # the next question's history holds the question, not the documents it was sent with
-        from edgeai.tui.turn import history
+        from edgeai.chat.history import history
 
         assert history(stored(app), None)[0].content == QUESTION
 
@@ -317,7 +317,7 @@ async def test_a_replys_sources_survive_reopening_the_conversation(make_app, ech
 @pytest.fixture
 def quality_installed(monkeypatch):
     # whether the 1.1 GB quality model's packages are installed is this machine's business
-    monkeypatch.setattr("edgeai.tui.rag.quality_model_installed", lambda settings: True)
+    monkeypatch.setattr("edgeai.chat.rag.quality_model_installed", lambda settings: True)
 
 
 async def test_the_quality_model_is_offered_once_per_conversation(make_app, make_echo, send, settle,
@@ -411,8 +411,8 @@ def test_sources_panel_snapshot(snap_compare, make_app, echo, send, settle, corp
 
 
 def test_a_reply_of_source_numbers_only_tells_the_user_what_to_do():
+    from edgeai.chat.rag import RagPlan, finish
     from edgeai.rag.context import MARKERS_ONLY_NOTE, Source
-    from edgeai.tui.rag import RagPlan, finish
 
     placed = [Source(1, "/d/a.md", None, "lines 1-2", "alpha", 1), Source(2, "/d/b.md", None, "", "beta", 2)]
     plan = RagPlan("c", "q?", [], [], lambda f: None, sources=placed)

@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
+from edgeai.chat.conversations import NEW_TITLE, clear_conversation
 from edgeai.errors import EdgeAIError, describe
 from edgeai.tui import slash
 from edgeai.tui.export import export_conversation
 from edgeai.tui.screens import rag_commands
-from edgeai.tui.session import kv_path
 from edgeai.types import GenParams
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ async def run(screen: ChatScreen, name: str, arg: str) -> None:
 
 
 async def _new(screen: ChatScreen, arg: str) -> None:
-    await screen.new_conversation(arg or "New chat")
+    await screen.new_conversation(arg or NEW_TITLE)
 
 
 async def _system(screen: ChatScreen, arg: str) -> None:
@@ -133,12 +133,9 @@ async def _clear(screen: ChatScreen, arg: str) -> None:
     if screen.job is not None:
         screen.notify("Wait for the reply to finish (Esc stops it)", severity="warning")
         return
-    messages = screen.db.messages(conv.id)
-    if messages:
-        screen.db.delete_from(messages[0].id)
-    kv_path(screen.chat_app.settings.home, conv.id).unlink(missing_ok=True)
+    removed = clear_conversation(screen.chat_app.settings, screen.db, conv.id)  # and its KV file
     await screen.open_conversation(conv.id)
-    screen.notify(f"Cleared {len(messages)} messages")
+    screen.notify(f"Cleared {removed} messages")
 
 
 async def _export(screen: ChatScreen, arg: str) -> None:

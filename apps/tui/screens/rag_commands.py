@@ -3,7 +3,7 @@ the offer of the quality model for answers from documents.
 
 Boundary: acting on the screen and chat.db (`Conversation.rag`); indexing runs in a thread
 worker (group "attach") that reports progress and per-file errors by posting to the UI, never
-waiting on it. Retrieval for a reply is `edgeai.tui.rag`, called from the turn worker.
+waiting on it. Retrieval for a reply is `edgeai.chat.rag`, called by the engine's turn.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeai.chat import rag as ragturn
+from edgeai.chat.store import conversation_exists
 from edgeai.errors import BadInput, EdgeAIError, describe
-from edgeai.tui import rag as ragturn
 from edgeai.tui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -177,8 +178,6 @@ def _attached(screen: ChatScreen, conversation_id: int, name: str, report: Any) 
 
 
 def _remember(screen: ChatScreen, conversation_id: int, name: str) -> None:
-    from edgeai.tui.store import conversation_exists
-
     if conversation_exists(screen.db, conversation_id):
         conv = screen.db.conversation(conversation_id)
         screen.db.update_settings(conversation_id, rag={**conv.rag, "collection": name})

@@ -1,8 +1,9 @@
 """What a reply in flight is (`Job`) and the messages its worker posts to the chat screen.
 
-Boundary: data only. The turn worker (thread) posts these and never waits for them: it holds
-the model's lock while it streams, and a worker waiting on the UI would deadlock a UI waiting
-for the lock.
+Boundary: data only, and no widget: the screen keeps the view a reply is shown in (its
+`replies`), so nothing of the UI travels into the worker. The turn worker (thread) posts these
+and never waits for them: it holds the model's lock while it streams, and a worker waiting on
+the UI would deadlock a UI waiting for the lock.
 """
 
 from __future__ import annotations
@@ -12,24 +13,28 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from edgeai.chat.turn import Outcome, Turn
 from edgeai.chatdb import Conversation
-from edgeai.tui.session import LoadedModel
-from edgeai.tui.turn import Outcome
-from edgeai.tui.widgets.message import MessageView
+from edgeai.runtime.loaded import LoadedModel
 from edgeai.types import GenParams
 
 
 @dataclass
 class Job:
-    """One reply in flight."""
+    """One reply in flight: the turn begun in chat.db, and how to stop it."""
 
     model: LoadedModel
-    conversation: Conversation
-    reply_id: int
+    turn: Turn
     params: GenParams
-    view: MessageView
     stop: threading.Event
-    collection: str | None = None  # RAG: the collection the question is answered from
+
+    @property
+    def conversation(self) -> Conversation:
+        return self.turn.conversation
+
+    @property
+    def reply_id(self) -> int:
+        return self.turn.reply.id
 
 
 class ReplyText(Message):

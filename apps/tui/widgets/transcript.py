@@ -10,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widget import AwaitMount
 
 from edgeai.chatdb import StoredMessage
-from edgeai.tui.session import short_id
+from edgeai.runtime.loaded import short_id
 from edgeai.tui.widgets.message import MessageView, Notice
 
 WELCOME = ("Ask anything. Enter sends · Ctrl+J adds a line · / for commands · F1 for keys · "

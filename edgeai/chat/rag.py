@@ -1,11 +1,13 @@
 """The chat's side of RAG: a conversation's collection, the context of a reply, its citations.
 
-Boundary: no Textual. A reply with RAG on goes through three steps in the turn worker:
-`retrieve` (MiniLM + SQLite, before the model's lock is taken: it does not use the model),
-`compose` (lock held: it counts with the model's own tokenizer, picks the strategy and builds
-the fenced messages) and `finish` (the written answer's citations checked against the sources
-placed). The record `finish` returns is what chat.db keeps with the reply. The library side is
-`edgeai.rag.api` and `edgeai.rag.context`.
+Boundary: a turn's use of `edgeai.rag.api` and `edgeai.rag.context`; no UI. A reply with RAG
+on goes through three steps in `chat.turn.run_turn`: `retrieve` (MiniLM + SQLite, before the
+model's lock is taken: it does not use the model; it searches with the question it is given,
+never one read back from chat.db), `compose` (lock held: it counts with the model's own
+tokenizer, picks the strategy and builds the fenced messages) and `finish` (the written
+answer's citations checked against the sources placed). The record `finish` returns is what
+chat.db keeps with the reply. Also a conversation's own collection `chat-<id>` (`/attach`) and
+the quality model offered for answers from documents.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeai.chat import count_prompt_tokens
+from edgeai.chat.history import count_prompt_tokens
 from edgeai.chatdb import ChatDB, Conversation, StoredMessage
 from edgeai.config import DEFAULT_MODEL, Settings
 from edgeai.errors import BadInput, EdgeAIError
@@ -111,9 +113,12 @@ def last_question(messages: list[StoredMessage], before: int | None = None) -> s
 
 
 # -- the three steps of a reply ----------------------------------------------------------
-def retrieve(settings: Settings, collection: str, question: str, k: int = TOP_K) -> RagPlan:
+def retrieve(settings: Settings, collection: str, question: str | None, k: int = TOP_K) -> RagPlan:
     """Search the collection (worker thread, no model lock): hits, and the files it holds."""
     from edgeai.rag import api
+
+    if not question or not question.strip():
+        raise BadInput("there is no question to search the documents for")
 
     hits = api.search(settings, collection, question, k=k)
     sizes = api.file_sizes(settings, collection)
@@ -125,15 +130,6 @@ def retrieve(settings: Settings, collection: str, question: str, k: int = TOP_K)
         return cache[file]
 
     return RagPlan(collection, question, list(hits), list(sizes), full_text_of, sizes)
-
-
-def retrieve_for_reply(settings: Settings, db: ChatDB, conversation_id: int, reply_id: int,
-                       collection: str) -> RagPlan:
-    """`retrieve` for the question the reply `reply_id` answers."""
-    question = last_question(db.messages(conversation_id), before=reply_id)
-    if not question or not question.strip():
-        raise BadInput("there is no question to search the documents for")
-    return retrieve(settings, collection, question)
 
 
 def compose(plan: RagPlan, messages: list[Message], backend: Any, n_ctx: int, reserve: int

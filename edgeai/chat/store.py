@@ -1,10 +1,10 @@
-"""chat.db for the app: the one way `edgeai chat` and the app itself (when it is given no
-database, as in bench/tui.py) open it, and whether a conversation still exists.
+"""Opening chat.db: the one way `edgeai chat` (app and `--plain --reset-db`) and the app itself
+(when it is given no database, as in bench/tui.py) open it, and whether a conversation still
+exists.
 
 Boundary: `<home>/chat.db` in, an open `ChatDB` out. A damaged or foreign file raises
 `ChatDBError` and is left as it is, unless the user asked for `--reset-db`: then it is moved
-aside (renamed, not deleted) and a fresh one is created. No Textual here: the `--plain` REPL
-uses it too.
+aside (renamed, not deleted) and a fresh one is created. The store itself is `edgeai.chatdb`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,42 @@
+"""How the chat app loads a model: the real loader behind `EdgeChatApp(loader=)`, with one CPU
+core left to the UI.
+
+Boundary: a request (catalog id, .gguf path, or an OpenAI-compatible URL such as
+`http://127.0.0.1:8080/v1#model`) in, a loaded backend and its spec out, in the app's load
+worker. It stays in the app rather than beside `runtime.loaded.LoadedModel` because leaving a
+core free is a UI concern: `edgeai run` and `chat --plain` want every core. Heavy imports
+(llama_cpp) happen inside the loader, never at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from edgeai.config import Settings, default_threads
+from edgeai.runtime.base import Backend
+from edgeai.types import ModelSpec
+
+Progress = Callable[[int, int], None]  # (bytes advanced, total bytes) while weights are assembled
+Loader = Callable[[str, str | None, Progress | None], tuple[Backend, ModelSpec]]
+
+
+def ui_settings(settings: Settings) -> Settings:
+    """Leave one core to the UI thread unless the user chose a thread count: llama.cpp's
+    spinning OpenMP threads would otherwise starve typing and scrolling on small machines."""
+    if settings.threads is not None:
+        return settings
+    return replace(settings, threads=max(1, default_threads() - 1))
+
+
+def default_loader(settings: Settings, chat_template: str | None = None) -> Loader:
+    """The real loader: catalog ids, .gguf paths and OpenAI-compatible URLs, via `load_model`."""
+    settings = ui_settings(settings)
+
+    def load(request: str, backend: str | None, progress: Progress | None = None
+             ) -> tuple[Backend, ModelSpec]:
+        from edgeai.runtime.loader import load_model
+
+        return load_model(settings, request, backend, chat_template, progress=progress)
+
+    return load

@@ -1,0 +1,260 @@
+"""One chat turn, the same for every surface (the Textual app, `edgeai chat --plain`): the
+user's text in as an argument, the reply streamed out, and every chat.db write of the turn.
+
+Two phases, because the app must show the reply's row before its worker starts:
+
+    begin_turn   (the caller's thread; the app's UI thread: quick SQLite writes only)
+        edit-resend / regenerate: delete_from(edit_from)
+        the earlier history read once                    (db.messages)
+        the user's message added; a new chat titled from it; the model recorded if it has none
+        start_reply                                      (the empty `streaming` row)
+        history(earlier + the user's message) in memory: the user's text is never read back
+    run_turn     (a worker thread in the app; the REPL's own thread)
+        hooks                 the seam for the input guard and for media (empty today)
+        rag.retrieve          with the turn's question, before the lock: it does not use the model
+        -- model lock --
+        rag.compose -> save_rag -> fit_to_context -> backend.stream
+            every 0.5 s save_partial; `should_stop` polled between chunks
+        rag.finish -> finish_reply; on_outcome
+        keep_kv               after the outcome: the save can take seconds
+        -- lock released --
+
+Worker discipline: `on_text`, `on_context` and `on_outcome` are called with the model's lock
+held, so they must never wait for the UI (the app posts messages): a UI that waits for the
+lock (closing the model) would otherwise deadlock with them. A stop (`should_stop`: Esc) and
+Ctrl-C (KeyboardInterrupt, re-raised once the reply is saved) both keep what arrived, as
+`interrupted`; a failure before the first token is an `error` row with its reason, not a crash.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeai.chat import rag
+from edgeai.chat.conversations import NEW_TITLE, title_from
+from edgeai.chat.history import count_prompt_tokens, fit_to_context, history, reply_reserve
+from edgeai.chat.kv import keep_kv, kv_file
+from edgeai.chatdb import ChatDB, Conversation, StoredMessage
+from edgeai.config import Settings
+from edgeai.errors import describe
+from edgeai.runtime.base import chunk_stats
+from edgeai.runtime.loaded import LoadedModel
+from edgeai.types import Chunk, GenParams, Message
+
+SAVE_EVERY_S = 0.5  # a kill -9 loses at most this much of a reply
+PUSH_EVERY_S = 0.03  # batch tokens: one UI update per token would queue behind a fast backend
+RAG_HINT = " (/rag off answers without documents)"
+
+
+@dataclass
+class Outcome:
+    text: str = ""
+    reasoning: str = ""
+    status: str = "done"  # done | interrupted | error (chatdb's vocabulary)
+    stats: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    context_used: int | None = None
+    rag: dict[str, Any] | None = None  # strategy and sources, when the reply used documents
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A turn begun: what chat.db holds for it now, and what the model will be asked."""
+
+    db: ChatDB
+    conversation: Conversation  # as it is after begin_turn's writes
+    reply: StoredMessage  # the `streaming` row run_turn fills
+    messages: list[Message]  # system prompt, earlier turns, the question last (in memory)
+    question: str | None  # what retrieval searches with: the user's text, or on regenerate the last one
+    user: StoredMessage | None = None  # the user's message as written; None on regenerate
+    attachments: tuple[Path, ...] = ()  # images/audio sent with the text: carried for a media hook
+
+    @property
+    def collection(self) -> str | None:
+        """The RAG collection the reply is answered from, if any."""
+        return rag.collection_of(self.conversation)
+
+
+# The seam between the history and the model: the input guard and media (speech to text,
+# images for a VLM, using `turn.attachments`) plug in here in later work; none exists yet. A hook
+# gets the turn and the messages about to be sent and returns the messages to send; raising
+# fails the reply with its message. Hooks run before retrieval and without the model's lock.
+Hook = Callable[[Turn, list[Message]], list[Message]]
+HOOKS: tuple[Hook, ...] = ()
+
+
+def begin_turn(db: ChatDB, conversation: Conversation, text: str | None, model: LoadedModel, *,
+               edit_from: int | None = None, attachments: Sequence[Path | str] = ()) -> Turn:
+    """Write the start of a turn (quick: the app calls this on its UI thread).
+
+    `text` is the user's message; None regenerates: the reply answers the last question of the
+    stored history. `edit_from` first deletes that message and every later one (edit-resend:
+    the edited message; regenerate: the reply it replaces)."""
+    if edit_from is not None:
+        db.delete_from(edit_from)
+    earlier = db.messages(conversation.id)  # the only read of the history in a turn
+    user = None
+    if text is not None:
+        user = db.add_message(conversation.id, "user", text)
+        if conversation.title == NEW_TITLE:
+            db.rename(conversation.id, title_from(text))
+    if conversation.model is None:  # the model it started with becomes the conversation's
+        db.update_settings(conversation.id, model=model.request, backend=model.backend_name)
+    reply = db.start_reply(conversation.id)
+    conversation = db.conversation(conversation.id)
+    asked = [*earlier, user] if user is not None else earlier
+    question = text if text is not None else rag.last_question(earlier)
+    return Turn(db, conversation, reply, history(asked, conversation.system), question, user,
+                tuple(Path(a) for a in attachments))
+
+
+def run_turn(turn: Turn, model: LoadedModel, params: GenParams, settings: Settings, *,
+             should_stop: Callable[[], bool] = lambda: False,
+             on_text: Callable[[str, str], None] = lambda text, reasoning: None,
+             on_note: Callable[[str], None] | None = None,
+             on_context: Callable[[dict[str, Any]], None] | None = None,
+             on_outcome: Callable[[Outcome], None] | None = None,
+             hooks: Sequence[Hook] = HOOKS, save_state: bool = True) -> Outcome:
+    """Produce the reply of a begun turn and keep it in chat.db.
+
+    `should_stop` is polled between chunks; backends yield empty chunks during a prefill, so a
+    stop abandons a long prompt too. `on_text` hears (text, reasoning) in batches. `on_note`
+    hears what happens before the model starts ("searching notes…"); with RAG on,
+    `on_context` hears the strategy and sources before the first token, and the finished text
+    has its citations checked and renumbered. `on_outcome` hears the outcome once it is in
+    chat.db and before the KV state is saved (`save_state`, under the same lock)."""
+    out: Outcome | None = None
+
+    def report(outcome: Outcome) -> Outcome:
+        if on_outcome is not None:
+            on_outcome(outcome)
+        return outcome
+
+    try:
+        messages = turn.messages
+        try:
+            for hook in hooks:
+                messages = hook(turn, messages)
+        except Exception as exc:  # a hook refusing the turn: its reason is the reply's error
+            out = _failed(turn, describe(exc))
+            return report(out)
+        plan = None
+        if turn.collection:
+            if on_note is not None:
+                on_note(f"searching {turn.collection}…")
+            try:
+                plan = rag.retrieve(settings, turn.collection, turn.question)
+            except Exception as exc:  # a deleted collection, a missing embedder: said, not raised
+                out = _failed(turn, describe(exc) + RAG_HINT)
+                return report(out)
+        with model.lock:
+            out, keyboard = _stream(turn, model, params, messages, plan, should_stop, on_text,
+                                    on_context)
+            report(out)
+            if keyboard:
+                raise KeyboardInterrupt
+            kv = kv_file(settings.home, turn.db, model.backend, turn.conversation.id)
+            if save_state and kv is not None and out.status != "error":
+                keep_kv(model, turn.db, turn.conversation.id, kv)
+        return out
+    except KeyboardInterrupt:
+        if out is None:  # Ctrl-C before the stream started: the row must not stay `streaming`
+            turn.db.finish_reply(turn.reply.id, "", status="interrupted",
+                                 stats={"finish_reason": "cancelled"})
+        raise
+
+
+def _failed(turn: Turn, error: str) -> Outcome:
+    """A reply that never started: an `error` row with its reason."""
+    out = Outcome(status="error", error=error, stats={"error": error})
+    turn.db.finish_reply(turn.reply.id, "", status="error", stats=out.stats)
+    return out
+
+
+def _stats(final: Chunk | None, model: LoadedModel, dropped: int, stopped: bool) -> dict[str, Any]:
+    stats: dict[str, Any] = {"model": model.spec.id, "backend": model.backend_name}
+    stats.update({k: v for k, v in chunk_stats(final).items() if v is not None})
+    if stopped:
+        stats["finish_reason"] = "cancelled"
+    if dropped:
+        stats["dropped"] = dropped
+    return stats
+
+
+def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Message],
+            plan: rag.RagPlan | None, should_stop: Callable[[], bool],
+            on_text: Callable[[str, str], None],
+            on_context: Callable[[dict[str, Any]], None] | None) -> tuple[Outcome, bool]:
+    """The reply itself, lock held by the caller: streamed, saved as it grows, finished.
+    Returns the outcome and whether a KeyboardInterrupt cut it (for the caller to re-raise)."""
+    db, reply_id = turn.db, turn.reply.id
+    out = Outcome()
+    try:
+        if plan is not None:
+            messages = rag.compose(plan, messages, model.backend, model.n_ctx,
+                                   reply_reserve(params, model.n_ctx))
+            out.rag = plan.record()
+            db.save_rag(reply_id, out.rag)  # a killed reply keeps its sources too
+            if on_context is not None:
+                on_context(out.rag)
+        kept, dropped = fit_to_context(messages, count_prompt_tokens(model.backend), model.n_ctx,
+                                       reply_reserve(params, model.n_ctx))
+        stream = model.backend.stream(kept, params)
+    except Exception as exc:  # context overflow, a bad template: a message, not a crash
+        out.status, out.error = "error", describe(exc)
+        out.stats = {"error": out.error}
+        db.finish_reply(reply_id, "", status="error", stats=out.stats)  # sources saved stay
+        return out, False
+    model.kv_owner = turn.conversation.id  # from here on the cache holds this conversation
+    text: list[str] = []
+    reasoning: list[str] = []
+    pending = ["", ""]
+    final: Chunk | None = None
+    last_save = last_push = time.monotonic()
+    stopped = keyboard = False
+    try:
+        for chunk in stream:
+            if should_stop():
+                stopped = True
+                break
+            text.append(chunk.text)
+            reasoning.append(chunk.reasoning)
+            pending[0] += chunk.text
+            pending[1] += chunk.reasoning
+            final = chunk if chunk.finish_reason else final
+            now = time.monotonic()
+            if (pending[0] or pending[1]) and now - last_push >= PUSH_EVERY_S:
+                on_text(*pending)
+                pending, last_push = ["", ""], now
+            if now - last_save >= SAVE_EVERY_S:
+                db.save_partial(reply_id, "".join(text), "".join(reasoning))
+                last_save = now
+    except KeyboardInterrupt:  # Ctrl-C in the REPL: kept as a stop, re-raised once saved
+        stopped = keyboard = True
+    except Exception as exc:  # a backend failing mid-reply: keep what arrived
+        out.error = describe(exc)
+    finally:
+        stream.close()  # abandons a prefill or a decode at once
+    if (pending[0] or pending[1]) and not keyboard:
+        try:
+            on_text(*pending)
+        except KeyboardInterrupt:
+            keyboard = True
+    out.text, out.reasoning = "".join(text), "".join(reasoning)
+    if plan is not None:
+        out.text, out.rag = rag.finish(plan, out.text)
+    out.stats = _stats(final, model, dropped, stopped)
+    if out.error:
+        out.stats["error"] = out.error
+        out.status = "interrupted" if out.text else "error"
+    elif stopped or final is None:
+        out.status = "interrupted"
+    db.finish_reply(reply_id, out.text, out.reasoning, status=out.status, stats=out.stats,
+                    rag=out.rag)
+    if final is not None and final.prompt_tokens is not None:
+        out.context_used = final.prompt_tokens + (final.completion_tokens or 0)
+    return out, keyboard
