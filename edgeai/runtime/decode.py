@@ -239,6 +239,7 @@ class BatchedStep(Protocol):
     at the positions asked for. Each sequence keeps its own cache positions in one context."""
 
     n_seq: int  # sequence ids 0 .. n_seq-1
+    prefill_step: int  # prompt tokens per evaluation call in `stream`'s prefill
 
     def evaluate(self, inputs: Sequence[SeqInput]) -> list[np.ndarray]:
         """Append each input's tokens to its sequence; one (len(logits_at) x vocab) float32
@@ -258,16 +259,21 @@ class BatchedStep(Protocol):
 def generate_together(backend, prompts: Sequence[str | list[Message]], params: GenParams) -> list[list[int]]:
     """The token ids of each prompt's reply, decoded together as one sequence each (one token
     per sequence per model call) where the backend has the batched step and enough sequences,
-    else one prompt after another through `stream`."""
+    else one prompt after another through `stream`.
+
+    Each prompt is evaluated on its own, in the calls `stream`'s prefill makes (so its first
+    token is the one `stream` would sample); the replies then advance together."""
     if not (isinstance(backend, BatchedStep) and len(prompts) <= backend.n_seq):
         return [[t for chunk in backend.stream(p, params) for t in chunk.token_ids] for p in prompts]
     seqs = range(len(prompts))
-    for seq in seqs:
-        backend.truncate(seq, 0)
     samplers = [backend.sampler(params, params.seed) for _ in seqs]
-    rows = backend.evaluate([SeqInput(seq, backend.prompt_tokens(p)) for seq, p in enumerate(prompts)])
+    inputs = []
+    for seq, prompt in enumerate(prompts):
+        backend.truncate(seq, 0)
+        for part in steps(backend.prompt_tokens(prompt), backend.prefill_step):
+            rows = backend.evaluate([SeqInput(seq, part)])
+        inputs.append(SeqInput(seq, [samplers[seq].sample_row(rows[0][0])]))
     out: list[list[int]] = [[] for _ in seqs]
-    inputs = [SeqInput(seq, [samplers[seq].sample_row(rows[seq][0])]) for seq in seqs]
     while inputs:
         live = []
         for item in inputs:

@@ -40,7 +40,7 @@ class LlamaCppBackend:
         self._seqs: Sequences | None = None
         self._prompt: ChatPrompt | None = None
         self.spec: ModelSpec | None = None
-        self._step = PREFILL_STEP
+        self.prefill_step = PREFILL_STEP
         self.gpu_layers: int | None = None
         self.n_seq = 1
         self.capabilities = Capabilities(chat_template=False, grammar=True, logits=True)
@@ -73,7 +73,7 @@ class LlamaCppBackend:
         self.spec = spec
         self.n_seq = opts.n_seq
         self.gpu_layers = gpu_layers  # what was offloaded (-1: all), for the bench's records
-        self._step = opts.prefill_step or PREFILL_STEP
+        self.prefill_step = opts.prefill_step or PREFILL_STEP
         template = templates.choose_template(opts.chat_template or spec.chat_template,
                                              header.get("tokenizer.chat_template"), header.architecture,
                                              self._is_single_token)
@@ -135,7 +135,7 @@ class LlamaCppBackend:
         grammar = _grammar(params.response_format)
         seed = params.seed if params.seed is not None else random.randrange(2**31)
         sampler = Sampler(self._lib, self._model, params, seed, grammar)
-        return run(_ChatStep(seqs, sampler, self._step), plan, params, eos=_EndOfGeneration(self),
+        return run(_ChatStep(seqs, sampler, self.prefill_step), plan, params, eos=_EndOfGeneration(self),
                    detokenizer=ByteDetokenizer(lambda token: self._model.detokenize([token])))
 
     def is_end(self, token: int) -> bool:

@@ -73,14 +73,14 @@ def test_two_prompts_decoded_together_give_each_its_greedy_tokens_alone(batched)
     compared = 0
     for prompt, got in zip(PROMPTS, together, strict=True):
         want, margins = alone(batched, prompt)
-        # the first token comes from the prompt call (two or more tokens both ways: exact);
+        # the first token comes from the prompt's own calls (the shapes `stream` uses: exact);
         # later ones from a two-sequence call against a one-token call: equal up to a near-tie
         tie = next((i for i, m in enumerate(margins) if i > 0 and m < NEAR_TIE), len(want))
         assert got[:tie] == want[:tie], batched.detokenize(got) + " | " + batched.detokenize(want)
         if tie == len(want):
             assert got == want
         compared += tie
-    assert compared >= 12, f"only {compared} tokens were clear of near-ties: pick other prompts"
+    assert compared >= 10, f"only {compared} tokens were clear of near-ties: pick other prompts"
     print(f"compared {compared} greedy tokens")
 
 
