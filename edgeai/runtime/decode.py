@@ -181,8 +181,8 @@ def run(step: TokenStep, plan: PromptPlan, params: GenParams, *, eos: Container[
             count += 1
             pending.append(token)
             if count < plan.budget:
-                # evaluate the next position before the text work below: a backend that
-                # computes asynchronously (MLX on a GPU) overlaps the two
+                # before the text work: a stop sequence found below leaves this one token more
+                # in the cache, which the next prompt's prefix match simply drops
                 step.feed(token)
             answer, reasoning = text.feed(detokenizer.step(token))
             if answer or reasoning:
