@@ -7,6 +7,8 @@ all read one table.
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass
 
 
@@ -43,6 +45,7 @@ COMMANDS: tuple[SlashCommand, ...] = (
 )
 
 BY_NAME = {c.name: c for c in COMMANDS}
+WORD = re.compile(r"[a-z][a-z0-9_-]*")  # what a command name looks like (a path has a slash in it)
 
 
 def parse(text: str) -> tuple[str, str] | None:
@@ -58,6 +61,26 @@ def parse(text: str) -> tuple[str, str] | None:
     if name not in BY_NAME:
         return None
     return name, arg.strip()
+
+
+def unknown_command(text: str) -> str | None:
+    """What to say when `text` names a command that does not exist ('/stat', '/bogus args'),
+    else None: a mistyped command must not go to the model as a question. A path ('/usr/bin
+    is…') is a message, and '//' escapes a leading slash (`literal`)."""
+    if not text.startswith("/") or text.startswith("//"):
+        return None
+    word = text[1:].partition(" ")[0].strip().lower()
+    if word in BY_NAME or not WORD.fullmatch(word):
+        return None
+    close = ([c.name for c in COMMANDS if c.name.startswith(word)]
+             or difflib.get_close_matches(word, BY_NAME, n=1))
+    hint = f"did you mean /{close[0]}?" if close else "/help lists them"
+    return f"unknown command /{word} — {hint} (start with // to send a message that begins with /)"
+
+
+def literal(text: str) -> str:
+    """'//text' -> '/text': the message as the user meant it."""
+    return text[1:] if text.startswith("//") else text
 
 
 def looks_like_command(text: str) -> bool:

@@ -254,6 +254,23 @@ async def test_a_message_that_starts_with_a_slash_path_is_sent(make_app, send):
         assert [m.content for m in stored(app)] == ["/usr/bin is where?", "Echo: /usr/bin is where?"]
 
 
+async def test_a_mistyped_command_is_not_sent_and_a_double_slash_sends_a_literal_one(make_app, send, settle):
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        # (a prefix such as /stat is completed by the suggestions; these match no command)
+        for typo, said in (("/stsat", "did you mean /stats?"), ("/bogus now", "/help lists them")):
+            app.chat.prompt.load_text(typo)
+            await pilot.press("enter")
+            await settle(pilot)
+            notice = str(app.chat.transcript.children[-1].render())
+            assert f"unknown command /{typo[1:].split()[0]}" in notice and said in notice
+            assert app.chat.prompt.text == typo  # left to be fixed
+            assert stored(app) == []  # nothing went to the model
+        app.chat.prompt.clear()
+        await send(pilot, "//etc holds the configs")
+        assert [m.content for m in stored(app)] == ["/etc holds the configs", "Echo: /etc holds the configs"]
+
+
 async def test_message_stats_on_demand(make_app, send):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

@@ -45,6 +45,10 @@ def test_slash_commands_parse_and_complete():
     assert [c.name for c in slash.complete("/re")] == ["rename", "regen"]
     assert slash.complete("/set x") == [] and slash.complete("set") == []
     assert set(HANDLERS) == set(slash.BY_NAME)  # every command has a handler
+    assert "did you mean /stats?" in slash.unknown_command("/stat")
+    assert "did you mean /regen?" in slash.unknown_command("/regne")
+    assert slash.unknown_command("/usr/bin is where?") is None and slash.unknown_command("/help") is None
+    assert slash.unknown_command("//bogus") is None and slash.literal("//bogus") == "/bogus"
 
 
 def test_status_text_warns_before_trimming_and_hides_live_stats():

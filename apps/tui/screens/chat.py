@@ -23,6 +23,7 @@ from edgeai.chat import rag
 from edgeai.chat.conversations import NEW_TITLE, delete_conversation
 from edgeai.chatdb import ChatDB, Conversation
 from edgeai.runtime.loaded import LoadedModel
+from edgeai.tui import slash
 from edgeai.tui.screens import commands, lifecycle, rag_commands, turn_worker
 from edgeai.tui.screens.confirm import ConfirmScreen
 from edgeai.tui.screens.models import ModelPicker, catalog_rows
@@ -189,12 +190,17 @@ class ChatScreen(Screen[None]):
     @on(PromptInput.Submitted)
     async def _submitted(self, event: PromptInput.Submitted) -> None:
         text = event.text
-        command = commands.parse(text.strip())
-        if command is not None and self.editing is None:
-            self.prompt.clear()
-            await commands.run(self, *command)
-            return
-        await self.send(text)
+        if self.editing is None:
+            command = commands.parse(text.strip())
+            if command is not None:
+                self.prompt.clear()
+                await commands.run(self, *command)
+                return
+            unknown = slash.unknown_command(text.strip())
+            if unknown is not None:  # kept in the prompt to be fixed, never sent to the model
+                self.transcript.notice(unknown, error=True)
+                return
+        await self.send(slash.literal(text))
 
     async def send(self, text: str) -> None:
         model = self.chat_app.model
