@@ -118,26 +118,41 @@ def ls_() -> None:
         click.echo(f"{name:<20} {info['files']:>6} files {info['chunks']:>8} chunks")
 
 
+def collection_name(name: str | None, collection: str | None, default: str | None) -> str:
+    """NAME or -c NAME (every rag command takes -c; these also take it positionally)."""
+    from edgeai.errors import BadInput
+
+    if name and collection and name != collection:
+        raise BadInput(f"two collections named: {name!r} and -c {collection!r}", "give one")
+    chosen = name or collection or default
+    if chosen is None:
+        raise BadInput("which collection? give its NAME or -c NAME", "edgeai rag ls lists them")
+    return chosen
+
+
 @rag.command()
-@click.argument("name")
-def rm(name) -> None:
+@click.argument("name", required=False)
+@click.option("--collection", "-c", metavar="NAME", help="Collection name (or give NAME).")
+def rm(name, collection) -> None:
     """Delete a collection (the index only; your files are not touched)."""
     from edgeai.rag import api
 
+    name = collection_name(name, collection, None)  # deleting one is never implicit
     api.remove_collection(load_settings(), name)
     click.echo(f"removed collection {name}")
 
 
 @rag.command()
-@click.argument("name", required=False, default="default")
-def stats(name) -> None:
+@click.argument("name", required=False)
+@click.option("--collection", "-c", metavar="NAME", help="Collection name (or give NAME; default: default).")
+def stats(name, collection) -> None:
     """Files, chunks, embedder and size of a collection."""
     import time
 
     from edgeai.rag import api
     from edgeai.rag.extract import human_size
 
-    info = api.stats(load_settings(), name)
+    info = api.stats(load_settings(), collection_name(name, collection, "default"))
     info["created"] = time.strftime("%Y-%m-%d %H:%M", time.localtime(info["created"]))
     info["size"] = human_size(info.pop("bytes"))
     for key, value in info.items():

@@ -77,6 +77,11 @@ def ingest(settings, name: str, paths: Iterable[Path], *, include: tuple[str, ..
                                      on_update=progress or (lambda p: None))
             finally:  # also on Ctrl-C: files already committed are kept for the next run
                 empty = not coll.files()
+            if not (report.added or report.updated or report.unchanged or report.removed or report.errors):
+                # an empty folder or filters that match nothing: said, not "0 added" and exit 0
+                raise BadInput(f"no files found under {', '.join(str(p) for p in paths)}",
+                               "edgeai indexes .txt .md .pdf .html .docx files"
+                               + ("; check --include/--exclude" if include or exclude else ""))
             if report.added or report.updated or report.removed:
                 from edgeai.rag.ann import ensure_ann
 

@@ -283,3 +283,30 @@ def test_ls_shows_every_collection_even_with_a_damaged_one(tmp_path, edgeai_home
     assert proc.returncode == 0, proc.stderr
     assert "alpha" in proc.stdout and "cannot be read" in proc.stdout
     assert re.search(r"zeta\s+1 files\s+1 chunks", proc.stdout)
+
+
+def test_stats_and_rm_take_the_collection_as_c_too(tmp_path, cli, edgeai_home):
+    note = tmp_path / "note.txt"
+    note.write_text("The boathouse key hangs by the door.\n", encoding="utf-8")
+    assert cli("rag", "add", "-c", "scratch", str(note)).returncode == 0
+    stats = cli("rag", "stats", "-c", "scratch")
+    assert stats.returncode == 0, stats.stderr
+    assert dict(line.split(None, 1) for line in stats.stdout.decode().splitlines())["name"] == "scratch"
+    clash = cli("rag", "stats", "scratch", "-c", "other")
+    assert clash.returncode == 2 and "two collections named" in clash.stderr.decode()
+    unnamed = cli("rag", "rm")  # deleting is never implicit: no default collection
+    assert unnamed.returncode == 2 and "which collection?" in unnamed.stderr.decode()
+    removed = cli("rag", "rm", "-c", "scratch")
+    assert removed.returncode == 0 and removed.stdout.decode() == "removed collection scratch\n"
+
+
+def test_adding_a_folder_with_no_files_says_so_and_creates_nothing(tmp_path, cli, edgeai_home):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = cli("rag", "add", "-c", "notes", str(empty))
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and f"no files found under {empty}" in err, err
+    assert "added" not in proc.stdout.decode()
+    filtered = cli("rag", "add", "-c", "notes", str(tmp_path), "--include", "*.pdf")
+    assert filtered.returncode == 2 and "--include/--exclude" in filtered.stderr.decode()
+    assert cli("rag", "ls").stdout.decode().startswith("no collections yet")
