@@ -259,9 +259,10 @@ class ChatDB:
             raise EdgeAIError(f"message {message_id} does not exist")
         return _message(rows[0])
 
-    def start_reply(self, conversation_id: int) -> StoredMessage:
-        """The assistant's row, empty and `streaming` until `finish_reply`."""
-        return self.add_message(conversation_id, "assistant", "", status="streaming")
+    def start_reply(self, conversation_id: int, stats: dict[str, Any] | None = None) -> StoredMessage:
+        """The assistant's row, empty and `streaming` until `finish_reply`. `stats` known at the
+        start (the model) stay with it even if the process is killed before the end."""
+        return self.add_message(conversation_id, "assistant", "", status="streaming", stats=stats)
 
     def save_partial(self, message_id: int, content: str, reasoning: str = "") -> None:
         self._write("UPDATE messages SET content=?, reasoning=? WHERE id=?",

@@ -104,7 +104,8 @@ def begin_turn(db: ChatDB, conversation: Conversation, text: str | None, model: 
             db.rename(conversation.id, title_from(text))
     if conversation.model is None:  # the model it started with becomes the conversation's
         db.update_settings(conversation.id, model=model.request, backend=model.backend_name)
-    reply = db.start_reply(conversation.id)
+    # the model is recorded at once: a reply cut by kill -9 still says which model wrote it
+    reply = db.start_reply(conversation.id, stats={"model": model.spec.id, "backend": model.backend_name})
     conversation = db.conversation(conversation.id)
     asked = [*earlier, user] if user is not None else earlier
     question = text if text is not None else rag.last_question(earlier)
@@ -175,14 +176,40 @@ def _failed(turn: Turn, error: str) -> Outcome:
     return out
 
 
-def _stats(final: Chunk | None, model: LoadedModel, dropped: int, stopped: bool) -> dict[str, Any]:
+def _stats(final: Chunk | None, model: LoadedModel, dropped: int, stopped: bool,
+           seen: _Arrivals) -> dict[str, Any]:
     stats: dict[str, Any] = {"model": model.spec.id, "backend": model.backend_name}
     stats.update({k: v for k, v in chunk_stats(final).items() if v is not None})
+    if final is None:  # stopped before the last chunk: what arrived still tells its story
+        stats.update({k: v for k, v in seen.stats().items() if v is not None})
     if stopped:
         stats["finish_reason"] = "cancelled"
     if dropped:
         stats["dropped"] = dropped
     return stats
+
+
+@dataclass
+class _Arrivals:
+    """The tokens a stream delivered and when: a stopped reply's statistics (the backend's own
+    final chunk never comes)."""
+
+    start: float = field(default_factory=time.perf_counter)
+    tokens: int = 0
+    first: float | None = None
+    last: float | None = None
+
+    def add(self, chunk: Chunk) -> None:
+        if chunk.token_ids:
+            self.tokens += len(chunk.token_ids)
+            self.last = time.perf_counter()
+            self.first = self.first or self.last
+
+    def stats(self) -> dict[str, Any]:
+        decoding = self.tokens > 1 and self.first is not None and self.last and self.last > self.first
+        return {"completion_tokens": self.tokens,
+                "ttft_s": self.first - self.start if self.first else None,
+                "gen_tps": (self.tokens - 1) / (self.last - self.first) if decoding else None}
 
 
 def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Message],
@@ -203,6 +230,7 @@ def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Me
                 on_context(out.rag)
         kept, dropped = fit_to_context(messages, count_prompt_tokens(model.backend), model.n_ctx,
                                        reply_reserve(params, model.n_ctx))
+        seen = _Arrivals()
         stream = model.backend.stream(kept, params)
     except Exception as exc:  # context overflow, a bad template: a message, not a crash
         out.status, out.error = "error", describe(exc)
@@ -221,6 +249,7 @@ def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Me
             if should_stop():
                 stopped = True
                 break
+            seen.add(chunk)
             text.append(chunk.text)
             reasoning.append(chunk.reasoning)
             pending[0] += chunk.text
@@ -247,7 +276,7 @@ def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Me
     out.text, out.reasoning = "".join(text), "".join(reasoning)
     if plan is not None:
         out.text, out.rag = rag.finish(plan, out.text)
-    out.stats = _stats(final, model, dropped, stopped)
+    out.stats = _stats(final, model, dropped, stopped, seen)
     if out.error:
         out.stats["error"] = out.error
         out.status = "interrupted" if out.text else "error"

@@ -68,18 +68,27 @@ def sampling_from(opts: dict[str, Any]) -> dict[str, Any]:
 
 @contextmanager
 def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr; yields a callback(advance_bytes, total_bytes)."""
+    """A rich progress bar on stderr; yields a callback(advance_bytes, total_bytes). The bar
+    appears with the first advance: work that has nothing to report (the weights already
+    assembled) draws nothing, not even the blank line a stopped bar leaves off a terminal."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=None)
+    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), console=Console(stderr=True), transient=True)
+    task: list = []
 
-        def advance(n: int, total: int) -> None:
-            bar.update(task, advance=n, total=total)
+    def advance(n: int, total: int) -> None:
+        if not task:
+            bar.start()
+            task.append(bar.add_task(description, total=None))
+        bar.update(task[0], advance=n, total=total)
 
+    try:
         yield advance
+    finally:
+        if task:
+            bar.stop()
 
 
 def open_model(settings: Settings, backend: str | None, chat_template: str | None):

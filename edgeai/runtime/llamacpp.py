@@ -17,11 +17,12 @@ from pathlib import Path
 
 from edgeai.config import default_threads
 from edgeai.errors import BadInput, ContextOverflow, EdgeAIError, ModelFormatError
-from edgeai.gguf_info import read_header
+from edgeai.gguf_info import kv_bytes_per_token, read_header
 from edgeai.runtime import templates
 from edgeai.runtime.decode import ByteDetokenizer, ChatPrompt, SeqInput, common_prefix, run, steps
 from edgeai.runtime.llamacpp_batch import Sampler, Sequences
 from edgeai.runtime.llamacpp_build import import_llama_cpp, model_params, supports_gpu_offload
+from edgeai.system import memory_gb
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
 # Prompt tokens per decode call. Small enough that a closed stream (Esc, Ctrl-C) waits at most
@@ -54,6 +55,7 @@ class LlamaCppBackend:
         if not path.is_file():
             raise BadInput(f"model file does not exist: {path}")
         header = read_header(path)  # a clear error for non-GGUF or truncated files
+        check_context_fits(header, opts.n_ctx)  # before any weights load
         lib = import_llama_cpp()
         from llama_cpp._internals import LlamaModel
         from llama_cpp._logger import set_verbose
@@ -228,6 +230,23 @@ class _ChatStep:
 
     def close(self) -> None:
         self._sampler.close()
+
+
+def check_context_fits(header, n_ctx: int, memory=memory_gb) -> None:
+    """Refuse a context whose KV cache alone needs more memory than the machine has available,
+    saying what it needs and what would fit (llama.cpp would fail with a bare "Failed to create
+    llama_context" after trying to allocate it)."""
+    per_token = kv_bytes_per_token(header)
+    total, available = memory()
+    room = (available or total or 0) * 1e9
+    if not per_token or not room or n_ctx * per_token <= room:
+        return
+    fits = int(room * 0.8 / per_token) // 1024 * 1024  # room left for the weights and buffers
+    trained = header.get(f"{header.architecture}.context_length")
+    raise BadInput(f"a {n_ctx:,}-token context needs {n_ctx * per_token / 1e9:,.1f} GB for its KV cache; "
+                   f"this machine has {room / 1e9:.1f} GB available",
+                   f"use --ctx {max(fits, 1024)} or less"
+                   + (f" (the model was trained with {trained:,})" if trained else ""))
 
 
 def _grammar(schema):

@@ -33,6 +33,7 @@ class Sequences:
 
     def __init__(self, llama_cpp, model, *, n_ctx: int, n_batch: int, n_seq: int, threads: int) -> None:
         from llama_cpp._internals import LlamaContext
+        from llama_cpp._utils import suppress_stdout_stderr
 
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_ctx
@@ -46,7 +47,8 @@ class Sequences:
         # for the GPU builds, to be measured there
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         try:
-            self._ctx = LlamaContext(model=model, params=params, verbose=False)
+            with suppress_stdout_stderr(disable=False):  # llama.cpp's own log lines stay off the terminal
+                self._ctx = LlamaContext(model=model, params=params, verbose=False)
         except ValueError as exc:
             raise EdgeAIError(f"llama.cpp could not create a context of {n_ctx} tokens: {exc}",
                               "try a smaller --ctx") from None

@@ -41,6 +41,29 @@ def test_partial_reply_is_saved_while_it_streams(db, make_echo, settings):
     assert row.status == "done" and row.content == "x" * 120 and row.stats["completion_tokens"] == 120
 
 
+def test_a_stopped_reply_keeps_its_statistics(db, make_echo, settings):
+    backend, spec = make_echo(token_delay=0.01)
+    backend.enqueue("word " * 100)
+    model = LoadedModel(backend, spec, "echo")
+    turn = start(db, model)
+    received = []
+    out = run_turn(turn, model, GenParams(), settings, should_stop=lambda: len("".join(received)) > 60,
+                   on_text=lambda text, reasoning: received.append(text))
+    assert out.status == "interrupted" and out.stats["finish_reason"] == "cancelled"
+    stats = db.message(turn.reply.id).stats
+    assert 60 < stats["completion_tokens"] < 500 and stats["ttft_s"] > 0 and stats["gen_tps"] > 0
+    assert stats["model"] == spec.id
+
+
+def test_a_reply_names_its_model_from_its_first_write(db, make_echo):
+    """A process killed mid-reply leaves the row `streaming` (`interrupted` on the next open): it
+    still says which model wrote it."""
+    backend, spec = make_echo()
+    turn = start(db, LoadedModel(backend, spec, "echo"))
+    row = db.message(turn.reply.id)
+    assert row.status == "streaming" and (row.stats["model"], row.stats["backend"]) == (spec.id, "echo")
+
+
 def test_a_stop_during_the_prefill_abandons_the_prompt(db, make_echo, settings):
     backend, spec = make_echo(token_delay=0.05)  # 5 ms per 32-char prefill step
     model = LoadedModel(backend, spec, "echo")

@@ -124,3 +124,19 @@ def test_json_output_on_bad_input_is_still_an_error_not_json(cli):
     assert result.returncode == 2 and result.stdout == b""
     with pytest.raises(json.JSONDecodeError):
         json.loads(result.stdout or b"x")
+
+
+def test_an_error_is_the_first_thing_on_stderr(cli, tmp_path):
+    """No blank line before it (a progress bar that had nothing to show used to leave one)."""
+    result = cli("run", "--model", str(tmp_path / "missing.gguf"), "hi")
+    assert result.stderr.decode().startswith("edgeai: error: "), repr(result.stderr[:40])
+
+
+@pytest.mark.model
+def test_a_context_larger_than_the_memory_says_what_it_needs_and_what_fits(cli, default_gguf):
+    result = cli("run", "--model", str(default_gguf), "--ctx", "999999999", "hi")
+    err = assert_clean_error(result, 2, "999,999,999-token context needs", "GB for its KV cache",
+                             "use --ctx ")
+    assert err.startswith("edgeai: error: ") and "llama_context" not in err  # llama.cpp's log stays out
+    fits = int(err.split("use --ctx ")[1].split()[0])
+    assert 1024 <= fits < 999_999_999
