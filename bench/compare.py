@@ -42,6 +42,59 @@ def load_all(paths: list[Path], include_references: bool = False) -> list[dict]:
     return results + (load_references() if include_references else [])
 
 
+# -- which run a row is -----------------------------------------------------------------------------
+def _settings(result: dict, row: dict) -> dict[str, object]:
+    """The settings that make two measurements of one test different runs (shown as named)."""
+    from edgeai.formats import backend_dist
+
+    settings, versions = result.get("settings") or {}, result.get("versions") or {}
+    dist = backend_dist(row["backend"])
+    return {"threads": row.get("threads", settings.get("threads")),
+            "gpu layers": row.get("gpu_layers", settings.get("gpu_layers")),
+            "ctx": settings.get("n_ctx"), "batch": settings.get("n_batch"), "draft": settings.get("draft"),
+            "build": versions.get(dist) if dist else versions.get("build_commit")}
+
+
+def run_names(results: list[dict]) -> dict[tuple[int, int], str]:
+    """A name for every row, (result index, row index) -> name: the device label, plus each
+    setting that differs from another run of the same test on that device (same backend, model,
+    quant, test), then the run's date, then a number. A run is one result at one set of settings,
+    all its depths together. Two runs are never merged into one row, bar or line."""
+    unit_of: dict[tuple[int, int], tuple] = {}
+    settings: dict[tuple, dict[str, object]] = {}
+    for i, result in enumerate(results):
+        for j, row in enumerate(result["results"]):
+            values = _settings(result, row)
+            unit = (i, tuple((k, repr(v)) for k, v in values.items()))
+            unit_of[i, j], settings[unit] = unit, values
+    names = {unit: results[unit[0]]["label"] for unit in settings}
+
+    def collisions() -> list[list[tuple]]:
+        groups: dict[tuple, list[tuple]] = {}
+        for (i, j), unit in unit_of.items():
+            row = results[i]["results"][j]
+            members = groups.setdefault((names[unit], row["backend"], row["model"], row.get("quant"),
+                                         row["test"]), [])
+            if unit not in members:
+                members.append(unit)
+        return [members for members in groups.values() if len(members) > 1]
+
+    differ: dict[tuple, set[str]] = {}
+    for members in collisions():
+        keys = {k for k in settings[members[0]] if len({repr(settings[u][k]) for u in members}) > 1}
+        for unit in members:
+            differ.setdefault(unit, set()).update(keys)
+    for unit, keys in differ.items():
+        names[unit] += "".join(f" · {k} {DASH if settings[unit][k] is None else settings[unit][k]}"
+                               for k in settings[unit] if k in keys)
+    for unit in {u for members in collisions() for u in members}:
+        names[unit] += f" · {str(results[unit[0]].get('created_utc') or DASH)[:16].replace('T', ' ')}"
+    for members in collisions():
+        for n, unit in enumerate(members, 1):
+            names[unit] += f" · #{n}"
+    return {key: names[unit] for key, unit in unit_of.items()}
+
+
 # -- formatting -------------------------------------------------------------------------------------
 def fmt_num(value: float | None) -> str:
     if value is None:
@@ -111,34 +164,37 @@ def render_table(result: dict) -> str:
 
 
 def compare_markdown(results: list[dict]) -> str:
-    """The comparison as markdown: one row per (device, backend, model, quant, test, depth),
-    published references numbered and cited under the table."""
+    """The comparison as markdown: one row per measurement, named by its device and whatever
+    tells it apart from another run of the same test (`run_names`), published references
+    numbered and cited under the table."""
     energy = any(row.get("tokens_per_joule") is not None for r in results for row in r["results"])
     header = ["Device", "Backend", "Model", "Quant", "Test", "Median", "Min–max", "% of BW ceiling",
-              "Peak memory", *(["tok/J"] if energy else []), "Source"]
+              "Peak memory", "Threads", *(["tok/J"] if energy else []), "Source"]
+    names = run_names(results)
     notes: list[str] = []
     lines = []
-    for result in results:
+    for i, result in enumerate(results):
         tag = source_label(result)
         if result["source"]["tool"] == "published":
             note = f"{result['source']['citation']} <{result['source']['url']}>"
             if note not in notes:
                 notes.append(note)
             tag = f"published [{notes.index(note) + 1}]"
-        for row in result["results"]:
-            cells = [result["label"], row["backend"], row["model"], row.get("quant") or DASH, test_label(row),
+        for j, row in enumerate(result["results"]):
+            threads = _settings(result, row)["threads"]
+            cells = [names[i, j], row["backend"], row["model"], row.get("quant") or DASH, test_label(row),
                      f"{fmt_num(row['median'])} {row['unit']}",
                      f"{fmt_num(row['min'])}–{fmt_num(row['max'])}", fmt_pct(row.get("bw_ceiling_pct")),
-                     fmt_mb(row.get("peak_rss_mb"))]
+                     fmt_mb(row.get("peak_rss_mb")), DASH if threads is None else str(threads)]
             if energy:
                 cells.append(fmt_num(row.get("tokens_per_joule")))
-            lines.append((_sort_key(row), result["label"], [*cells, tag]))
+            lines.append((_sort_key(row), names[i, j], [*cells, tag]))
     lines.sort(key=lambda item: (item[0][:3], item[1], item[0][3:]))
     out = ["# Bench comparison", "",
            "Decode (tgN) is memory-bound: `% of BW ceiling` = measured tok/s ÷ (bandwidth ÷ bytes read "
            "per token). Rows marked *published* are reference points from the cited sources, not "
            "measurements made here.", "",
-           pipe_table(header, [cells for _, _, cells in lines], right=set(range(5, 9 + energy)))]
+           pipe_table(header, [cells for _, _, cells in lines], right=set(range(5, 10 + energy)))]
     if notes:
         out += ["", "Published references:", ""] + [f"{i}. {note}" for i, note in enumerate(notes, 1)]
     skipped = [f"- {r['label']}: {s['backend']} skipped — {s['reason']}"
@@ -150,18 +206,20 @@ def compare_markdown(results: list[dict]) -> str:
 
 # -- charts -----------------------------------------------------------------------------------------
 def decode_bars(results: list[dict]) -> list[tuple[str, float, bool]]:
-    """(name, decode tok/s, published?) per device/backend/model at the lowest depth measured."""
+    """(name, decode tok/s, published?) per run/backend/model at the lowest depth measured."""
+    names = run_names(results)
     bars: dict[tuple, tuple[str, float, bool, int]] = {}
-    for result in results:
+    for i, result in enumerate(results):
         published = result["source"]["tool"] == "published"
-        for row in result["results"]:
+        for j, row in enumerate(result["results"]):
             if not row["test"].startswith("tg") or row["unit"] != "tok/s":
                 continue
-            key = (result["label"], row["backend"], row["model"], row.get("quant"), row["test"])
+            run = names[i, j]
+            key = (run, row["backend"], row["model"], row.get("quant"), row["test"])
             depth = row.get("depth", 0)
             if key in bars and bars[key][3] <= depth:
                 continue
-            name = f"{result['label']} · {row['backend']} · {row['model']} {row.get('quant') or ''}".rstrip()
+            name = f"{run} · {row['backend']} · {row['model']} {row.get('quant') or ''}".rstrip()
             bars[key] = (f"{name} {test_label(row)}", row["median"], published, depth)
     return sorted(((n, v, p) for n, v, p, _ in bars.values()), key=lambda b: -b[1])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from edgeai.bench.compare import fmt_num
+from edgeai.bench.compare import fmt_num, run_names
 from edgeai.fileio import atomic_write
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -26,18 +26,19 @@ def _series(row: dict) -> str:
 def bar_rows(results: list[dict], kind: str) -> list[dict]:
     """One bar per (device, backend, model, quant, test) of `kind` ("pp"/"tg") in tok/s, at the
     lowest depth that series was measured at (depth 0 where there is one)."""
+    names = run_names(results)  # never merge two runs of one test (threads, ctx, build, date)
     best: dict[tuple, dict] = {}
-    for result in results:
-        for row in result["results"]:
+    for i, result in enumerate(results):
+        for j, row in enumerate(result["results"]):
             test = row["test"]
             if row["unit"] != "tok/s" or not test.startswith(kind) or "+" in test:
                 continue
-            key = (result["label"], _series(row))
+            key = (names[i, j], _series(row))
             depth = row.get("depth", 0)
             if key in best and best[key]["depth"] <= depth:
                 continue
             name = f"{row['model']} {row.get('quant') or ''}".rstrip() + f" · {test}"
-            best[key] = {"device": result["label"], "backend": row["backend"],
+            best[key] = {"device": names[i, j], "backend": row["backend"],
                          "name": name + (f" @ d{depth}" if depth else ""), "value": row["median"],
                          "lo": row["min"], "hi": row["max"], "depth": depth,
                          "pct": row.get("bw_ceiling_pct"),
@@ -47,11 +48,12 @@ def bar_rows(results: list[dict], kind: str) -> list[dict]:
 
 def depth_series(results: list[dict]) -> dict[str, list[tuple[int, float]]]:
     """Decode tok/s by depth for every series measured at two depths or more."""
+    names = run_names(results)
     lines: dict[str, dict[int, float]] = {}
-    for result in results:
-        for row in result["results"]:
+    for i, result in enumerate(results):
+        for j, row in enumerate(result["results"]):
             if row["test"].startswith("tg") and row["unit"] == "tok/s":
-                name = f"{result['label']} · {_series(row)}"
+                name = f"{names[i, j]} · {_series(row)}"
                 lines.setdefault(name, {})[row.get("depth", 0)] = row["median"]
     return {name: sorted(points.items()) for name, points in lines.items() if len(points) >= 2}
 

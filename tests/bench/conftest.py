@@ -31,3 +31,9 @@ def quick_run() -> dict:
 def quick_result() -> dict:
     """A fresh quick-run result (tests may change it)."""
     return quick_run()
+
+
+@pytest.fixture
+def make_quick_result():
+    """Make more quick-run results, each fresh (to compare runs with each other)."""
+    return quick_run

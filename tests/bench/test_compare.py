@@ -123,3 +123,29 @@ def test_bad_or_deeply_nested_input_stops_compare_with_one_line(tmp_path, text, 
         compare([bad], tmp_path / "out")
     assert str(bad) in caught.value.message and "\n" not in caught.value.message
     assert not (tmp_path / "out").exists()
+
+
+def test_runs_that_differ_only_in_a_setting_are_never_merged(quick_result, make_quick_result):
+    """`bench llm --quick` at 2 threads and at 1 thread on one machine: two rows, two bars, two
+    legend entries, each named by what differs; the same run twice: both kept, numbered."""
+    from edgeai.bench.compare import compare_markdown, decode_bars, run_names
+    from edgeai.bench.plots import bar_rows
+
+    one = make_quick_result()
+    for row in one["results"]:
+        row["threads"] = 1
+    one["settings"]["threads"] = 1
+    results = [quick_result, one]
+    rows = [r for r in table_rows(compare_markdown(results)) if r[4] == "tg32"]
+    assert sorted((r[0], r[9]) for r in rows) == [("Xeon Platinum 8480+ · 2 cores · threads 1", "1"),
+                                                   ("Xeon Platinum 8480+ · 2 cores · threads 2", "2")]
+    assert len(decode_bars(results)) == 2 and len(terminal_chart(results).splitlines()) == 3
+    assert sorted(b["device"] for b in bar_rows(results, "tg")) == [r[0] for r in sorted(rows)]
+    twice = [quick_result, make_quick_result()]
+    names = sorted(set(run_names(twice).values()))
+    assert len(names) == 2 and names[0].endswith("#1") and names[1].endswith("#2")
+    assert len([r for r in table_rows(compare_markdown(twice)) if r[4] == "tg32"]) == 2
+    later = make_quick_result()
+    later["created_utc"] = "2027-01-02T03:04:05Z"
+    dated = sorted(set(run_names([quick_result, later]).values()))
+    assert dated[1] == "Xeon Platinum 8480+ · 2 cores · 2027-01-02 03:04" and "#" not in "".join(dated)
