@@ -204,20 +204,20 @@ def switch_time(repeats: int) -> dict:
         # itself: a user message left without a reply would give way to the next one (history())
         for name, conv in zip(("A", "B"), convs, strict=True):
             turn(conv, f"Conversation {name}. " + PASSAGE * 30 + "Summarize.")
-            save_kv(model, kv_path(Path(home), conv.id))
+            save_kv(model, kv_path(Path(home), db, conv.id))
         for i in range(repeats):
             for mode in ("with_kv", "without_kv"):
                 a, b = convs
-                prepare(model, db, b, kv_path(Path(home), b.id))  # the cache now holds B
+                prepare(model, db, b, kv_path(Path(home), db, b.id))  # the cache now holds B
                 turn(b, f"Next {i}.")
-                save_kv(model, kv_path(Path(home), b.id))
+                save_kv(model, kv_path(Path(home), db, b.id))
                 start = time.perf_counter()
-                kv = kv_path(Path(home), a.id) if mode == "with_kv" else None
+                kv = kv_path(Path(home), db, a.id) if mode == "with_kv" else None
                 if kv is None:
                     backend.clear_state()  # as after a restart without a saved state
                 prepare(model, db, a, kv)
                 samples[mode].append(time.perf_counter() - start + turn(a, f"Again {i}?"))
-                save_kv(model, kv_path(Path(home), a.id))
+                save_kv(model, kv_path(Path(home), db, a.id))
                 print(f"  switch {mode} #{i + 1}: {samples[mode][-1]:.3f} s", file=sys.stderr)
             samples["history_tokens"].append(used[0])
         db.close()

@@ -56,6 +56,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE conversations ADD COLUMN rag TEXT NOT NULL DEFAULT '{}';
         ALTER TABLE messages ADD COLUMN rag TEXT NOT NULL DEFAULT '{}';
     """),
+    # this database's own id: files kept beside it (KV states) are named by it plus a row id,
+    # so a fresh chat.db (--reset-db, or one deleted by hand), whose ids restart at 1, never
+    # picks up an earlier database's conversation 1
+    ("m003_uid", """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta(key, value) VALUES ('uid', lower(hex(randomblob(16))));
+    """),
 ]
 
 
@@ -134,6 +141,7 @@ class ChatDB:
             db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA foreign_keys=ON")
             self._migrate(db)
+            self.uid = db.execute("SELECT value FROM meta WHERE key='uid'").fetchone()[0]
             with db:  # a reply that was streaming when the process died
                 db.execute("UPDATE messages SET status='interrupted' WHERE status='streaming'")
         except sqlite3.OperationalError as exc:  # locked, disk I/O, permissions: the file may be fine

@@ -29,7 +29,7 @@ def delete_conversation(settings: Settings, db: ChatDB, conversation_id: int) ->
     db.delete(conversation_id)
     if not db.persistent:
         return  # an in-memory chat's id names nothing on disk
-    kv_path(settings.home, conversation_id).unlink(missing_ok=True)
+    kv_path(settings.home, db, conversation_id).unlink(missing_ok=True)
     forget_chat_collection(settings, conversation_id)
 
 
@@ -38,5 +38,5 @@ def clear_conversation(settings: Settings, db: ChatDB, conversation_id: int) -> 
     holds the history just deleted. Returns how many messages went."""
     removed = db.clear(conversation_id)
     if db.persistent:
-        kv_path(settings.home, conversation_id).unlink(missing_ok=True)
+        kv_path(settings.home, db, conversation_id).unlink(missing_ok=True)
     return removed

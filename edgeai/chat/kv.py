@@ -1,7 +1,7 @@
 """A conversation's KV cache on disk, for instant resume: where it lives, the size cap on all
 of them, saving it after a turn and restoring it when a conversation is opened (`prepare`).
 
-Boundary: `<home>/kv/<id>.kv` files and the backend's optional `KVState` ability, always under
+Boundary: `<home>/kv/<chat.db uid>-<id>.kv` files and the backend's optional `KVState` ability, always under
 the model's lock (taken here by `prepare`, held by the caller of `keep_kv` / `save_kv`). A
 backend without the ability re-processes the history instead; any failure here loses only that
 speed-up, never a message.
@@ -26,17 +26,18 @@ from edgeai.runtime.loaded import LoadedModel
 KV_CAP_BYTES = 2 * 1024**3
 
 
-def kv_path(home: Path, conversation_id: int) -> Path:
-    return home / "kv" / f"{conversation_id}.kv"
+def kv_path(home: Path, db: ChatDB, conversation_id: int) -> Path:
+    """`<home>/kv/<chat.db's uid>-<id>.kv`: a row id alone restarts at 1 in a fresh chat.db."""
+    return home / "kv" / f"{db.uid}-{conversation_id}.kv"
 
 
 def kv_file(home: Path, db: ChatDB, backend: Backend, conversation_id: int) -> Path | None:
     """Where this conversation's state is kept, or None when there is none to keep: the backend
-    cannot save one, or the conversation lives in an in-memory chat.db (`chat --plain`), whose
-    ids would name another conversation's file."""
+    cannot save one, or the conversation lives in an in-memory chat.db (`chat --plain`), which
+    keeps nothing on disk."""
     if not db.persistent or not isinstance(backend, KVState):
         return None
-    return kv_path(home, conversation_id)
+    return kv_path(home, db, conversation_id)
 
 
 def prune_kv(folder: Path, cap_bytes: int | None = None) -> list[Path]:

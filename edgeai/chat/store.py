@@ -20,7 +20,8 @@ from edgeai.errors import EdgeAIError
 def open_chat_db(settings: Settings, *, reset: bool = False, clock: Callable[[], float] = time.time,
                  report: Callable[[str], None] | None = None) -> ChatDB:
     """Open chat.db; a broken one raises ChatDBError (its hint names --reset-db) unless `reset`,
-    in which case `report` is told where the old file went."""
+    in which case it and `kv/` are moved aside (`chat.db.broken-<time>`, `kv.broken-<time>`) and
+    `report` is told where the old file went."""
     path = settings.home / "chat.db"
     try:
         return ChatDB(path, clock=clock)
@@ -28,6 +29,9 @@ def open_chat_db(settings: Settings, *, reset: bool = False, clock: Callable[[],
         if not reset:
             raise
         backup = ChatDB.backup_and_recreate(path)
+        kv = settings.home / "kv"  # the old conversations' KV states go aside with them
+        if kv.is_dir():
+            kv.rename(kv.with_name(f"kv{backup.name.removeprefix(path.name)}"))
         if report is not None:
             report(f"{exc.message}\nmoved it to {backup}; starting a fresh chat.db")
         return ChatDB(path, clock=clock)

@@ -23,16 +23,16 @@ def test_delete_takes_the_row_its_kv_file_and_its_own_collection(settings, tmp_p
     api.ingest(settings, named, [docs])
     db.update_settings(conv.id, rag={"collection": named, "attached": own})
     for conversation_id in (conv.id, other.id):
-        kv = kv_path(settings.home, conversation_id)
+        kv = kv_path(settings.home, db, conversation_id)
         kv.parent.mkdir(parents=True, exist_ok=True)
         kv.write_bytes(b"kv")
 
     delete_conversation(settings, db, conv.id)
     assert not conversation_exists(db, conv.id) and db.messages(conv.id) == []
-    assert not kv_path(settings.home, conv.id).exists()
+    assert not kv_path(settings.home, db, conv.id).exists()
     assert not collection_path(settings, own).exists() and own not in api.list_collections(settings)
     assert named in api.list_collections(settings)  # a named collection outlives the chats using it
-    assert kv_path(settings.home, other.id).exists() and conversation_exists(db, other.id)
+    assert kv_path(settings.home, db, other.id).exists() and conversation_exists(db, other.id)
     db.close()
 
 
@@ -41,7 +41,7 @@ def test_clear_deletes_the_messages_and_the_kv_file_and_keeps_the_conversation(s
     conv = db.create_conversation("keep me", system="terse", params={"temperature": 0.2})
     for role, text in [("user", "a"), ("assistant", "b"), ("user", "c")]:
         db.add_message(conv.id, role, text)
-    kv = kv_path(settings.home, conv.id)
+    kv = kv_path(settings.home, db, conv.id)
     kv.parent.mkdir(parents=True)
     kv.write_bytes(b"kv")
     assert clear_conversation(settings, db, conv.id) == 3
@@ -53,7 +53,9 @@ def test_clear_deletes_the_messages_and_the_kv_file_and_keeps_the_conversation(s
 
 def test_an_in_memory_chat_names_nothing_on_disk(settings):
     # `chat --plain`'s conversation 1 is not chat.db's conversation 1: its KV file stays
-    kv = kv_path(settings.home, 1)
+    on_disk = open_chat_db(settings)
+    kv = kv_path(settings.home, on_disk, 1)
+    on_disk.close()
     kv.parent.mkdir(parents=True)
     kv.write_bytes(b"kv")
     db = ChatDB.in_memory()
@@ -71,3 +73,48 @@ def test_a_title_is_the_first_line_of_the_first_message():
     assert title_from("a  b\tc") == "a b c"
     assert title_from("x" * 60) == "x" * 47 + "…"
     assert title_from("   ") == "New chat"
+
+
+def test_a_fresh_chat_db_never_resumes_an_earlier_ones_conversation(settings, make_echo):
+    """Conversation ids restart at 1 in a new chat.db (after --reset-db, or chat.db deleted by
+    hand): its conversation 1 must not pick up the KV state of the old conversation 1."""
+    from edgeai.chat.kv import kv_file, prepare
+    from edgeai.runtime.loaded import LoadedModel
+
+    backend, spec = make_echo()
+    restored = []
+    backend.save_state = lambda path: path.write_bytes(b"state") and 5
+    backend.restore_state = lambda path: restored.append(path) or 5
+    backend.clear_state = lambda: None
+    model = LoadedModel(backend, spec, "echo")
+
+    old = open_chat_db(settings)
+    first = old.create_conversation("old chat")
+    old.add_message(first.id, "user", "a secret history")
+    kept = kv_file(settings.home, old, backend, first.id)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    backend.save_state(kept)
+    old.close()
+    (settings.home / "chat.db").write_bytes(b"this is not a database" * 100)  # damaged
+
+    reported = []
+    fresh = open_chat_db(settings, reset=True, report=reported.append)
+    conv = fresh.create_conversation("new chat")
+    assert conv.id == first.id  # the very id the old state was saved under
+    assert prepare(model, fresh, conv, kv_file(settings.home, fresh, backend, conv.id)) == (0, 0)
+    assert restored == []
+    moved = [p.name for p in settings.home.iterdir() if p.name.startswith("kv.broken-")]
+    assert len(moved) == 1 and (settings.home / moved[0] / kept.name).exists()  # aside, not deleted
+    assert "moved it to" in reported[0]
+    state = kv_file(settings.home, fresh, backend, conv.id)
+    state.parent.mkdir()
+    backend.save_state(state)  # the new conversation 1 keeps a state of its own
+    fresh.close()
+
+    (settings.home / "chat.db").unlink()  # deleted by hand: kv/ stays where it is
+    newest = open_chat_db(settings)
+    conv = newest.create_conversation("newest")
+    assert conv.id == 1 and state.exists()
+    assert prepare(model, newest, conv, kv_file(settings.home, newest, backend, conv.id)) == (0, 0)
+    assert restored == []
+    newest.close()

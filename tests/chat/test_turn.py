@@ -161,7 +161,7 @@ def test_the_outcome_is_reported_before_the_kv_state_is_saved(db, make_echo, set
     events = []
     keep_state(backend, lambda path: events.append(("save", model.lock.locked())))
     turn = start(db, model)
-    kv = kv_path(settings.home, turn.conversation.id)
+    kv = kv_path(settings.home, db, turn.conversation.id)
     out = run_turn(turn, model, GenParams(), settings,
                    on_outcome=lambda outcome: events.append(("outcome", outcome.status)))
     assert events == [("outcome", "done"), ("save", True)]  # saved after, still under the lock
@@ -175,7 +175,7 @@ def test_no_kv_file_is_left_for_a_conversation_deleted_meanwhile(db, make_echo, 
     model = LoadedModel(backend, spec, "echo")
     turn = start(db, model)
     conv = turn.conversation
-    kv = kv_path(settings.home, conv.id)
+    kv = kv_path(settings.home, db, conv.id)
     out = run_turn(turn, model, GenParams(), settings,
                    on_outcome=lambda outcome: db.delete(conv.id))  # deleted as it finished
     assert out.status == "done" and saves == [] and not kv.exists()
@@ -201,7 +201,7 @@ def test_each_saved_state_prunes_and_a_restore_counts_as_a_use(db, make_echo, se
     keep_state(backend)
     model = LoadedModel(backend, spec, "echo")
     first = db.create_conversation("t")
-    old = kv_path(settings.home, first.id)
+    old = kv_path(settings.home, db, first.id)
     old.parent.mkdir(parents=True)
     old.write_bytes(b"kv")
     os.utime(old, (time.time() - 60, time.time() - 60))
@@ -210,7 +210,8 @@ def test_each_saved_state_prunes_and_a_restore_counts_as_a_use(db, make_echo, se
     os.utime(old, (time.time() - 60, time.time() - 60))
     turn = start(db, model)
     run_turn(turn, model, GenParams(), settings)
-    assert [p.name for p in old.parent.iterdir()] == [f"{turn.conversation.id}.kv"]  # 2 + 2 bytes > 3
+    kept = kv_path(settings.home, db, turn.conversation.id).name
+    assert [p.name for p in old.parent.iterdir()] == [kept]  # 2 + 2 bytes > 3
 
 
 def test_a_prepare_that_was_cancelled_while_it_waited_does_nothing(db, make_echo, tmp_path):
@@ -218,7 +219,7 @@ def test_a_prepare_that_was_cancelled_while_it_waited_does_nothing(db, make_echo
     restores = []
     keep_state(backend)
     backend.restore_state = lambda path: restores.append(path) or 7
-    kv = kv_path(tmp_path, 1)
+    kv = kv_path(tmp_path, db, 1)
     kv.parent.mkdir(parents=True)
     kv.write_bytes(b"kv")
     model = LoadedModel(backend, spec, "echo")

@@ -53,7 +53,7 @@ def keep_state(backend, saved: list | None = None, restored: list | None = None,
 
     def restore_state(path):
         if restored is not None:
-            restored.append(int(path.stem))
+            restored.append(int(path.stem.rpartition("-")[2]))  # <chat.db uid>-<id>.kv
         return 10
 
     backend.save_state, backend.restore_state = save_state, restore_state
@@ -246,7 +246,7 @@ async def test_the_reply_is_finished_before_its_kv_state_is_saved(make_app, make
         assert app.model.lock.locked()  # the save still holds the model
         release.set()
         await settle(pilot)
-        assert saved == [kv_path(app.settings.home, app.chat.conversation.id)]
+        assert saved == [kv_path(app.settings.home, app.db, app.chat.conversation.id)]
 
 
 async def test_quick_switches_restore_only_the_last_conversations_kv(make_app, make_echo, settle):
@@ -258,7 +258,7 @@ async def test_quick_switches_restore_only_the_last_conversations_kv(make_app, m
         await settle(pilot)
         ids = [app.db.create_conversation(f"chat {i}").id for i in range(3)]
         for conversation_id in ids:
-            path = kv_path(app.settings.home, conversation_id)
+            path = kv_path(app.settings.home, app.db, conversation_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"kv")
         with app.model.lock:  # as while a reply finishes: the switches queue up

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from edgeai.chat.kv import kv_path
+
 SIZE = (100, 32)
 
 pytestmark = pytest.mark.model
@@ -26,7 +28,7 @@ async def test_real_model_answers_and_resumes_from_its_kv_cache(make_app, defaul
         assert "paris" in reply.content.lower()
         assert reply.stats["completion_tokens"] <= 12 and reply.stats["prompt_tokens"] > 10
         conv_id = app.chat.conversation.id
-    kv = edgeai_home / "kv" / f"{conv_id}.kv"
+    kv = kv_path(edgeai_home, app.db, conv_id)
     assert kv.is_file() and kv.stat().st_size > 0
 
     again = make_app(**{**options, "model": None})  # the conversation remembers its model
