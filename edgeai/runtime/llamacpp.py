@@ -70,8 +70,12 @@ class LlamaCppBackend:
         except (ValueError, RuntimeError) as exc:
             raise ModelFormatError(f"llama.cpp could not load {path.name}: {exc}") from None
         self._lib = lib
-        self._seqs = Sequences(lib, self._model, n_ctx=opts.n_ctx, n_batch=opts.n_batch, n_seq=opts.n_seq,
-                               threads=opts.n_threads or default_threads())
+        try:
+            self._seqs = Sequences(lib, self._model, n_ctx=opts.n_ctx, n_batch=opts.n_batch,
+                                   n_seq=opts.n_seq, threads=opts.n_threads or default_threads())
+        except BaseException:
+            self.close()  # the weights go now, not whenever the collector finds them
+            raise
         self.spec = spec
         self.n_seq = opts.n_seq
         self.gpu_layers = gpu_layers  # what was offloaded (-1: all), for the bench's records
