@@ -32,6 +32,32 @@ class RichProgress(Progress):
             self.bar.advance(self.task, n)
 
 
+class LineProgress(Progress):
+    """Off a terminal (stderr redirected, CI, a pipe): one line per stage, then a line at most
+    every `every` seconds while it runs, so a long export is never silent."""
+
+    def __init__(self, write=None, every: float = 10.0, clock=None):
+        import time
+
+        self.write = write or (lambda line: click.echo(line, err=True))
+        self.every, self.clock = every, clock or time.monotonic
+        self.began = self.clock()
+        self.name, self.total, self.done, self.said = "", None, 0, 0.0
+
+    def start(self, name: str, total: int | None = None) -> None:
+        self.name, self.total, self.done = name, total, 0
+        self.said = self.clock()
+        self.write(f"convert: {name}… ({self.said - self.began:.0f} s)")
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.said >= self.every:
+            self.said = now
+            of = f"/{self.total}" if self.total else ""
+            self.write(f"convert: {self.name} {self.done}{of} ({now - self.began:.0f} s)")
+
+
 @click.command()
 @click.argument("src")
 @click.option("--to", "to", required=True, type=click.Choice(FORMATS), help="Target format.")
@@ -66,7 +92,7 @@ def convert(src: str, to: str, quant: str | None, out: Path, force: bool, no_val
 
     console = Console(stderr=True)
     with Bar(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
-        progress = RichProgress(bar)
+        progress = RichProgress(bar) if console.is_terminal else LineProgress()
         if to == "all":
             made = converters.convert_all(source, out, force=force, check=not no_validate, progress=progress)
         else:
@@ -89,8 +115,11 @@ def _mb(n: float | None) -> str:
 
 def card(folder: Path, manifest, report: dict | None) -> str:
     """The export's fidelity card, a few lines a person reads at a glance."""
+    checked = (report or {}).get("validate_seconds") or 0.0
+    took = (f"{manifest.seconds + checked:.1f} s: export {manifest.seconds:.1f} + check {checked:.1f}"
+            if report is not None else f"{manifest.seconds:.1f} s")
     lines = [f"{manifest.format} {manifest.quant} → {folder}  ({_mb(manifest.size_bytes / 2**20)}, "
-             f"{manifest.seconds:.1f} s, peak memory {_mb(manifest.peak_rss_mb)})"]
+             f"{took}, peak memory {_mb(manifest.peak_rss_mb)})"]
     for note in manifest.notes:
         lines.append(f"  note: {note}")
     if report is None:
