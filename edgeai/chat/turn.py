@@ -41,7 +41,7 @@ from edgeai.chat.kv import keep_kv, kv_file
 from edgeai.chatdb import ChatDB, Conversation, StoredMessage
 from edgeai.config import Settings
 from edgeai.errors import describe
-from edgeai.runtime.base import chunk_stats
+from edgeai.runtime.base import chunk_stats, final_chunk
 from edgeai.runtime.loaded import LoadedModel
 from edgeai.types import Chunk, GenParams, Message
 
@@ -206,10 +206,10 @@ class _Arrivals:
             self.first = self.first or self.last
 
     def stats(self) -> dict[str, Any]:
-        decoding = self.tokens > 1 and self.first is not None and self.last and self.last > self.first
-        return {"completion_tokens": self.tokens,
-                "ttft_s": self.first - self.start if self.first else None,
-                "gen_tps": (self.tokens - 1) / (self.last - self.first) if decoding else None}
+        """The timings every backend's final chunk gives, from what arrived (no prompt count)."""
+        cut = final_chunk(finish_reason="cancelled", prompt_tokens=None, completion_tokens=self.tokens,
+                          start=self.start, first=self.first, last=self.last)
+        return {k: getattr(cut, k) for k in ("completion_tokens", "ttft_s", "gen_tps")}
 
 
 def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Message],
