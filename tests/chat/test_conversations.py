@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgeai_testing.echo import keep_state
+
 from edgeai.chat.conversations import clear_conversation, delete_conversation, title_from
 from edgeai.chat.kv import kv_path
 from edgeai.chat.store import conversation_exists, open_chat_db
@@ -82,17 +84,14 @@ def test_a_fresh_chat_db_never_resumes_an_earlier_ones_conversation(settings, ma
     from edgeai.runtime.loaded import LoadedModel
 
     backend, spec = make_echo()
-    restored = []
-    backend.save_state = lambda path: path.write_bytes(b"state") and 5
-    backend.restore_state = lambda path: restored.append(path) or 5
-    backend.clear_state = lambda: None
+    restored: list[int] = []
+    keep_state(backend, restored=restored)
     model = LoadedModel(backend, spec, "echo")
 
     old = open_chat_db(settings)
     first = old.create_conversation("old chat")
     old.add_message(first.id, "user", "a secret history")
     kept = kv_file(settings.home, old, backend, first.id)
-    kept.parent.mkdir(parents=True, exist_ok=True)
     backend.save_state(kept)
     old.close()
     (settings.home / "chat.db").write_bytes(b"this is not a database" * 100)  # damaged
@@ -107,7 +106,6 @@ def test_a_fresh_chat_db_never_resumes_an_earlier_ones_conversation(settings, ma
     assert len(moved) == 1 and (settings.home / moved[0] / kept.name).exists()  # aside, not deleted
     assert "moved it to" in reported[0]
     state = kv_file(settings.home, fresh, backend, conv.id)
-    state.parent.mkdir()
     backend.save_state(state)  # the new conversation 1 keeps a state of its own
     fresh.close()
 

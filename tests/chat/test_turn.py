@@ -9,6 +9,7 @@ import time
 
 import pytest
 from edgeai_testing.corpus import QUESTIONS, build_corpus
+from edgeai_testing.echo import keep_state, on_stream_close
 
 from edgeai.chat.history import history
 from edgeai.chat.kv import kv_path, prepare, prune_kv
@@ -75,20 +76,7 @@ def test_a_stop_during_the_prefill_abandons_the_prompt(db, make_echo, settings):
         return len(polls) > 2  # during the prefill's empty chunks
 
     closed = threading.Event()
-    real = backend.stream
-
-    def tracked(prompt, params):
-        inner = real(prompt, params)
-
-        def gen():
-            try:
-                yield from inner
-            finally:
-                closed.set()
-
-        return gen()
-
-    backend.stream = tracked
+    on_stream_close(backend, closed.set)
     out = run_turn(turn, model, GenParams(), settings, should_stop=should_stop)
     assert closed.is_set()  # the generator was closed, not left hanging
     assert out.status == "interrupted" and out.text == ""
@@ -141,25 +129,11 @@ def test_the_window_is_the_loaded_backends_not_the_fallback(make_echo):
     assert LoadedModel(backend, spec, "echo", fallback_ctx=4096).n_ctx == 400
 
 
-def keep_state(backend, on_save=None):
-    """The echo backend with llamacpp's KV-state methods (the file holds a marker)."""
-
-    def save_state(path):
-        if on_save is not None:
-            on_save(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"kv")
-
-    backend.save_state = save_state
-    backend.restore_state = lambda path: 7
-    backend.clear_state = lambda: None
-
-
 def test_the_outcome_is_reported_before_the_kv_state_is_saved(db, make_echo, settings):
     backend, spec = make_echo()
     model = LoadedModel(backend, spec, "echo")
     events = []
-    keep_state(backend, lambda path: events.append(("save", model.lock.locked())))
+    keep_state(backend, on_save=lambda path: events.append(("save", model.lock.locked())))
     turn = start(db, model)
     kv = kv_path(settings.home, db, turn.conversation.id)
     out = run_turn(turn, model, GenParams(), settings,
@@ -171,7 +145,7 @@ def test_the_outcome_is_reported_before_the_kv_state_is_saved(db, make_echo, set
 def test_no_kv_file_is_left_for_a_conversation_deleted_meanwhile(db, make_echo, settings):
     backend, spec = make_echo()
     saves = []
-    keep_state(backend, saves.append)
+    keep_state(backend, on_save=saves.append)
     model = LoadedModel(backend, spec, "echo")
     turn = start(db, model)
     conv = turn.conversation

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
+from edgeai_testing.echo import keep_state, on_stream_close
+
 from edgeai.chat.kv import kv_path
 
 SIZE = (100, 32)
@@ -24,40 +26,7 @@ def held_loader(make_echo, release: threading.Event, only: str | None = None):
 def finish_slowly(backend, release: threading.Event) -> None:
     """Once stopped, the stream takes until `release` to close (as a long llama.cpp prefill
     batch does): the reply stays 'finishing', its worker holding the model's lock."""
-    real = backend.stream
-
-    def stream(prompt, params):
-        inner = real(prompt, params)
-
-        def chunks():
-            try:
-                yield from inner
-            finally:
-                release.wait(5)
-
-        return chunks()
-
-    backend.stream = stream
-
-
-def keep_state(backend, saved: list | None = None, restored: list | None = None, save=None) -> None:
-    """Give the echo backend the KV-state methods of llamacpp (files hold a marker)."""
-
-    def save_state(path):
-        if save is not None:
-            save(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"kv" * 100)
-        if saved is not None:
-            saved.append(path)
-
-    def restore_state(path):
-        if restored is not None:
-            restored.append(int(path.stem.rpartition("-")[2]))  # <chat.db uid>-<id>.kv
-        return 10
-
-    backend.save_state, backend.restore_state = save_state, restore_state
-    backend.clear_state = lambda: None
+    on_stream_close(backend, lambda: release.wait(5))
 
 
 class OwnedLock:
@@ -114,7 +83,7 @@ async def test_stopping_and_switching_while_a_stopped_reply_finishes(make_app, m
 async def test_no_worker_waits_on_the_ui_while_it_holds_the_model_lock(make_app, make_echo, send,
                                                                        until, settle):
     backend, spec = make_echo(token_delay=0.002)
-    keep_state(backend)
+    keep_state(backend, marker=b"kv" * 100)
     app = make_app(loaded=(backend, spec))
     lock = app.model.lock = OwnedLock()
     waits_under_lock = []
@@ -234,7 +203,8 @@ async def test_the_reply_is_finished_before_its_kv_state_is_saved(make_app, make
     saving, release = threading.Event(), threading.Event()
     backend, spec = make_echo()
     saved: list = []
-    keep_state(backend, saved, save=lambda path: (saving.set(), release.wait(5)))
+    keep_state(backend, on_save=lambda path: (saving.set(), release.wait(5), saved.append(path)),
+               marker=b"kv" * 100)
     app = make_app(loaded=(backend, spec))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -252,7 +222,7 @@ async def test_the_reply_is_finished_before_its_kv_state_is_saved(make_app, make
 async def test_quick_switches_restore_only_the_last_conversations_kv(make_app, make_echo, settle):
     backend, spec = make_echo()
     restored: list[int] = []
-    keep_state(backend, restored=restored)
+    keep_state(backend, restored=restored, marker=b"kv" * 100)
     app = make_app(loaded=(backend, spec))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
