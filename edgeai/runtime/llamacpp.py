@@ -43,7 +43,6 @@ class LlamaCppBackend:
         self.spec: ModelSpec | None = None
         self.prefill_step = PREFILL_STEP
         self.gpu_layers: int | None = None
-        self.n_seq = 1
         self.capabilities = Capabilities(chat_template=False, grammar=True, logits=True)
 
     # -- loading -------------------------------------------------------------------------
@@ -77,7 +76,6 @@ class LlamaCppBackend:
             self.close()  # the weights go now, not whenever the collector finds them
             raise
         self.spec = spec
-        self.n_seq = opts.n_seq
         self.gpu_layers = gpu_layers  # what was offloaded (-1: all), for the bench's records
         self.prefill_step = opts.prefill_step or PREFILL_STEP
         template = templates.choose_template(opts.chat_template or spec.chat_template,
@@ -149,6 +147,11 @@ class LlamaCppBackend:
         return bool(self._lib.llama_vocab_is_eog(self._model.vocab, token))
 
     # -- the batched step (decode.BatchedStep) --------------------------------------------
+    @property
+    def n_seq(self) -> int:
+        """Sequences the context holds (`LoadOptions.n_seq`); 0 before a model is loaded."""
+        return self._seqs.n_seq if self._seqs is not None else 0
+
     def evaluate(self, inputs: Sequence[SeqInput]):
         return self._require().evaluate(inputs)
 
