@@ -242,8 +242,8 @@ class BatchedStep(Protocol):
     prefill_step: int  # prompt tokens per evaluation call in `stream`'s prefill
 
     def evaluate(self, inputs: Sequence[SeqInput]) -> list[np.ndarray]:
-        """Append each input's tokens to its sequence; one (len(logits_at) x vocab) float32
-        array per input, in order."""
+        """Append each input's tokens to its sequence (one input per sequence); one
+        (len(logits_at) x vocab) float32 array per input, in order, its rows in position order."""
 
     def seq_length(self, seq: int) -> int:
         """How many positions the sequence holds."""

@@ -83,17 +83,18 @@ class Sequences:
         del self.cached[seq][length:]
 
     def evaluate(self, inputs: Sequence[SeqInput]) -> list[np.ndarray]:
-        """Append tokens to sequences in as few `llama_decode` calls as `n_batch` allows; logits
-        (float32 copies) only at each input's `logits_at` positions."""
+        """Append tokens to sequences (one input per sequence) in as few `llama_decode` calls as
+        `n_batch` allows; logits (float32 copies) only at each input's `logits_at` positions,
+        in position order."""
         import numpy as np
 
-        flat = []  # (seq, token, position, row wanted) in batch order
+        if len({item.seq for item in inputs}) < len(inputs):
+            raise ValueError("one input per sequence in an evaluate call")
+        flat, counts = [], []  # (seq, token, position, row wanted) in batch order; rows per input
         for item in inputs:
             wanted = {i % len(item.tokens) for i in item.logits_at} if item.tokens else set()
-            start = len(self.cached[item.seq])
-            if start + len(item.tokens) > self.n_ctx:
-                raise ContextOverflow(start + len(item.tokens), self.n_ctx)
-            flat.extend((item.seq, int(t), start + i, i in wanted) for i, t in enumerate(item.tokens))
+            flat.extend(self._entries(item.seq, item.tokens, wanted))
+            counts.append(len(wanted))
         rows: list[np.ndarray] = []
         for lo in range(0, len(flat), self.n_batch):
             part = flat[lo:lo + self.n_batch]
@@ -102,8 +103,7 @@ class Sequences:
             for seq, token, _, _ in part:
                 self.cached[seq].append(token)
         out, k = [], 0
-        for item in inputs:
-            n = len({i % len(item.tokens) for i in item.logits_at}) if item.tokens else 0
+        for n in counts:
             out.append(np.stack(rows[k:k + n]) if n else np.empty((0, self.n_vocab), np.float32))
             k += n
         return out
@@ -111,12 +111,15 @@ class Sequences:
     def append(self, seq: int, tokens: Sequence[int]) -> None:
         """Evaluate `tokens` for one sequence, logits at the last only; they stay in the context
         for `Sampler.sample` (no copy): the decode loop's step."""
+        self._decode(self._entries(seq, tokens, {len(tokens) - 1}))
+        self.cached[seq].extend(int(t) for t in tokens)
+
+    def _entries(self, seq: int, tokens: Sequence[int], wanted: set[int]) -> list[tuple[int, int, int, bool]]:
+        """The batch entries that append `tokens` to `seq`: (seq, token, position, logits?)."""
         start = len(self.cached[seq])
         if start + len(tokens) > self.n_ctx:
             raise ContextOverflow(start + len(tokens), self.n_ctx)
-        last = len(tokens) - 1
-        self._decode([(seq, int(t), start + i, i == last) for i, t in enumerate(tokens)])
-        self.cached[seq].extend(int(t) for t in tokens)
+        return [(seq, int(t), start + i, i in wanted) for i, t in enumerate(tokens)]
 
     def logits_row(self, index: int) -> np.ndarray:
         """A copy of the logits of the `index`-th token of the last decode call."""
