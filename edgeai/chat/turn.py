@@ -1,5 +1,6 @@
-"""One chat turn, the same for every surface (the Textual app, `edgeai chat --plain`): the
-user's text in as an argument, the reply streamed out, and every chat.db write of the turn.
+"""One chat turn, the same for every surface (the Textual app, `edgeai chat --plain`, the
+server): the user's text in as an argument, the reply streamed out, and every chat.db write of
+the turn.
 
 Two phases, because the app must show the reply's row before its worker starts:
 
@@ -10,10 +11,10 @@ Two phases, because the app must show the reply's row before its worker starts:
         start_reply                                      (the empty `streaming` row)
         history(earlier + the user's message) in memory: the user's text is never read back
     run_turn     (a worker thread in the app; the REPL's own thread)
-        hooks                 the seam for the input guard and for media (empty today)
-        rag.retrieve          with the turn's question, before the lock: it does not use the model
+        prepare:  hooks       the seam for the input guard and for media (they see an `Ask`)
+                  rag.retrieve  with the turn's question, before the lock: it does not use the model
         -- model lock --
-        rag.compose -> save_rag -> fit_to_context -> backend.stream
+        compose_prompt: rag.compose -> fit_to_context;  save_rag;  backend.stream
             every 0.5 s save_partial; `should_stop` polled between chunks
         rag.finish -> finish_reply; on_outcome
         keep_kv               after the outcome: the save can take seconds
@@ -24,12 +25,16 @@ held, so they must never wait for the UI (the app posts messages): a UI that wai
 lock (closing the model) would otherwise deadlock with them. A stop (`should_stop`: Esc) and
 Ctrl-C (KeyboardInterrupt, re-raised once the reply is saved) both keep what arrived, as
 `interrupted`; a failure before the first token is an `error` row with its reason, not a crash.
+
+The server has no Turn of its own (its requests carry their history) but makes the same prompt
+through the same two steps: `prepare` (hooks, retrieval) and `compose_prompt` (RAG context,
+fitting), then `rag.finish` on the answer.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,23 +77,58 @@ class Turn:
     question: str | None  # what retrieval searches with: the user's text, or on regenerate the last one
     user: StoredMessage | None = None  # the user's message as written; None on regenerate
     attachments: tuple[Path, ...] = ()  # images/audio sent with the text: carried for a media hook
+    surface: str = "tui"  # who asked: "tui", "plain" or "serve" (hooks and the audit log say so)
 
     @property
     def collection(self) -> str | None:
         """The RAG collection the reply is answered from, if any."""
         return rag.collection_of(self.conversation)
 
+    def ask(self) -> Ask:
+        return Ask(self.surface, self.question, self.attachments)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a hook sees of a turn, whichever surface asked."""
+
+    surface: str  # "tui", "plain" or "serve"
+    question: str | None  # the user's text this turn answers
+    attachments: tuple[Path, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)  # per-request switches (the server's)
+
 
 # The seam between the history and the model: the input guard and media (speech to text,
-# images for a VLM, using `turn.attachments`) plug in here in later work; none exists yet. A hook
-# gets the turn and the messages about to be sent and returns the messages to send; raising
-# fails the reply with its message. Hooks run before retrieval and without the model's lock.
-Hook = Callable[[Turn, list[Message]], list[Message]]
+# images for a VLM, using `ask.attachments`) plug in here. A hook gets the ask and the messages
+# about to be sent and returns the messages to send; raising fails the reply with its message.
+# Hooks run before retrieval and without the model's lock.
+Hook = Callable[[Ask, list[Message]], list[Message]]
 HOOKS: tuple[Hook, ...] = ()
 
 
+def prepare(ask: Ask, messages: list[Message], settings: Settings, collection: str | None,
+            hooks: Sequence[Hook] = HOOKS) -> tuple[list[Message], rag.RagPlan | None]:
+    """Before the model (no lock): the hooks, then the retrieval when a collection answers.
+    Raises what a hook or the search raised: the turn fails with that message."""
+    for hook in hooks:
+        messages = hook(ask, messages)
+    plan = rag.retrieve(settings, collection, ask.question) if collection else None
+    return messages, plan
+
+
+def compose_prompt(messages: list[Message], plan: rag.RagPlan | None, backend: Any, n_ctx: int,
+                   params: GenParams) -> tuple[list[Message], int]:
+    """The messages the model is sent (model lock held where the backend needs one): the RAG
+    context placed, then the history fitted to the window. Returns (messages, turns dropped)."""
+    reserve = reply_reserve(params, n_ctx)
+    if plan is not None:
+        messages = rag.compose(plan, messages, backend, n_ctx, reserve)
+    return fit_to_context(messages, count_prompt_tokens(backend), n_ctx, reserve)
+
+
 def begin_turn(db: ChatDB, conversation: Conversation, text: str | None, model: LoadedModel, *,
-               edit_from: int | None = None, attachments: Sequence[Path | str] = ()) -> Turn:
+               edit_from: int | None = None, attachments: Sequence[Path | str] = (),
+               surface: str = "tui") -> Turn:
     """Write the start of a turn (quick: the app calls this on its UI thread).
 
     `text` is the user's message; None regenerates: the reply answers the last question of the
@@ -110,7 +150,7 @@ def begin_turn(db: ChatDB, conversation: Conversation, text: str | None, model: 
     asked = [*earlier, user] if user is not None else earlier
     question = text if text is not None else rag.last_question(earlier)
     return Turn(db, conversation, reply, history(asked, conversation.system), question, user,
-                tuple(Path(a) for a in attachments))
+                tuple(Path(a) for a in attachments), surface)
 
 
 def run_turn(turn: Turn, model: LoadedModel, params: GenParams, settings: Settings, *,
@@ -136,22 +176,13 @@ def run_turn(turn: Turn, model: LoadedModel, params: GenParams, settings: Settin
         return outcome
 
     try:
-        messages = turn.messages
+        if turn.collection and on_note is not None:
+            on_note(f"searching {turn.collection}…")
         try:
-            for hook in hooks:
-                messages = hook(turn, messages)
-        except Exception as exc:  # a hook refusing the turn: its reason is the reply's error
-            out = _failed(turn, describe(exc))
+            messages, plan = prepare(turn.ask(), turn.messages, settings, turn.collection, hooks)
+        except Exception as exc:  # a hook refusing the turn, a deleted collection: said, not raised
+            out = _failed(turn, describe(exc) + (RAG_HINT if turn.collection else ""))
             return report(out)
-        plan = None
-        if turn.collection:
-            if on_note is not None:
-                on_note(f"searching {turn.collection}…")
-            try:
-                plan = rag.retrieve(settings, turn.collection, turn.question)
-            except Exception as exc:  # a deleted collection, a missing embedder: said, not raised
-                out = _failed(turn, describe(exc) + RAG_HINT)
-                return report(out)
         with model.lock:
             out, keyboard = _stream(turn, model, params, messages, plan, should_stop, on_text,
                                     on_context)
@@ -221,21 +252,18 @@ def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Me
     db, reply_id = turn.db, turn.reply.id
     out = Outcome()
     try:
+        kept, dropped = compose_prompt(messages, plan, model.backend, model.n_ctx, params)
         if plan is not None:
-            messages = rag.compose(plan, messages, model.backend, model.n_ctx,
-                                   reply_reserve(params, model.n_ctx))
             out.rag = plan.record()
             db.save_rag(reply_id, out.rag)  # a killed reply keeps its sources too
             if on_context is not None:
                 on_context(out.rag)
-        kept, dropped = fit_to_context(messages, count_prompt_tokens(model.backend), model.n_ctx,
-                                       reply_reserve(params, model.n_ctx))
         seen = _Arrivals()
         stream = model.backend.stream(kept, params)
     except Exception as exc:  # context overflow, a bad template: a message, not a crash
         out.status, out.error = "error", describe(exc)
         out.stats = {"error": out.error}
-        db.finish_reply(reply_id, "", status="error", stats=out.stats)  # sources saved stay
+        db.finish_reply(reply_id, "", status="error", stats=out.stats)  # e.g. a question that cannot fit the window
         return out, False
     model.kv_owner = turn.conversation.id  # from here on the cache holds this conversation
     text: list[str] = []

@@ -93,7 +93,7 @@ class PlainSession:
             click.echo(text, nl=False)
 
         outcomes = []
-        turn = begin_turn(self.db, self.conversation, text, self.model)
+        turn = begin_turn(self.db, self.conversation, text, self.model, surface="plain")
         self.conversation = turn.conversation
         try:
             out = run_turn(turn, self.model, self.params, self.settings, on_text=show,
