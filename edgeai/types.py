@@ -15,10 +15,21 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Message:
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
     images: tuple[Path, ...] = ()
     audio: Path | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant's calls of the caller's functions
+    tool_call_id: str | None = None  # a "tool" message: the call it answers
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model asked for: `arguments` is JSON text."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)

@@ -263,7 +263,7 @@ def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Me
     except Exception as exc:  # context overflow, a bad template: a message, not a crash
         out.status, out.error = "error", describe(exc)
         out.stats = {"error": out.error}
-        db.finish_reply(reply_id, "", status="error", stats=out.stats)  # e.g. a question that cannot fit the window
+        db.finish_reply(reply_id, "", status="error", stats=out.stats)  # e.g. a question too long
         return out, False
     model.kv_owner = turn.conversation.id  # from here on the cache holds this conversation
     text: list[str] = []

@@ -63,12 +63,12 @@ class ChatPrompt:
         self.eos_text = eos_text
         self._encode = encode
 
-    def render(self, messages: list[Message]) -> str:
+    def render(self, messages: list[Message], tools: Sequence[dict] | None = None) -> str:
         return templates.render_chat(self.template, messages, model_id=self.model_id,
-                                     bos_token=self.bos_text, eos_token=self.eos_text)
+                                     bos_token=self.bos_text, eos_token=self.eos_text, tools=tools)
 
-    def text(self, prompt: str | list[Message]) -> str:
-        return self.render(prompt) if isinstance(prompt, list) else prompt
+    def text(self, prompt: str | list[Message], tools: Sequence[dict] | None = None) -> str:
+        return self.render(prompt, tools) if isinstance(prompt, list) else prompt
 
     def tokens(self, prompt: str | list[Message]) -> list[int]:
         return self._tokens(self.text(prompt), isinstance(prompt, list))
@@ -77,11 +77,13 @@ class ChatPrompt:
         add_bos = not (self.bos_text and text.startswith(self.bos_text))
         return self._encode(text, chat, add_bos)
 
-    def plan(self, prompt: str | list[Message], params: GenParams, n_ctx: int) -> PromptPlan:
+    def plan(self, prompt: str | list[Message], params: GenParams, n_ctx: int,
+             tools: Sequence[dict] | None = None) -> PromptPlan:
         """The checks every `stream()` makes before it returns its generator (so the CLI fails
-        before printing): an empty prompt, a prompt the window cannot hold."""
+        before printing): an empty prompt, a prompt the window cannot hold. `tools` (OpenAI's
+        function definitions) are given to the chat template."""
         chat = isinstance(prompt, list)
-        text = self.text(prompt)
+        text = self.text(prompt, tools)
         if not text.strip() or (chat and not any(m.content.strip() for m in prompt)):
             raise BadInput("the prompt is empty")
         tokens = self._tokens(text, chat)
@@ -160,44 +162,73 @@ class TokenStep(Protocol):
         """The generation is over (finished, stopped or abandoned): settle the cache."""
 
 
+class Reply:
+    """One reply's text side, token by token: EOS and `ignore_eos`, the budget, pending ids, the
+    detokenizer and `TextStream` (stop sequences, `<think>`), the final chunk's statistics.
+    `run` drives one from a `TokenStep`; the server's batcher drives one per sequence."""
+
+    def __init__(self, plan: PromptPlan, params: GenParams, *, eos: Container[int],
+                 detokenizer: Detokenizer) -> None:
+        self.plan, self._eos, self._ignore_eos = plan, eos, params.ignore_eos
+        self._detokenizer = detokenizer
+        self._text = TextStream(params.stop, in_reasoning=plan.thinking)
+        self.start = time.perf_counter()
+        self.first: float | None = None
+        self.last: float | None = None
+        self.count = 0
+        self.finish = "length"
+        self.done = plan.budget <= 0
+        self._pending: list[int] = []
+
+    def accept(self, token: int) -> Chunk | None:
+        """Take the next sampled token: the text chunk it completes, if any. Afterwards `done`
+        says whether the reply ended (EOS, the budget, a stop sequence); a token that ends it
+        need not be evaluated."""
+        self.last = time.perf_counter()
+        self.first = self.first or self.last
+        if token in self._eos and not self._ignore_eos:
+            self.finish, self.done = "stop", True
+            return None
+        self.count += 1
+        self._pending.append(token)
+        self.done = self.count >= self.plan.budget
+        answer, reasoning = self._text.feed(self._detokenizer.step(token))
+        chunk = None
+        if answer or reasoning:
+            chunk = Chunk(text=answer, reasoning=reasoning, token_ids=tuple(self._pending))
+            self._pending = []
+        if self._text.stopped:
+            self.finish, self.done = "stop", True
+        return chunk
+
+    def final(self, peak_mem: float | None = None, finish: str | None = None) -> Chunk:
+        """The last chunk: the text still held back, the finish reason, the timings."""
+        answer, reasoning = self._text.feed(self._detokenizer.flush())
+        tail = self._text.flush()
+        return final_chunk(text=answer + tail[0], reasoning=reasoning + tail[1],
+                           token_ids=tuple(self._pending), finish_reason=finish or self.finish,
+                           prompt_tokens=len(self.plan.tokens), completion_tokens=self.count,
+                           start=self.start, first=self.first, last=self.last, peak_mem_mb=peak_mem)
+
+
 def run(step: TokenStep, plan: PromptPlan, params: GenParams, *, eos: Container[int],
         detokenizer: Detokenizer, peak_mem: Callable[[], float | None] = peak_rss_mb) -> Iterator[Chunk]:
     """Stream one reply: empty chunks during the prefill (stop points), text chunks as tokens
     decode, then the final chunk with the finish reason and the timings."""
-    start = time.perf_counter()
-    text = TextStream(params.stop, in_reasoning=plan.thinking)
-    first = last = None
-    count, pending, finish = 0, [], "length"
+    reply = Reply(plan, params, eos=eos, detokenizer=detokenizer)
     try:
         for _ in step.prefill(plan.tokens):
             yield Chunk()  # a point where a closed stream stops the prefill
-        while count < plan.budget:
+        while not reply.done:
             token = step.sample()
-            last = time.perf_counter()
-            first = first or last
-            if token in eos and not params.ignore_eos:
-                finish = "stop"
-                break
-            count += 1
-            pending.append(token)
-            if count < plan.budget:
-                # before the text work: a stop sequence found below leaves this one token more
-                # in the cache, which the next prompt's prefix match simply drops
-                step.feed(token)
-            answer, reasoning = text.feed(detokenizer.step(token))
-            if answer or reasoning:
-                yield Chunk(text=answer, reasoning=reasoning, token_ids=tuple(pending))
-                pending = []
-            if text.stopped:
-                finish = "stop"
-                break
+            chunk = reply.accept(token)
+            if not reply.done:
+                step.feed(token)  # before the chunk is shown: the consumer's time overlaps nothing
+            if chunk is not None:
+                yield chunk
     finally:
         step.close()
-    answer, reasoning = text.feed(detokenizer.flush())
-    tail = text.flush()
-    yield final_chunk(text=answer + tail[0], reasoning=reasoning + tail[1], token_ids=tuple(pending),
-                      finish_reason=finish, prompt_tokens=len(plan.tokens), completion_tokens=count,
-                      start=start, first=first, last=last, peak_mem_mb=peak_mem())
+    yield reply.final(peak_mem())
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -254,6 +285,14 @@ class BatchedStep(Protocol):
     def sampler(self, params: GenParams, seed: int | None = None) -> SeqSampler: ...
 
     def is_end(self, token: int) -> bool: ...
+
+    def plan(self, prompt: str | list[Message], params: GenParams, n_ctx: int | None = None,
+             tools: Sequence[dict] | None = None) -> PromptPlan:
+        """The prompt as tokens, checked against a window of `n_ctx` (a sequence's share)."""
+
+    def detokenizer(self) -> Detokenizer: ...
+
+    end_tokens: Container[int]  # `token in end_tokens`: end of generation
 
 
 def generate_together(backend, prompts: Sequence[str | list[Message]], params: GenParams) -> list[list[int]]:

@@ -19,7 +19,7 @@ from edgeai.config import default_threads
 from edgeai.errors import BadInput, ContextOverflow, EdgeAIError, ModelFormatError
 from edgeai.gguf_info import kv_bytes_per_token, read_header
 from edgeai.runtime import templates
-from edgeai.runtime.decode import ByteDetokenizer, ChatPrompt, SeqInput, common_prefix, run, steps
+from edgeai.runtime.decode import ByteDetokenizer, ChatPrompt, PromptPlan, SeqInput, common_prefix, run, steps
 from edgeai.runtime.llamacpp_batch import Sampler, Sequences
 from edgeai.runtime.llamacpp_build import import_llama_cpp, model_params, supports_gpu_offload
 from edgeai.system import memory_gb
@@ -135,12 +135,26 @@ class LlamaCppBackend:
     # -- generation ----------------------------------------------------------------------
     def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]:
         seqs = self._require()
-        plan = self._prompt.plan(prompt, params, seqs.n_ctx)
-        grammar = _grammar(params.response_format)
-        seed = params.seed if params.seed is not None else random.randrange(2**31)
-        sampler = Sampler(self._lib, self._model, params, seed, grammar)
-        return run(_ChatStep(seqs, sampler, self.prefill_step), plan, params, eos=_EndOfGeneration(self),
-                   detokenizer=ByteDetokenizer(lambda token: self._model.detokenize([token])))
+        plan = self.plan(prompt, params)
+        sampler = self.sampler(params, params.seed)
+        return run(_ChatStep(seqs, sampler, self.prefill_step), plan, params, eos=self.end_tokens,
+                   detokenizer=self.detokenizer())
+
+    def plan(self, prompt: str | list[Message], params: GenParams, n_ctx: int | None = None,
+             tools: Sequence[dict] | None = None) -> PromptPlan:
+        """The prompt checked and tokenized for a window of `n_ctx` (default: the context's; a
+        server's sequence gets its share). `tools` go to the chat template (OpenAI's shape)."""
+        seqs = self._require()
+        return self._prompt.plan(prompt, params, n_ctx or seqs.n_ctx, tools=tools)
+
+    def detokenizer(self) -> ByteDetokenizer:
+        """A fresh detokenizer for one reply (llama.cpp pieces are bytes)."""
+        return ByteDetokenizer(lambda token: self._model.detokenize([token]))
+
+    @property
+    def end_tokens(self) -> _EndOfGeneration:
+        """`token in backend.end_tokens`: end of generation (EOS, end of turn)."""
+        return _EndOfGeneration(self)
 
     def is_end(self, token: int) -> bool:
         """An end-of-generation token (EOS, end of turn) of this vocabulary."""

@@ -84,6 +84,26 @@ def _compile(source: str):
         raise BadInput(f"chat template does not parse: {exc}") from None
 
 
+def _message_dict(message: Message) -> dict[str, Any]:
+    """A message as chat templates read it (Hugging Face's shape: tool calls with their
+    arguments as a mapping, a tool result with the id it answers)."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "type": "function",
+                              "function": {"name": c.name, "arguments": _arguments(c.arguments)}}
+                             for c in message.tool_calls]
+    if message.tool_call_id:
+        out["tool_call_id"] = message.tool_call_id
+    return out
+
+
+def _arguments(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def resolve_template(name_or_source: str) -> str:
     """A built-in name becomes its Jinja text; anything else is taken as Jinja text."""
     return BUILTIN_TEMPLATES.get(name_or_source, name_or_source)
@@ -96,7 +116,7 @@ def prepare(template: str) -> None:
 
 def render(template: str, messages: Sequence[Message], *, bos_token: str = "",
            eos_token: str = "", add_generation_prompt: bool = True, **extra: Any) -> str:
-    payload = [{"role": m.role, "content": m.content} for m in messages]
+    payload = [_message_dict(m) for m in messages]
     try:
         return _compile(resolve_template(template)).render(
             messages=payload, bos_token=bos_token, eos_token=eos_token,
@@ -105,13 +125,15 @@ def render(template: str, messages: Sequence[Message], *, bos_token: str = "",
         raise BadInput(f"the chat template rejected the conversation: {exc}") from None
 
 
-def render_chat(template: str | None, messages, *, model_id: str, bos_token: str, eos_token: str) -> str:
+def render_chat(template: str | None, messages, *, model_id: str, bos_token: str, eos_token: str,
+                tools: Sequence[dict] | None = None) -> str:
     """`render`, or the one error every backend gives for a model without a chat template."""
     if template is None:
         raise BadInput(f"model {model_id} has no chat template (a base model?)",
                        "send a raw prompt, or choose a template with "
                        "--chat-template chatml|gemma|llama3|phi3")
-    return render(template, messages, bos_token=bos_token, eos_token=eos_token)
+    extra = {"tools": list(tools)} if tools else {}
+    return render(template, messages, bos_token=bos_token, eos_token=eos_token, **extra)
 
 
 def choose_template(chosen: str | None, own: str | None, arch: str,
