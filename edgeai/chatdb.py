@@ -261,6 +261,17 @@ class ChatDB:
         return StoredMessage(cursor.lastrowid, conversation_id, role, content, reasoning, status,
                              dict(stats or {}), created)
 
+    def add_messages(self, conversation_id: int, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Several (role, content, stats) messages in one transaction: all of them or none."""
+        created = self.clock()
+        with self._lock, self._db:
+            for role, content, stats in rows:
+                self._db.execute(
+                    "INSERT INTO messages(conversation_id, role, content, reasoning, status, stats, created) "
+                    "VALUES (?, ?, ?, '', 'done', ?, ?)",
+                    (conversation_id, role, content, json.dumps(stats), created))
+            self._db.execute("UPDATE conversations SET updated=? WHERE id=?", (created, conversation_id))
+
     def message(self, message_id: int) -> StoredMessage:
         rows = self._read("SELECT * FROM messages WHERE id=?", (message_id,))
         if not rows:

@@ -19,6 +19,7 @@ from edgeai.cli.doctor import doctor
 from edgeai.cli.models import models
 from edgeai.cli.rag import rag
 from edgeai.cli.run import run
+from edgeai.cli.serve import serve
 from edgeai.errors import EdgeAIError
 
 
@@ -36,6 +37,7 @@ cli.add_command(doctor)
 cli.add_command(bench)
 cli.add_command(rag)
 cli.add_command(convert)
+cli.add_command(serve)
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:

@@ -91,12 +91,12 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
             bar.stop()
 
 
-def open_model(settings: Settings, backend: str | None, chat_template: str | None):
+def open_model(settings: Settings, backend: str | None, chat_template: str | None, n_seq: int = 1):
     from edgeai.runtime.loader import load_model
 
     with progress_bar("assembling model weights (first use only)") as advance:
         return load_model(settings, settings.model, backend or settings.backend, chat_template,
-                          progress=advance)
+                          progress=advance, n_seq=n_seq)
 
 
 def with_progress(work: Callable):

@@ -52,14 +52,17 @@ def model_spec(settings: Settings, model: str, backend: str | None, progress=Non
 
 
 def load_model(settings: Settings, model: str | None = None, backend: str | None = None,
-               chat_template: str | None = None, progress=None) -> tuple[Backend, ModelSpec]:
+               chat_template: str | None = None, progress=None, n_seq: int = 1) -> tuple[Backend, ModelSpec]:
+    """Resolve and load a model. `n_seq` sequences share one context of `n_ctx` × `n_seq` tokens
+    (a server's slots: `--ctx` stays what one request may use)."""
     model = model or settings.model
     backend = backend or settings.backend
     spec = model_spec(settings, model, backend, progress)
     instance = get_backend(pick_backend(spec, backend))
-    opts = LoadOptions(n_ctx=settings.n_ctx, n_threads=settings.threads, gpu_layers=settings.gpu_layers,
+    opts = LoadOptions(n_ctx=settings.n_ctx * n_seq, n_threads=settings.threads,
+                       gpu_layers=settings.gpu_layers,
                        chat_template=chat_template, n_batch=max(512, settings.n_batch or 0),
-                       prefill_step=settings.n_batch)
+                       prefill_step=settings.n_batch, n_seq=n_seq)
     instance.load(spec, opts)
     return instance, spec
 

@@ -1,0 +1,288 @@
+"""Continuous batching: one thread owns the model and advances every live request together.
+
+Boundary: jobs in (a prompt, its sampling, where to deliver), `Event`s out; no HTTP and no
+OpenAI shapes. On a backend with the batched step (`decode.BatchedStep`: llama.cpp) each job
+gets a sequence of the one context; every step evaluates one token for each decoding sequence
+and up to `prefill_step` prompt tokens of the sequences still reading their prompt, in one model
+call, so a new request joins the running batch between steps and a long prompt never stalls the
+replies in flight (chunked prefill). Each sequence samples with its own sampler chain and keeps
+its tokens after its reply: the next job goes to the free sequence that holds the longest prefix
+of its prompt (a returning conversation lands where its history is). A backend without the
+batched step is served one job at a time through its `stream`.
+
+Waiting jobs are bounded (`QueueFull` at once, never a hang); a cancelled job (its client left)
+gives its sequence back before the next step.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeai.errors import EdgeAIError
+from edgeai.runtime.decode import BatchedStep, PromptPlan, Reply, SeqInput, common_prefix
+from edgeai.types import Chunk, GenParams, Message
+
+
+class QueueFull(Exception):
+    """More jobs wait than the queue holds."""
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    """What a job's client hears: a chunk (the last has `finish_reason`), or an error."""
+
+    chunk: Chunk | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()
+    error: BaseException | None = None
+
+
+@dataclass(eq=False)
+class Job:
+    prompt: str | list[Message]
+    params: GenParams
+    deliver: Callable[[Event], None]  # called on the batcher's thread; must not block
+    plan: PromptPlan | None = None  # batched backends: the tokens, checked when submitted
+    sampler: Any = None
+    logprobs: int | None = None  # alternatives per token wanted (0: the token's own only)
+    cancelled: bool = False
+    submitted: float = field(default_factory=time.perf_counter)
+    # the batcher's own state
+    seq: int = -1
+    todo: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
+    reply: Reply | None = None
+    token: int | None = None  # sampled, to be evaluated next step
+    pending_logprobs: list[TokenLogprob] = field(default_factory=list)
+
+
+class Batcher:
+    """The model's only user while the server runs."""
+
+    def __init__(self, backend: Any, *, window: int, queue: int = 16,
+                 on_step: Callable[[int], None] = lambda n: None,
+                 on_done: Callable[[Job, Chunk], None] = lambda job, final: None) -> None:
+        self.backend = backend
+        self.window = window  # tokens one sequence may hold (`--ctx`)
+        self.queue_limit = queue
+        self.batched = isinstance(backend, BatchedStep) and backend.n_seq >= 1
+        self.slots = backend.n_seq if self.batched else 1
+        self.prefill_step = getattr(backend, "prefill_step", 128)
+        self._on_step, self._on_done = on_step, on_done
+        self._waiting: deque[Job] = deque()
+        self._active: list[Job] = []
+        self._held: list[list[int]] = [[] for _ in range(self.slots)]  # tokens each sequence holds
+        self._used: list[float] = [0.0] * self.slots  # when each sequence last served
+        self._cv = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="edgeai-batcher", daemon=True)
+        self._thread.start()
+
+    # -- the request side (any thread) ----------------------------------------------------
+    def prepare(self, job: Job, tools: Sequence[dict] | None = None) -> Job:
+        """Tokenize and check the prompt, build its sampler (raises BadInput, ContextOverflow):
+        done on the request's thread, so a bad request fails before it waits. Tokenizing reads
+        only the vocabulary, which the running batch never changes."""
+        if self.batched:
+            job.plan = self.backend.plan(job.prompt, job.params, self.window, tools=tools)
+            job.sampler = self.backend.sampler(job.params, job.params.seed)
+        return job
+
+    def submit(self, job: Job) -> None:
+        with self._cv:
+            if self._closing:
+                raise EdgeAIError("the server is shutting down")
+            if len(self._waiting) >= self.queue_limit:
+                raise QueueFull
+            self._waiting.append(job)
+            self._cv.notify()
+
+    def cancel(self, job: Job) -> None:
+        """The client left: the job's sequence is freed before the next step."""
+        with self._cv:
+            job.cancelled = True
+            self._cv.notify()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    def close(self, timeout: float = 10) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+        self._thread.join(timeout)
+        for job in [*self._waiting, *self._active]:
+            job.deliver(Event(error=EdgeAIError("the server is shutting down")))
+
+    # -- the loop (the batcher's thread) -------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                self._drop_cancelled()
+                while not self._closing and not self._waiting and not self._active:
+                    self._cv.wait()
+                    self._drop_cancelled()
+                if self._closing:
+                    return
+                if self.batched:
+                    self._admit()
+                    job = None
+                else:
+                    job = self._waiting.popleft() if self._waiting else None
+            if self.batched:
+                if self._active:
+                    self._step()
+            elif job is not None:
+                self._serve_alone(job)
+
+    def _drop_cancelled(self) -> None:
+        self._waiting = deque(j for j in self._waiting if not j.cancelled)
+        for job in [j for j in self._active if j.cancelled]:
+            self._active.remove(job)  # its sequence is free; what it holds stays reusable
+
+    def _admit(self) -> None:
+        """Waiting jobs into free sequences, first come first served; each to the free sequence
+        holding the longest prefix of its prompt (ties: the one idle longest)."""
+        while self._waiting and len(self._active) < self.slots:
+            job = self._waiting.popleft()
+            busy = {j.seq for j in self._active}
+            free = [s for s in range(self.slots) if s not in busy]
+            tokens = job.plan.tokens
+            seq = max(free, key=lambda s: (common_prefix(self._held[s], tokens[:-1]), -self._used[s]))
+            keep = common_prefix(self._held[seq], tokens[:-1])  # the last is evaluated: fresh logits
+            self.backend.truncate(seq, keep)
+            keep = self.backend.seq_length(seq)  # 0 where the memory could not drop a tail
+            del self._held[seq][keep:]
+            job.seq, job.todo = seq, list(tokens[keep:])
+            job.reply = Reply(job.plan, job.params, eos=self.backend.end_tokens,
+                              detokenizer=self.backend.detokenizer())
+            self._active.append(job)
+
+    def _step(self) -> None:
+        """One model call: a token for every decoding sequence, prompt tokens for the others."""
+        inputs: list[SeqInput] = []
+        jobs: list[Job] = []
+        for job in self._active:
+            if job.token is not None:
+                inputs.append(SeqInput(job.seq, [job.token]))
+                jobs.append(job)
+        room = self.prefill_step
+        for job in self._active:
+            if job.token is None and job.todo and room > 0:
+                part = job.todo[:room]
+                inputs.append(SeqInput(job.seq, part, (-1,) if len(part) == len(job.todo) else ()))
+                jobs.append(job)
+                room -= len(part)
+        if not inputs:
+            return
+        try:
+            rows = self.backend.evaluate(inputs)
+        except Exception as exc:  # the whole call failed: its jobs fail, their sequences reset
+            for job in jobs:
+                self._fail(job, exc)
+            return
+        self._on_step(len(inputs))
+        now = time.perf_counter()
+        for job, item, row in zip(jobs, inputs, rows, strict=True):
+            self._held[job.seq].extend(item.tokens)
+            self._used[job.seq] = now
+            if job.token is not None:
+                job.token = None
+            else:
+                del job.todo[:len(item.tokens)]
+            if len(row):
+                self._next_token(job, row[0])
+
+    def _next_token(self, job: Job, row) -> None:
+        try:
+            token = job.sampler.sample_row(row)
+        except Exception as exc:
+            self._fail(job, exc)
+            return
+        if job.logprobs is not None:
+            job.pending_logprobs.append(self._logprob(row, token, job.logprobs))
+        chunk = job.reply.accept(token)
+        if chunk is not None:
+            job.deliver(Event(chunk, self._take_logprobs(job)))
+        if job.reply.done:
+            self._finish(job)
+        else:
+            job.token = token
+
+    def _finish(self, job: Job) -> None:
+        final = job.reply.final()
+        job.deliver(Event(final, self._take_logprobs(job)))
+        self._close(job)
+        self._on_done(job, final)
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        self.backend.truncate(job.seq, 0)
+        self._held[job.seq].clear()
+        job.deliver(Event(error=exc))
+        self._close(job)
+
+    def _close(self, job: Job) -> None:
+        with self._cv:
+            if job in self._active:
+                self._active.remove(job)
+        if job.sampler is not None:
+            job.sampler.close()
+
+    @staticmethod
+    def _take_logprobs(job: Job) -> tuple[TokenLogprob, ...]:
+        out, job.pending_logprobs = tuple(job.pending_logprobs), []
+        return out
+
+    def _logprob(self, row, token: int, top: int) -> TokenLogprob:
+        """The model's own log-probability of the token (before sampling's temperature and
+        cut-offs, as OpenAI reports it) and its `top` most likely alternatives."""
+        import numpy as np
+
+        row = row.astype(np.float64)
+        peak = row.max()
+        log_total = peak + math.log(np.exp(row - peak).sum())
+        text = self.backend.detokenize
+        alternatives = ()
+        if top:
+            best = np.argpartition(-row, top)[:top]
+            best = best[np.argsort(-row[best])]
+            alternatives = tuple((text([int(t)]), float(row[t] - log_total)) for t in best)
+        return TokenLogprob(text([token]), float(row[token] - log_total), alternatives)
+
+    def _serve_alone(self, job: Job) -> None:
+        """A backend without the batched step: the job's whole reply through `stream`."""
+        with self._cv:
+            self._active.append(job)
+        stream = None
+        try:
+            stream = self.backend.stream(job.prompt, job.params)
+            for chunk in stream:
+                if job.cancelled:
+                    break
+                if chunk.text or chunk.reasoning or chunk.finish_reason:
+                    job.deliver(Event(chunk))
+                if chunk.finish_reason:
+                    self._on_done(job, chunk)
+        except Exception as exc:
+            job.deliver(Event(error=exc))
+        finally:
+            if stream is not None:
+                stream.close()
+            with self._cv:
+                self._active.remove(job)

@@ -1,0 +1,147 @@
+"""The server's side of the chat engine: a request becomes a prompt the way a chat turn does,
+then a job on the batcher; its events come back on the request's event loop.
+
+Boundary: `ChatRequest` in, `Run` out (an async stream of `Event`s plus what the reply needs
+at its end: the RAG plan for citations, tool handling); no HTTP. The prompt is made by the
+chat engine's own steps (`chat.turn.prepare`: hooks such as the guard, RAG retrieval;
+`chat.turn.compose_prompt`: the RAG context, the window check), so a RAG turn sent here
+produces the same prompt as in the chat app and `chat --plain`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from edgeai.chat import rag
+from edgeai.chat.history import count_prompt_tokens
+from edgeai.chat.turn import HOOKS, Ask, Hook, compose_prompt, prepare
+from edgeai.config import Settings
+from edgeai.errors import BadInput, ContextOverflow, EdgeAIError
+from edgeai.serve import tools as tool_calls
+from edgeai.serve.batcher import Batcher, Event, Job, QueueFull
+from edgeai.serve.metrics import Metrics
+from edgeai.serve.requests import ApiError, ChatRequest
+from edgeai.types import Message
+
+RETRY_AFTER_S = 1  # what a 429 tells the client to wait
+
+
+@dataclass
+class Run:
+    """One request in flight."""
+
+    request: ChatRequest
+    job: Job
+    queue: asyncio.Queue
+    plan: rag.RagPlan | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Every event up to and including the last chunk (or an error)."""
+        while True:
+            event = await self.queue.get()
+            yield event
+            if event.error is not None or (event.chunk is not None and event.chunk.finish_reason):
+                return
+
+
+class ServeEngine:
+    """The loaded model behind the routes: its batcher, its metrics, the prompt steps."""
+
+    def __init__(self, backend: Any, model_id: str, settings: Settings, *, window: int, queue: int = 16,
+                 hooks: Sequence[Hook] = HOOKS, aliases: Sequence[str] = ()) -> None:
+        self.backend = backend
+        self.model_id = model_id  # the catalog id /v1/models lists
+        self.names = frozenset({model_id, *aliases})  # what a request's "model" may say
+        self.settings = settings
+        self.window = window  # tokens per sequence (`--ctx`)
+        self.hooks = tuple(hooks)
+        self.batcher = Batcher(backend, window=window, queue=queue, on_step=self._observe_step,
+                               on_done=self._observe_done)
+        self.metrics = Metrics(lambda: self.batcher.queue_depth, lambda: self.batcher.active)
+
+    def _observe_step(self, n: int) -> None:
+        self.metrics.batch.observe(n)
+
+    def _observe_done(self, job: Job, final) -> None:
+        self.metrics.finished(final)
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    @property
+    def queue_full(self) -> bool:
+        return self.batcher.queue_depth >= self.batcher.queue_limit
+
+    def start(self, request: ChatRequest, loop: asyncio.AbstractEventLoop) -> Run:
+        """Make the prompt and queue the job (a worker thread: tokenizing, the guard and the
+        retrieval take milliseconds to seconds). Raises ApiError for what the client must fix."""
+        if self.queue_full:  # before any work: a full server answers at once
+            raise _busy()
+        if request.logprobs is not None and not self.batcher.batched:
+            raise ApiError(400, f"logprobs are not available on the {self.backend.name} backend",
+                           param="logprobs")
+        prompt, plan = request.prompt, None
+        if isinstance(prompt, list):
+            prompt, plan = self._compose(request, prompt)
+        params = request.params
+        if request.forced_tool:
+            schema = tool_calls.forced_schema(request.tools, request.tool_choice)
+            params = replace(params, response_format=schema)
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def deliver(event: Event) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        job = Job(prompt, params, deliver, logprobs=request.logprobs)
+        try:
+            self.batcher.prepare(job, tools=request.tools or None)
+            self.batcher.submit(job)
+        except QueueFull:
+            raise _busy() from None
+        except ContextOverflow as exc:
+            raise _overflow(exc) from None
+        except BadInput as exc:
+            raise ApiError(400, exc.message) from None
+        return Run(request, job, queue, plan)
+
+    def _compose(self, request: ChatRequest, messages: list[Message]
+                 ) -> tuple[list[Message], rag.RagPlan | None]:
+        question = next((m.content for m in reversed(messages) if m.role == "user"), None)
+        ask = Ask("serve", question, options=request.guard)
+        try:
+            messages, plan = prepare(ask, messages, self.settings, request.collection, self.hooks)
+        except BadInput as exc:
+            raise ApiError(400, exc.message) from None
+        except EdgeAIError as exc:
+            raise ApiError(400, exc.message, code=None if request.collection else "guard_refused") from None
+        except ValueError as exc:  # a hook's refusal
+            raise ApiError(400, str(exc), code="guard_refused") from None
+        try:
+            kept, dropped = compose_prompt(messages, plan, self.backend, self.window, request.params)
+        except ContextOverflow as exc:
+            raise _overflow(exc) from None
+        if dropped:  # an API client sends the history it wants read: never cut it silently
+            count = count_prompt_tokens(self.backend)(messages)
+            raise ApiError(400, f"the messages ({count} tokens) and max_tokens "
+                           f"({request.params.max_tokens}) do not fit the context window of "
+                           f"{self.window} tokens", code="context_length_exceeded", param="messages")
+        return kept, plan
+
+    def cancel(self, run: Run) -> None:
+        self.batcher.cancel(run.job)
+
+
+def _busy() -> ApiError:
+    return ApiError(429, "the server is busy: every sequence is in use and the queue is full",
+                    code="rate_limit_exceeded", kind="rate_limit_error",
+                    headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _overflow(exc: ContextOverflow) -> ApiError:
+    return ApiError(400, f"this model's context window is {exc.n_ctx} tokens per request; the prompt "
+                    f"is {exc.prompt_tokens} tokens", code="context_length_exceeded", param="messages")

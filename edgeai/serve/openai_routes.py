@@ -1,0 +1,282 @@
+"""OpenAI's API: /v1/chat/completions, /v1/completions (SSE or one body), /v1/embeddings.
+
+Boundary: the only place OpenAI-shaped dicts are built. A request is read (`requests.py`),
+started on the engine, and its events written as OpenAI's chunks or one completion; a client
+that leaves mid-reply cancels its job, which frees its sequence before the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from edgeai.chat import rag
+from edgeai.errors import describe
+from edgeai.serve import tools as tool_calls
+from edgeai.serve.app import Served, error_body, read_json
+from edgeai.serve.batcher import Event, TokenLogprob
+from edgeai.serve.engine import Run
+from edgeai.serve.requests import ApiError, ChatRequest, openai_request
+from edgeai.types import Chunk, ToolCall
+
+DISCONNECT_POLL_S = 0.25  # a non-streaming client that left is noticed this fast
+
+
+@dataclass
+class Reply:
+    """A finished (or cut) reply, as the routes report it."""
+
+    text: str = ""
+    reasoning: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    final: Chunk | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    sources: dict[str, Any] | None = None
+
+    @property
+    def finish_reason(self) -> str:
+        if self.calls:
+            return "tool_calls"
+        return "length" if self.final is not None and self.final.finish_reason == "length" else "stop"
+
+
+async def start(served: Served, req: ChatRequest) -> Run:
+    served.check_model(req.model)
+    loop = asyncio.get_running_loop()
+    return await run_in_threadpool(served.engine.start, req, loop)
+
+
+async def first_event(served: Served, run: Run) -> Event:
+    """The first event, before any response is sent: an error then is an HTTP error status."""
+    event = await run.queue.get()
+    if event.error is not None:
+        raise _failure(event.error)
+    served.engine.metrics.ttft.observe(time.perf_counter() - run.started)
+    return event
+
+
+def _failure(error: BaseException) -> ApiError:
+    from edgeai.errors import BadInput
+
+    if isinstance(error, BadInput):
+        return ApiError(400, error.message)
+    return ApiError(500, describe(error), kind="server_error")
+
+
+async def collect(served: Served, run: Run, request: Request) -> Reply:
+    """A whole reply, for a non-streaming client; its leaving cancels the job."""
+    reply = Reply()
+    event = await first_event(served, run)
+    try:
+        while True:
+            if event.error is not None:
+                raise _failure(event.error)
+            chunk = event.chunk
+            reply.text += chunk.text
+            reply.reasoning += chunk.reasoning
+            reply.logprobs.extend(event.logprobs)
+            if chunk.finish_reason:
+                reply.final = chunk
+                break
+            while True:
+                try:
+                    event = await asyncio.wait_for(run.queue.get(), DISCONNECT_POLL_S)
+                    break
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        served.engine.cancel(run)
+                        raise ApiError(499, "the client closed the request") from None
+    except BaseException:
+        served.engine.cancel(run)
+        raise
+    finish(served, run, reply)
+    return reply
+
+
+def finish(served: Served, run: Run, reply: Reply) -> None:
+    """What every reply gets once it is whole: citations checked, tool calls read, kept."""
+    if run.plan is not None:
+        reply.text, reply.sources = rag.finish(run.plan, reply.text)
+    if run.request.tools:
+        reply.text, reply.calls = tool_calls.parse_calls(reply.text, run.request.forced_tool)
+    if served.options.store is not None and reply.final is not None:
+        served.options.store(run.request, reply)
+
+
+def routes(served: Served) -> list[Route]:
+    async def chat(request: Request) -> Response:
+        req = openai_request(await read_json(request, served.options.limits), chat=True,
+                             limits=served.options.limits, default_max=served.options.limits.max_tokens)
+        run = await start(served, req)
+        if req.stream:
+            return await _sse(served, run, chat=True)
+        reply = await collect(served, run, request)
+        return JSONResponse(_completion(served, run, reply, chat=True))
+
+    async def completions(request: Request) -> Response:
+        req = openai_request(await read_json(request, served.options.limits), chat=False,
+                             limits=served.options.limits, default_max=16)
+        run = await start(served, req)
+        if req.stream:
+            return await _sse(served, run, chat=False)
+        reply = await collect(served, run, request)
+        return JSONResponse(_completion(served, run, reply, chat=False))
+
+    async def embeddings(request: Request) -> Response:
+        body = await read_json(request, served.options.limits)
+        texts = body.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
+            raise ApiError(400, "input must be a string or a list of strings", param="input")
+        if body.get("encoding_format", "float") != "float":
+            raise ApiError(400, "only encoding_format float is supported", param="encoding_format")
+        vectors, tokens, name = await run_in_threadpool(_embed, texts)
+        data = [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
+                for i, v in enumerate(vectors)]
+        return JSONResponse({"object": "list", "data": data, "model": name,
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    return [Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"])]
+
+
+def _embed(texts: list[str]) -> tuple[Any, int, str]:
+    """The RAG embedder's vectors (unit length, so a dot product is the cosine `rag` ranks by)."""
+    from edgeai.rag.embed import DEFAULT_EMBEDDER, get_embedder
+
+    embedder = get_embedder()
+    return embedder.embed(texts), sum(embedder.count_tokens(t) for t in texts), DEFAULT_EMBEDDER
+
+
+# -- shapes --------------------------------------------------------------------------------
+def _usage(final: Chunk | None) -> dict[str, int]:
+    prompt = (final.prompt_tokens or 0) if final else 0
+    completion = (final.completion_tokens or 0) if final else 0
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _logprobs(entries: list[TokenLogprob] | tuple[TokenLogprob, ...]) -> dict[str, Any]:
+    return {"content": [{"token": e.token, "logprob": e.logprob, "bytes": list(e.token.encode()),
+                         "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())}
+                                          for t, lp in e.top]} for e in entries]}
+
+
+def _calls(calls: list[ToolCall], streaming: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for i, c in enumerate(calls):
+        entry = {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        if streaming:
+            entry["index"] = i
+        out.append(entry)
+    return out
+
+
+def _completion(served: Served, run: Run, reply: Reply, chat: bool) -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": 0, "finish_reason": reply.finish_reason}
+    if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": reply.text if not reply.calls or reply.text
+                                   else None}
+        if reply.reasoning:
+            message["reasoning_content"] = reply.reasoning
+        if reply.calls:
+            message["tool_calls"] = _calls(reply.calls)
+        choice["message"] = message
+        choice["logprobs"] = _logprobs(reply.logprobs) if run.request.logprobs is not None else None
+    else:
+        choice["text"] = reply.text
+        choice["logprobs"] = None
+        if run.request.logprobs is not None:
+            choice["logprobs"] = {"tokens": [e.token for e in reply.logprobs],
+                                  "token_logprobs": [e.logprob for e in reply.logprobs],
+                                  "top_logprobs": [dict(e.top) for e in reply.logprobs]}
+    body = {"id": _id(chat), "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()), "model": served.model_id, "choices": [choice],
+            "usage": _usage(reply.final)}
+    if reply.sources is not None:
+        body["sources"] = reply.sources  # edgeai's extension: the passages the answer may cite
+    return body
+
+
+def _id(chat: bool) -> str:
+    return ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+
+
+async def _sse(served: Served, run: Run, chat: bool) -> Response:
+    from sse_starlette.sse import EventSourceResponse
+
+    event = await first_event(served, run)  # an error before the first token is an HTTP status
+    return EventSourceResponse(_stream(served, run, event, chat), ping=15)
+
+
+async def _stream(served: Served, run: Run, event: Event, chat: bool) -> AsyncIterator[str]:
+    """OpenAI's chunks: the role first, then content (and reasoning) deltas, tool calls once
+    whole, the finish reason, usage if asked, then [DONE]."""
+    req, ident, created = run.request, _id(chat), int(time.time())
+    hold = tool_calls.HoldCalls() if req.tools and not req.forced_tool else None
+    reply = Reply()
+    done = False
+
+    def piece(delta: dict[str, Any], finish: str | None = None, logprobs=None) -> str:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+        if chat:
+            choice["delta"] = delta
+            choice["logprobs"] = _logprobs(logprobs) if logprobs is not None else None
+        else:
+            choice["text"] = delta.get("content", "")
+            choice["logprobs"] = None
+        return json.dumps({"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+                           "created": created, "model": served.model_id, "choices": [choice]})
+
+    try:
+        if chat:
+            yield piece({"role": "assistant", "content": ""})
+        while True:
+            if event.error is not None:  # a failure mid-reply: an error event, as llama-server sends
+                yield json.dumps(error_body(_failure(event.error)))
+                return
+            chunk = event.chunk
+            reply.text += chunk.text
+            reply.reasoning += chunk.reasoning
+            text = chunk.text
+            if req.forced_tool:
+                text = ""
+            elif hold is not None:
+                text = hold.feed(text)
+            delta: dict[str, Any] = {}
+            if chunk.reasoning:
+                delta["reasoning_content"] = chunk.reasoning
+            if text:
+                delta["content"] = text
+            wanted = event.logprobs if req.logprobs is not None and event.logprobs else None
+            if delta or wanted:
+                yield piece(delta, logprobs=wanted)
+            if chunk.finish_reason:
+                reply.final = chunk
+                break
+            event = await run.queue.get()
+        done = True
+        finish(served, run, reply)
+        if reply.calls:
+            yield piece({"tool_calls": _calls(reply.calls, streaming=True)})
+        elif hold is not None and hold.held:
+            yield piece({"content": hold.held})  # it looked like a call but was not one
+        yield piece({}, reply.finish_reason)
+        if req.include_usage:
+            yield json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
+                              "model": served.model_id, "choices": [], "usage": _usage(reply.final)})
+        yield "[DONE]"
+    finally:
+        if not done:  # the client left (the response was cancelled) or the reply failed
+            served.engine.cancel(run)
