@@ -44,6 +44,7 @@ class Settings:
     gpu_layers: int | None = None  # None: all layers where the build can offload
     n_batch: int | None = None  # prompt tokens per evaluation step; None: the backend's default
     models_home: Path | None = None  # None: <home>/models (EDGEAI_MODELS_DIR moves it, e.g. to a big disk)
+    guard: dict[str, Any] | None = None  # the `[guard]` table as written; edgeai.guard.policy reads it
 
     @property
     def models_dir(self) -> Path:

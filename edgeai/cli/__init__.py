@@ -16,6 +16,7 @@ from edgeai.cli.bench import bench
 from edgeai.cli.chat import chat
 from edgeai.cli.convert import convert
 from edgeai.cli.doctor import doctor
+from edgeai.cli.guard import guard
 from edgeai.cli.models import models
 from edgeai.cli.rag import rag
 from edgeai.cli.run import run
@@ -38,6 +39,7 @@ cli.add_command(bench)
 cli.add_command(rag)
 cli.add_command(convert)
 cli.add_command(serve)
+cli.add_command(guard)
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:
