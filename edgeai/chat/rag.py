@@ -56,6 +56,9 @@ class RagPlan:
     sizes: dict[str, int] = field(default_factory=dict)  # file -> characters (`api.file_sizes`)
     strategy: str = RETRIEVAL
     sources: list[Source] = field(default_factory=list)
+    # the guard's passage checks (set by `turn.prepare` from its hooks): each placed passage
+    # comes back as is, flagged (fenced harder, marked in the sources) or not at all (dropped)
+    screens: list[Callable[[Source], Source | None]] = field(default_factory=list)
 
     def record(self, sources: list[Source] | None = None, cited: bool = False) -> dict[str, Any]:
         """What chat.db keeps with the reply and the view shows under it."""
@@ -72,6 +75,24 @@ def collection_of(conversation: Conversation | None) -> str | None:
 def chat_collection(conversation_id: int) -> str:
     """The collection `/attach` fills for one conversation."""
     return f"chat-{conversation_id}"
+
+
+def use_collection(settings: Settings, db: ChatDB, conversation: Conversation, name: str | None,
+                   how_to_make: str = "`edgeai rag add NAME PATH` makes one") -> Conversation:
+    """Answer this conversation from the collection `name` (None: from no documents). A name
+    that is not a collection here is refused, saying which exist (or `how_to_make` one)."""
+    if name is not None:
+        from edgeai.rag import api
+
+        known = api.list_collections(settings)
+        if name not in known:
+            have = f"collections here: {', '.join(known)}" if known else \
+                f"there are none yet: {how_to_make}"
+            raise BadInput(f"no collection named {name!r}", have)
+    rag = {**(conversation.rag or {}), "collection": name}
+    if name is None:
+        rag.pop("collection")
+    return db.update_settings(conversation.id, rag=rag)
 
 
 def claim_chat_collection(settings: Settings, db: ChatDB, conversation: Conversation) -> Conversation:
@@ -151,10 +172,12 @@ def compose(plan: RagPlan, messages: list[Message], backend: Any, n_ctx: int, re
     if strategy == FULL_DOCUMENT:
         documents = [(f, plan.full_text_of(f) or "") for f in scope]
         out, placed = build_document_messages(plan.question, documents, budget_tokens=budget,
-                                              count_tokens=count_text, system=system, history=earlier)
+                                              count_tokens=count_text, system=system, history=earlier,
+                                              screens=plan.screens)
     else:
         out, placed = build_rag_messages(plan.question, plan.hits, budget_tokens=budget,
-                                         count_tokens=count_text, system=system, history=earlier)
+                                         count_tokens=count_text, system=system, history=earlier,
+                                         screens=plan.screens)
     plan.strategy, plan.sources = strategy, placed
     return out
 

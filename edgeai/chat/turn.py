@@ -36,8 +36,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from edgeai.chat import rag
 from edgeai.chat.conversations import NEW_TITLE, title_from
@@ -46,6 +47,7 @@ from edgeai.chat.kv import keep_kv, kv_file
 from edgeai.chatdb import ChatDB, Conversation, StoredMessage
 from edgeai.config import Settings
 from edgeai.errors import describe
+from edgeai.rag.context import Source
 from edgeai.runtime.base import chunk_stats, final_chunk
 from edgeai.runtime.loaded import LoadedModel
 from edgeai.types import Chunk, GenParams, Message
@@ -106,13 +108,32 @@ Hook = Callable[[Ask, list[Message]], list[Message]]
 HOOKS: tuple[Hook, ...] = ()
 
 
+@runtime_checkable
+class PassageScreen(Protocol):
+    """A hook that also checks each retrieved passage before it is placed (the guard): the
+    source as is, marked `flagged`, or None to drop it."""
+
+    def screen(self, ask: Ask, source: Source) -> Source | None: ...
+
+
+def default_hooks(settings: Settings, model: LoadedModel | None = None) -> tuple[Hook, ...]:
+    """The hooks a turn runs when its caller names none: the guard's, for these settings
+    (`[guard]` in config.toml; none when it is off)."""
+    from edgeai.guard import hooks
+
+    return hooks(settings, model)
+
+
 def prepare(ask: Ask, messages: list[Message], settings: Settings, collection: str | None,
             hooks: Sequence[Hook] = HOOKS) -> tuple[list[Message], rag.RagPlan | None]:
     """Before the model (no lock): the hooks, then the retrieval when a collection answers.
-    Raises what a hook or the search raised: the turn fails with that message."""
+    Raises what a hook or the search raised: the turn fails with that message. Hooks that are
+    also a `PassageScreen` check the retrieved passages when they are composed."""
     for hook in hooks:
         messages = hook(ask, messages)
     plan = rag.retrieve(settings, collection, ask.question) if collection else None
+    if plan is not None:
+        plan.screens = [partial(hook.screen, ask) for hook in hooks if isinstance(hook, PassageScreen)]
     return messages, plan
 
 
@@ -159,7 +180,7 @@ def run_turn(turn: Turn, model: LoadedModel, params: GenParams, settings: Settin
              on_note: Callable[[str], None] | None = None,
              on_context: Callable[[dict[str, Any]], None] | None = None,
              on_outcome: Callable[[Outcome], None] | None = None,
-             hooks: Sequence[Hook] = HOOKS, save_state: bool = True) -> Outcome:
+             hooks: Sequence[Hook] | None = None, save_state: bool = True) -> Outcome:
     """Produce the reply of a begun turn and keep it in chat.db.
 
     `should_stop` is polled between chunks; backends yield empty chunks during a prefill, so a
@@ -167,7 +188,8 @@ def run_turn(turn: Turn, model: LoadedModel, params: GenParams, settings: Settin
     hears what happens before the model starts ("searching notes…"); with RAG on,
     `on_context` hears the strategy and sources before the first token, and the finished text
     has its citations checked and renumbered. `on_outcome` hears the outcome once it is in
-    chat.db and before the KV state is saved (`save_state`, under the same lock)."""
+    chat.db and before the KV state is saved (`save_state`, under the same lock). `hooks`
+    None runs `default_hooks` (the guard)."""
     out: Outcome | None = None
 
     def report(outcome: Outcome) -> Outcome:
@@ -179,6 +201,7 @@ def run_turn(turn: Turn, model: LoadedModel, params: GenParams, settings: Settin
         if turn.collection and on_note is not None:
             on_note(f"searching {turn.collection}…")
         try:
+            hooks = default_hooks(settings, model) if hooks is None else hooks
             messages, plan = prepare(turn.ask(), turn.messages, settings, turn.collection, hooks)
         except Exception as exc:  # a hook refusing the turn, a deleted collection: said, not raised
             out = _failed(turn, describe(exc) + (RAG_HINT if turn.collection else ""))

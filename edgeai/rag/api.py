@@ -58,6 +58,13 @@ def _open_reader(settings, name: str) -> Collection:
     return Collection.open(path, None, create=False)
 
 
+def ingest_screen(settings):
+    """The guard's PII check of each passage before indexing (None when the layer is off)."""
+    from edgeai.guard import ingest_screen as screen
+
+    return screen(settings)
+
+
 def ingest(settings, name: str, paths: Iterable[Path], *, include: tuple[str, ...] = (),
            exclude: tuple[str, ...] = (), max_mb: float = DEFAULT_MAX_MB,
            progress: Callable[[Progress], None] | None = None) -> IngestReport:
@@ -74,7 +81,8 @@ def ingest(settings, name: str, paths: Iterable[Path], *, include: tuple[str, ..
             try:
                 report = ingest_into(coll, embedder(), paths, include=include, exclude=exclude,
                                      max_bytes=int(max_mb * (1 << 20)),
-                                     on_update=progress or (lambda p: None))
+                                     on_update=progress or (lambda p: None),
+                                     screen=ingest_screen(settings))
             finally:  # also on Ctrl-C: files already committed are kept for the next run
                 empty = not coll.files()
             if not (report.added or report.updated or report.unchanged or report.removed or report.errors):

@@ -117,10 +117,37 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+# the guard's check of each passage before it is embedded (edgeai.guard.ingest_screen):
+# (file, text) -> (the text to store, the PII kinds found)
+Screen = Callable[[str, str], tuple[str, list[str]]]
+
+
+def _screened(passages: Iterable, path: Path, screen: Screen | None, found: dict[str, bool]) -> Iterator:
+    """Passages with what the guard redacts taken out of both the cited and the embedded text;
+    `found` collects kind -> whether it was redacted."""
+    from dataclasses import replace
+
+    for passage in passages:
+        if screen is not None:
+            text, kinds = screen(str(path), passage.text)
+            redacted = text != passage.text
+            found.update({kind: redacted for kind in kinds})
+            if redacted:
+                if passage.text in passage.embed_text:
+                    embed = passage.embed_text.replace(passage.text, text)
+                else:
+                    embed = screen(str(path), passage.embed_text)[0]
+                passage = replace(passage, text=text, embed_text=embed)
+        yield passage
+
+
 def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: list[str],
-               on_chunks: Callable[[int], None] = lambda n: None) -> tuple[str, int]:
+               on_chunks: Callable[[int], None] = lambda n: None, screen: Screen | None = None
+               ) -> tuple[str, int]:
     """Index one file if it changed: ("unchanged" | "added" | "updated", chunks written).
-    Raises ExtractError (or OSError) for a file that cannot be indexed; nothing of it is kept."""
+    Raises ExtractError (or OSError) for a file that cannot be indexed; nothing of it is kept.
+    `screen` (the guard's PII layer) sees every passage first: it may redact it; a notice says
+    which kinds of PII the file held."""
     from edgeai.rag.chunk import chunk_sections
 
     try:
@@ -136,20 +163,28 @@ def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: li
         coll.touch_file(str(path), stat.st_size, stat.st_mtime)
         return "unchanged", 0
     sections = iter_sections(path, max_bytes=max_bytes, on_notice=notices.append)
-    passages = chunk_sections(sections, count_tokens=embedder.count_tokens, max_tokens=embedder.max_tokens)
+    found: dict[str, bool] = {}
+    passages = _screened(chunk_sections(sections, count_tokens=embedder.count_tokens,
+                                        max_tokens=embedder.max_tokens), path, screen, found)
     written = 0
     with coll.file_writer(str(path), digest, stat.st_size, stat.st_mtime) as writer:
         while batch := list(islice(passages, BATCH)):
             writer.add(batch, embedder.embed([p.embed_text for p in batch]))
             written += len(batch)
             on_chunks(len(batch))
+    if found:
+        notices.append(f"{path.name}: PII found ({', '.join(sorted(found))}), "
+                       + ("redacted before indexing" if any(found.values())
+                          else "indexed as is (flagged in the guard log)"))
     return ("updated" if record else "added"), written
 
 
 def ingest(coll, embedder, paths: Iterable[Path], *, include: tuple[str, ...] = (),
            exclude: tuple[str, ...] = (), max_bytes: int | None = DEFAULT_MAX_MB << 20,
-           on_update: Callable[[Progress], None] = lambda p: None) -> IngestReport:
-    """Bring the collection in line with `paths` (see the module docstring)."""
+           on_update: Callable[[Progress], None] = lambda p: None, screen: Screen | None = None
+           ) -> IngestReport:
+    """Bring the collection in line with `paths` (see the module docstring); `screen` as in
+    `index_file`."""
     report = IngestReport()
     start = time.perf_counter()
     paths = [Path(p) for p in paths]
@@ -173,7 +208,7 @@ def ingest(coll, embedder, paths: Iterable[Path], *, include: tuple[str, ...] = 
             if not _encodable(path):
                 raise ExtractError(path, "unsupported", "the file name is not valid UTF-8; rename the file")
             outcome, written = index_file(coll, embedder, path, max_bytes=max_bytes,
-                                          notices=report.notices, on_chunks=on_chunks)
+                                          notices=report.notices, on_chunks=on_chunks, screen=screen)
         except (ExtractError, OSError) as exc:
             message = exc.message if isinstance(exc, EdgeAIError) else f"{path}: {exc.strerror or exc}"
             report.errors.append((str(path), message))
