@@ -163,3 +163,24 @@ def test_the_catalog_never_imports_the_runtime():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
+
+
+def test_serve_runs_until_ctrl_c_without_the_app(tmp_path):
+    """`edgeai serve`: the base URL first, a request served, Ctrl-C -> exit 0, the app never imported."""
+    import json
+    import signal
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-c", PROBE, "serve", "--backend", "echo", "--model", "echo",
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/v1"), proc.stderr.read()
+        with urllib.request.urlopen(f"{url}/models", timeout=30) as reply:
+            assert json.load(reply)["data"][0]["id"] == "echo"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "EDGEAI_TUI_IMPORTED=False" in err and "Traceback" not in err

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 HELP = """commands:
   /system TEXT   set the system prompt (clears nothing)
+  /rag on NAME   answer from the documents of collection NAME (`edgeai rag add`); /rag off
   /clear         forget the conversation
   /bye           leave (also /exit, Ctrl-D)
   \"\"\"            start and end a multi-line message"""
@@ -56,6 +57,16 @@ def handle_command(line: str, session: PlainSession) -> bool:
     if name == "/clear":
         session.clear()
         click.secho("(conversation cleared)", dim=True)
+    elif name == "/rag":
+        words = arg.split()
+        if words[:1] == ["off"] and len(words) == 1:
+            session.use_collection(None)
+            click.secho("(RAG is off: answers no longer use documents)", dim=True)
+        elif words[:1] == ["on"] and len(words) == 2:
+            session.use_collection(words[1])
+            click.secho(f"(RAG is on: answers use the collection {words[1]!r})", dim=True)
+        else:
+            click.echo("usage: /rag on NAME, or /rag off")
     elif name == "/system":
         session.set_system(arg.strip() or None)
         click.secho("(system prompt set)" if arg.strip() else "(system prompt removed)", dim=True)
@@ -80,6 +91,11 @@ class PlainSession:
         from edgeai.chat.conversations import clear_conversation
 
         clear_conversation(self.settings, self.db, self.conversation.id)
+
+    def use_collection(self, name: str | None) -> None:
+        from edgeai.chat.rag import use_collection
+
+        self.conversation = use_collection(self.settings, self.db, self.conversation, name)
 
     def set_system(self, system: str | None) -> None:
         self.conversation = self.db.update_settings(self.conversation.id, system=system)

@@ -166,6 +166,11 @@ class Batcher:
             tokens = job.plan.tokens
             seq = max(free, key=lambda s: (common_prefix(self._held[s], tokens[:-1]), -self._used[s]))
             keep = common_prefix(self._held[seq], tokens[:-1])  # the last is evaluated: fresh logits
+            if job.params.seed is not None:
+                # a seeded request starts from a clean sequence, so the same seed gives the same
+                # text: a reused prefix leaves logits that differ in the last bits (llama.cpp's
+                # one-token and batched kernels round differently), enough to change a draw
+                keep = 0
             self.backend.truncate(seq, keep)
             keep = self.backend.seq_length(seq)  # 0 where the memory could not drop a tail
             del self._held[seq][keep:]

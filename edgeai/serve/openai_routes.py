@@ -8,6 +8,7 @@ that leaves mid-reply cancels its job, which frees its sequence before the next 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 import uuid
@@ -139,10 +140,11 @@ def routes(served: Served) -> list[Route]:
             texts = [texts]
         if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
             raise ApiError(400, "input must be a string or a list of strings", param="input")
-        if body.get("encoding_format", "float") != "float":
-            raise ApiError(400, "only encoding_format float is supported", param="encoding_format")
+        encoding = body.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            raise ApiError(400, "encoding_format must be float or base64", param="encoding_format")
         vectors, tokens, name = await run_in_threadpool(_embed, texts)
-        data = [{"object": "embedding", "index": i, "embedding": [float(x) for x in v]}
+        data = [{"object": "embedding", "index": i, "embedding": _vector(v, encoding)}
                 for i, v in enumerate(vectors)]
         return JSONResponse({"object": "list", "data": data, "model": name,
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
@@ -158,6 +160,13 @@ def _embed(texts: list[str]) -> tuple[Any, int, str]:
 
     embedder = get_embedder()
     return embedder.embed(texts), sum(embedder.count_tokens(t) for t in texts), DEFAULT_EMBEDDER
+
+
+def _vector(vector, encoding: str) -> list[float] | str:
+    """float: a JSON list; base64: little-endian float32 bytes (what OpenAI's client asks for)."""
+    if encoding == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return [float(x) for x in vector]
 
 
 # -- shapes --------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ import json
 import sys
 
 import pytest
-from edgeai_testing.openai_server import serve_backend
+from edgeai_testing.serve import serving
 
+from edgeai.config import Settings
 from edgeai.runtime import generate, get_backend
 from edgeai.runtime.base import KVState
 from edgeai.runtime.remote import remote_spec
@@ -52,7 +53,7 @@ def tiny_export_backend(tmp_path_factory):
         backend.close()
 
 
-@pytest.fixture(params=["echo", "llamacpp", "remote", "onnx", "mlx", "coreml"])
+@pytest.fixture(params=["echo", "llamacpp", "remote", "remote-llamacpp", "onnx", "mlx", "coreml"])
 def backend(request):
     if request.param == "echo":
         yield loaded_echo()
@@ -60,10 +61,12 @@ def backend(request):
         yield request.getfixturevalue("llama_backend")
     elif request.param in ("onnx", "mlx", "coreml"):
         yield request.getfixturevalue("tiny_export_backend")(request.param)
-    else:  # the remote client against an OpenAI-compatible server on loopback, over echo
-        with serve_backend(loaded_echo()) as endpoint:
+    else:  # the remote client against a live `edgeai serve` on loopback, over echo or the real model
+        served = loaded_echo() if request.param == "remote" else request.getfixturevalue("llama_backend")
+        settings = Settings(home=request.getfixturevalue("edgeai_home"))
+        with serving(served, settings, model_id="served") as endpoint:
             remote = get_backend("remote")
-            remote.load(remote_spec(f"{endpoint.url}#echo"), LoadOptions())
+            remote.load(remote_spec(f"{endpoint.url}#served"), LoadOptions())
             yield remote
             remote.close()
 

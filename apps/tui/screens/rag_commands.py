@@ -31,16 +31,12 @@ def set_collection(screen: ChatScreen, collection: str | None) -> None:
     conv = screen.conversation
     if conv is None:
         return
-    rag = {**conv.rag, "collection": collection}
-    if collection is None:
-        rag.pop("collection")
-    screen.conversation = screen.db.update_settings(conv.id, rag=rag)
+    screen.conversation = ragturn.use_collection(screen.chat_app.settings, screen.db, conv, collection,
+                                                 "/attach PATH indexes files for this conversation")
     screen.show_rag_state()
 
 
 async def rag(screen: ChatScreen, arg: str) -> None:
-    from edgeai.rag import api
-
     words = arg.split()
     conv = screen.conversation
     if conv is None:
@@ -52,11 +48,6 @@ async def rag(screen: ChatScreen, arg: str) -> None:
         screen.transcript.notice("RAG is off: answers no longer use documents")
     elif words[0].lower() == "on" and len(words) == 2:
         name = words[1]
-        known = api.list_collections(screen.chat_app.settings)
-        if name not in known:
-            have = f"collections here: {', '.join(known)}" if known else \
-                "there are none yet: /attach PATH indexes files for this conversation"
-            raise BadInput(f"no collection named {name!r}", have)
         set_collection(screen, name)
         screen.transcript.notice(f"RAG is on: answers use the collection {name!r}")
         offer_quality_model(screen)
