@@ -57,6 +57,7 @@ def _open(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=5.0, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash of the process loses nothing committed
         found = db.execute("PRAGMA application_id").fetchone()[0]
         if found not in (0, APPLICATION_ID):
             raise EdgeAIError(f"guard audit log {path} is another program's database",

@@ -22,7 +22,7 @@ from edgeai.errors import EdgeAIError
 from edgeai.guard import injection, moderation
 from edgeai.guard.audit import Event, record
 from edgeai.guard.policy import Policy, parse_policy, switched
-from edgeai.guard.text import validate
+from edgeai.guard.text import hidden_tags, validate
 from edgeai.types import Message
 
 REFUSED_HINT = "the guard refused it; [guard] in config.toml sets what each layer does"
@@ -69,7 +69,9 @@ def check_input(text: str, policy: Policy, *, source: str = "user", judge=None) 
                 return refuse("input", problem)
         out.text = checked.text
     if policy.on("injection"):
-        hit = injection.detect(out.text, source)
+        # what the input layer stripped may have been an instruction in tag characters: read it too
+        smuggled = hidden_tags(text)
+        hit = injection.detect(f"{out.text}\n{smuggled}" if smuggled else out.text, source)
         if hit:
             action = "refused" if policy.on_injection == "refuse" else "flagged"
             out.events.append(Event("injection", ",".join(hit.rules), action, source, out.text,
