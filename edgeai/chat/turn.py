@@ -200,15 +200,19 @@ def run_turn(turn: Turn, model: LoadedModel, params: GenParams, settings: Settin
     try:
         if turn.collection and on_note is not None:
             on_note(f"searching {turn.collection}…")
+        checker = None
         try:
-            hooks = default_hooks(settings, model) if hooks is None else hooks
+            if hooks is None:  # the guard: its input hooks now, its output check on the reply
+                hooks = default_hooks(settings, model)
+                checker = output_checker(settings, turn.surface, turn.conversation.system,
+                                         params.response_format)
             messages, plan = prepare(turn.ask(), turn.messages, settings, turn.collection, hooks)
         except Exception as exc:  # a hook refusing the turn, a deleted collection: said, not raised
             out = _failed(turn, describe(exc) + (RAG_HINT if turn.collection else ""))
             return report(out)
         with model.lock:
             out, keyboard = _stream(turn, model, params, messages, plan, should_stop, on_text,
-                                    on_context)
+                                    on_context, checker)
             report(out)
             if keyboard:
                 raise KeyboardInterrupt
@@ -266,10 +270,19 @@ class _Arrivals:
         return {k: getattr(cut, k) for k in ("completion_tokens", "ttft_s", "gen_tps")}
 
 
+def output_checker(settings: Settings, surface: str, system: str | None,
+                   schema: dict | None) -> Callable[[str], Any]:
+    """The guard's check of a finished reply (PII, a leaked system prompt, the JSON schema)."""
+    from edgeai.guard import check_output
+
+    return partial(check_output, settings=settings, surface=surface, system_prompt=system, schema=schema)
+
+
 def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Message],
             plan: rag.RagPlan | None, should_stop: Callable[[], bool],
             on_text: Callable[[str, str], None],
-            on_context: Callable[[dict[str, Any]], None] | None) -> tuple[Outcome, bool]:
+            on_context: Callable[[dict[str, Any]], None] | None,
+            checker: Callable[[str], Any] | None = None) -> tuple[Outcome, bool]:
     """The reply itself, lock held by the caller: streamed, saved as it grows, finished.
     Returns the outcome and whether a KeyboardInterrupt cut it (for the caller to re-raise)."""
     db, reply_id = turn.db, turn.reply.id
@@ -328,6 +341,11 @@ def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Me
     if plan is not None:
         out.text, out.rag = rag.finish(plan, out.text)
     out.stats = _stats(final, model, dropped, stopped, seen)
+    if checker is not None and out.text:  # the stored (and finally shown) text is the checked one
+        checked = checker(out.text)
+        out.text = checked.text
+        if checked.findings:
+            out.stats["guard"] = [f"{e.layer}:{e.rule}:{e.action}" for e in checked.findings]
     if out.error:
         out.stats["error"] = out.error
         out.status = "interrupted" if out.text else "error"

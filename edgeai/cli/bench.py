@@ -110,6 +110,45 @@ def embed(corpus, repeats, output) -> None:
     click.echo(f"saved: {path}")
 
 
+@bench.command(name="serve")
+@click.option("--model", "-m", default=None, metavar="ID", help="Catalog id (default: the default model).")
+@click.option("--clients", default="1,4,8", show_default=True, metavar="N,N",
+              help="Concurrent clients for the batching measurement.")
+@click.option("--tg", "n_gen", type=int, default=128, show_default=True,
+              help="Tokens per reply (EOS ignored).")
+@click.option("--load", "load_clients", type=int, default=32, show_default=True,
+              help="Streaming chat clients for the load measurement.")
+@click.option("--load-tokens", type=int, default=64, show_default=True, help="Most tokens per load reply.")
+@click.option("--no-reference", is_flag=True, help="Skip llama-cpp-python's own server.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Result JSON (default: <data dir>/bench/serve-<time>.json).")
+def serve_(model, clients, n_gen, load_clients, load_tokens, no_reference, output) -> None:
+    """`edgeai serve` under concurrent clients: batching at 1/4/8 clients vs llama_cpp.server,
+    32 streaming clients, and the 429 of a full queue."""
+    from edgeai.bench.schema import save_result
+    from edgeai.bench.serve_load import run_serve_bench, table
+    from edgeai.config import DEFAULT_MODEL
+    from edgeai.errors import BadInput
+
+    try:
+        counts = [int(c) for c in clients.split(",") if c.strip()]
+    except ValueError:
+        raise BadInput(f"--clients must be numbers separated by commas, not {clients!r}") from None
+    if not counts or min(counts) < 1 or n_gen < 1 or load_clients < 1 or load_tokens < 1:
+        raise BadInput("--clients, --tg, --load and --load-tokens must be at least 1")
+    path = result_path(output, "serve")
+
+    def work(start, tick) -> dict:
+        start("serve", 2 * len(counts) + 2)
+        return run_serve_bench(model or DEFAULT_MODEL, counts=counts, n_gen=n_gen, load_clients=load_clients,
+                               load_tokens=load_tokens, reference=not no_reference, on_tick=tick)
+
+    result = with_progress(work)
+    click.echo(table(result))
+    save_result(result, path)
+    click.echo(f"saved: {path}")
+
+
 @bench.command(name="rag")
 @click.option("--sizes", default="10000,100000", show_default=True, metavar="N,N",
               help="Collection sizes in chunks (vectors generated once, clustered, and cached).")

@@ -163,9 +163,10 @@ def catalog_id(spec_id: str) -> str:
 
 
 def _hooks(settings):
-    """The chat engine's hooks for this server: the same ones the chat app runs."""
-    from edgeai.chat.turn import HOOKS
+    """The chat engine's hooks for this server: the guard, as the chat app runs it (without the
+    LLM judge: the batcher owns the model)."""
+    from edgeai.chat.turn import default_hooks
 
-    return HOOKS
+    return default_hooks(settings)
 
 

@@ -11,6 +11,7 @@ produces the same prompt as in the chat app and `chat --plain`.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,13 +22,12 @@ from edgeai.chat.history import count_prompt_tokens
 from edgeai.chat.turn import HOOKS, Ask, Hook, compose_prompt, prepare
 from edgeai.config import Settings
 from edgeai.errors import BadInput, ContextOverflow, EdgeAIError
+from edgeai.guard.pipeline import GuardRefused
 from edgeai.serve import tools as tool_calls
 from edgeai.serve.batcher import Batcher, Event, Job, QueueFull
 from edgeai.serve.metrics import Metrics
 from edgeai.serve.requests import ApiError, ChatRequest
 from edgeai.types import Message
-
-RETRY_AFTER_S = 1  # what a 429 tells the client to wait
 
 
 @dataclass
@@ -63,12 +63,23 @@ class ServeEngine:
         self.batcher = Batcher(backend, window=window, queue=queue, on_step=self._observe_step,
                                on_done=self._observe_done)
         self.metrics = Metrics(lambda: self.batcher.queue_depth, lambda: self.batcher.active)
+        self._reply_s: float | None = None  # recent reply time, arrival to last token (Retry-After)
 
     def _observe_step(self, n: int) -> None:
         self.metrics.batch.observe(n)
 
     def _observe_done(self, job: Job, final) -> None:
         self.metrics.finished(final)
+        took = time.perf_counter() - job.submitted
+        self._reply_s = took if self._reply_s is None else 0.8 * self._reply_s + 0.2 * took
+
+    def retry_after(self) -> int:
+        """Seconds until a queue place is likely free: the waiting jobs ahead, served `slots` at a
+        time, at the recent reply time (1 s before any reply has finished)."""
+        if self._reply_s is None:
+            return 1
+        rounds = (self.batcher.queue_depth + 1) / self.batcher.slots
+        return max(1, min(60, math.ceil(rounds * self._reply_s)))
 
     def close(self) -> None:
         self.batcher.close()
@@ -81,7 +92,7 @@ class ServeEngine:
         """Make the prompt and queue the job (a worker thread: tokenizing, the guard and the
         retrieval take milliseconds to seconds). Raises ApiError for what the client must fix."""
         if self.queue_full:  # before any work: a full server answers at once
-            raise _busy()
+            raise _busy(self.retry_after())
         if request.logprobs is not None and not self.batcher.batched:
             raise ApiError(400, f"logprobs are not available on the {self.backend.name} backend",
                            param="logprobs")
@@ -102,7 +113,7 @@ class ServeEngine:
             self.batcher.prepare(job, tools=request.tools or None)
             self.batcher.submit(job)
         except QueueFull:
-            raise _busy() from None
+            raise _busy(self.retry_after()) from None
         except ContextOverflow as exc:
             raise _overflow(exc) from None
         except BadInput as exc:
@@ -115,12 +126,10 @@ class ServeEngine:
         ask = Ask("serve", question, options=request.guard)
         try:
             messages, plan = prepare(ask, messages, self.settings, request.collection, self.hooks)
-        except BadInput as exc:
+        except GuardRefused as exc:
+            raise ApiError(400, exc.message, code="guard_refused") from None
+        except EdgeAIError as exc:  # a bad switch, a missing collection
             raise ApiError(400, exc.message) from None
-        except EdgeAIError as exc:
-            raise ApiError(400, exc.message, code=None if request.collection else "guard_refused") from None
-        except ValueError as exc:  # a hook's refusal
-            raise ApiError(400, str(exc), code="guard_refused") from None
         try:
             kept, dropped = compose_prompt(messages, plan, self.backend, self.window, request.params)
         except ContextOverflow as exc:
@@ -132,14 +141,24 @@ class ServeEngine:
                            f"{self.window} tokens", code="context_length_exceeded", param="messages")
         return kept, plan
 
+    def check_output(self, request: ChatRequest, schema: dict | None, text: str):
+        """The guard's check of a finished reply (`edgeai.guard.check_output`), with the
+        request's switches and the system prompt it sent."""
+        from edgeai.guard import check_output
+
+        prompt = request.prompt if isinstance(request.prompt, list) else []
+        system = next((m.content for m in prompt if m.role == "system"), None)
+        return check_output(text, self.settings, surface="serve", options=request.guard,
+                            system_prompt=system, schema=schema)
+
     def cancel(self, run: Run) -> None:
         self.batcher.cancel(run.job)
 
 
-def _busy() -> ApiError:
+def _busy(retry_after: int) -> ApiError:
     return ApiError(429, "the server is busy: every sequence is in use and the queue is full",
                     code="rate_limit_exceeded", kind="rate_limit_error",
-                    headers={"Retry-After": str(RETRY_AFTER_S)})
+                    headers={"Retry-After": str(retry_after)})
 
 
 def _overflow(exc: ContextOverflow) -> ApiError:

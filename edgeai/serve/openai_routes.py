@@ -43,6 +43,7 @@ class Reply:
     final: Chunk | None = None
     logprobs: list[TokenLogprob] = field(default_factory=list)
     sources: dict[str, Any] | None = None
+    guard: list[str] = field(default_factory=list)  # what the output check found
 
     @property
     def finish_reason(self) -> str:
@@ -105,9 +106,15 @@ async def collect(served: Served, run: Run, request: Request) -> Reply:
 
 
 def finish(served: Served, run: Run, reply: Reply) -> None:
-    """What every reply gets once it is whole: citations checked, tool calls read, kept."""
+    """What every reply gets once it is whole: citations checked, the guard's output check
+    (PII, a leaked system prompt, the schema: a streamed reply was already sent, so there it only
+    reports), tool calls read, kept."""
     if run.plan is not None:
         reply.text, reply.sources = rag.finish(run.plan, reply.text)
+    if reply.text and served.engine.hooks:
+        checked = served.engine.check_output(run.request, run.job.params.response_format, reply.text)
+        reply.text = checked.text
+        reply.guard = [f"{e.layer}:{e.rule}:{e.action}" for e in checked.findings]
     if run.request.tools:
         reply.text, reply.calls = tool_calls.parse_calls(reply.text, run.request.forced_tool)
     if served.options.store is not None and reply.final is not None:
@@ -215,6 +222,8 @@ def _completion(served: Served, run: Run, reply: Reply, chat: bool) -> dict[str,
             "usage": _usage(reply.final)}
     if reply.sources is not None:
         body["sources"] = reply.sources  # edgeai's extension: the passages the answer may cite
+    if reply.guard:
+        body["guard"] = reply.guard  # edgeai's extension: what the guard found in the reply
     return body
 
 
@@ -281,7 +290,10 @@ async def _stream(served: Served, run: Run, event: Event, chat: bool) -> AsyncIt
             yield piece({"tool_calls": _calls(reply.calls, streaming=True)})
         elif hold is not None and hold.held:
             yield piece({"content": hold.held})  # it looked like a call but was not one
-        yield piece({}, reply.finish_reason)
+        last = json.loads(piece({}, reply.finish_reason))
+        if reply.guard:
+            last["guard"] = reply.guard
+        yield json.dumps(last)
         if req.include_usage:
             yield json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
                               "model": served.model_id, "choices": [], "usage": _usage(reply.final)})

@@ -204,3 +204,27 @@ def test_kill_9_loses_no_stored_conversation(edgeai_home):
         db.close()
     assert [r[1] for r in rows] == ["user", "assistant", "user", "assistant"]  # one conversation, continued
     assert rows[0][0] == "Name a colour." and rows[1][2] == done.choices[0].message.content
+
+
+def test_the_readmes_curl_examples_work_as_written(server):
+    """Every `curl` line of the README's Serve section, against this server instead of :8000."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Serve", 1)[1].split("\n## ", 1)[0]
+    commands = [line for line in section.splitlines() if line.startswith("curl ")]
+    assert len(commands) >= 4
+    for command in commands:
+        run = subprocess.run(["bash", "-c", command.replace("http://127.0.0.1:8000", server.root)],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, (command, run.stderr)
+        if "stream" in command and '"stream": true' in command:
+            events = [json.loads(x[6:]) for x in run.stdout.splitlines() if x.startswith("data: {")]
+            assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events).strip()
+            assert run.stdout.rstrip().endswith("data: [DONE]")
+        else:
+            body = json.loads(run.stdout)
+            assert "error" not in body, (command, body)
+            assert re.search(r"\w", json.dumps(body))
