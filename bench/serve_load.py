@@ -57,10 +57,10 @@ class Server:
             self.process.kill()
 
 
-def start_edgeai(model: str, ctx: int, extra: list[str]) -> Server:
+def start_edgeai(model: str, ctx: int, extra: list[str], env: dict[str, str]) -> Server:
     proc = subprocess.Popen([sys.executable, "-m", "edgeai", "serve", "--port", "0", "--model", model,
                              "--ctx", str(ctx), *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
+                            text=True, env=env)
     line = proc.stdout.readline().strip()
     if not line.startswith("http://"):
         proc.kill()
@@ -68,7 +68,7 @@ def start_edgeai(model: str, ctx: int, extra: list[str]) -> Server:
     return Server("edgeai", line.removesuffix("/v1"), proc)
 
 
-def start_llama_cpp_server(gguf: Path, ctx: int, threads: int) -> Server | str:
+def start_llama_cpp_server(gguf: Path, ctx: int, threads: int, env: dict[str, str]) -> Server | str:
     """llama-cpp-python's server on a free port, or why it cannot run here."""
     import importlib.util
     import socket
@@ -82,7 +82,7 @@ def start_llama_cpp_server(gguf: Path, ctx: int, threads: int) -> Server | str:
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(ctx),
                              "--n_threads", str(threads), "--n_threads_batch", str(threads)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     server = Server("llama_cpp.server", f"http://127.0.0.1:{port}", proc)
     import httpx
 
@@ -210,7 +210,8 @@ def run_load(server: Server, model: str, n: int, n_gen: int) -> dict[str, Any]:
 
 
 def run_queue_bound(server: Server, model: str, parallel: int, queue: int, probes: int = 5) -> list[float]:
-    """Fill every sequence and queue place with long replies, then time further requests."""
+    """Fill every sequence and queue place with long replies, then time further requests (each
+    must be a 429)."""
     import httpx
 
     async def main() -> list[float]:
@@ -242,9 +243,37 @@ def run_queue_bound(server: Server, model: str, parallel: int, queue: int, probe
     return asyncio.run(main())
 
 
+def run_after_leave(server: Server, model: str, parallel: int, short: dict) -> float | None:
+    """Every sequence decoding a long reply; one client is killed; how long until a new short
+    request's first token (its sequence must be freed first: nothing else is free)."""
+    import httpx
+
+    async def main() -> float | None:
+        long = {"model": model, "stream": True, "max_tokens": 512, "ignore_eos": True,
+                "messages": [{"role": "user", "content": "Write a long story."}]}
+        async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=parallel + 4)) as http:
+            runs = [ClientRun() for _ in range(parallel)]
+            held = [asyncio.create_task(stream_one(http, f"{server.root}/v1/chat/completions", long, run,
+                                                   retry=False)) for run in runs]
+            while not all(run.first for run in runs):
+                await asyncio.sleep(0.05)
+            held[0].cancel()  # the client is gone: its connection closes
+            after = ClientRun()
+            await stream_one(http, f"{server.root}/v1/completions", {**short, "model": model}, after,
+                             retry=False)
+            for task in held[1:]:
+                task.cancel()
+            await asyncio.gather(*held, return_exceptions=True)
+            return (after.first - after.start) * 1000 if after.first else None
+
+    return asyncio.run(main())
+
+
 def run_serve_bench(model: str, *, counts: list[int], n_gen: int, load_clients: int, load_tokens: int,
-                    reference: bool, on_tick: Callable[[str], None]) -> dict:
-    """The three phases on `edgeai serve --parallel 4`, then the batching phase on llama_cpp.server."""
+                    reference: bool, on_tick: Callable[[str], None], wait_policy: str = "passive") -> dict:
+    """The three phases on `edgeai serve --parallel 4`, then the batching phase on llama_cpp.server.
+    Both servers run with the same OpenMP wait policy (llama.cpp's threads between decode
+    calls: "passive" sleeps, "active" spins), the one thing that otherwise differs between them."""
     from edgeai import __version__
     from edgeai.bench.device import detect, label
     from edgeai.bench.schema import add_row, new_result
@@ -259,11 +288,12 @@ def run_serve_bench(model: str, *, counts: list[int], n_gen: int, load_clients: 
     result = new_result("serve", device=device, label=label(device, accelerator=False),
                         settings={"parallel": parallel, "queue": queue, "ctx_per_sequence": ctx,
                                   "prompt_tokens": 32, "n_gen": n_gen, "threads": threads,
-                                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "passive"),
+                                  "omp_wait_policy": wait_policy,
                                   "load_clients": load_clients, "load_tokens": load_tokens},
                         versions={"edgeai": __version__}, source={"tool": "edgeai", "version": __version__})
     common = {"model": model, "quant": "Q4_K_M", "threads": threads}
-    edgeai = start_edgeai(model, ctx, ["--parallel", str(parallel), "--queue", str(queue)])
+    env = {**os.environ, "OMP_WAIT_POLICY": wait_policy}
+    edgeai = start_edgeai(model, ctx, ["--parallel", str(parallel), "--queue", str(queue)], env)
     try:
         eos = _end_tokens(edgeai.root)
         texts = prompts(edgeai.root, max(counts), 32)
@@ -272,6 +302,8 @@ def run_serve_bench(model: str, *, counts: list[int], n_gen: int, load_clients: 
         load = run_load(edgeai, model, load_clients, load_tokens)
         on_tick("load")
         refusals = run_queue_bound(edgeai, model, parallel, queue)
+        short = {"prompt": texts[0], "max_tokens": 8, "stream": True}
+        after_leave = run_after_leave(edgeai, model, parallel, short)
         on_tick("queue bound")
     finally:
         edgeai.stop()
@@ -285,9 +317,12 @@ def run_serve_bench(model: str, *, counts: list[int], n_gen: int, load_clients: 
             samples=load["ttft_ms"] or [0.0], p95_ttft_ms=load["p95_ttft_ms"], errors=load["errors"],
             rejected_429=load["rejected_429"], aggregate_tps=round(load["whole_tps"], 2))
     add_row(result, **common, backend="edgeai-serve", test="queue_full_429", unit="ms", samples=refusals)
+    if after_leave is not None:
+        add_row(result, **common, backend="edgeai-serve", test="ttft_after_leave", unit="ms",
+                samples=[after_leave])
     reference_rows: list[dict] = []
     if reference:
-        other = start_llama_cpp_server(gguf, ctx, threads)
+        other = start_llama_cpp_server(gguf, ctx, threads, env)
         if isinstance(other, str):
             result["skipped"].append({"backend": "llama_cpp.server", "reason": other})
         else:
@@ -300,6 +335,7 @@ def run_serve_bench(model: str, *, counts: list[int], n_gen: int, load_clients: 
                         unit="tok/s", samples=[row["window_tps"] or row["whole_tps"]], clients=row["clients"],
                         whole_run_tps=round(row["whole_tps"], 2), errors=row["errors"])
     result["summary"] = {"batching": rows + reference_rows, "queue_full_429_ms": refusals,
+                         "ttft_after_leave_ms": after_leave,
                          "load": {k: v for k, v in load.items() if k != "ttft_ms"},
                          "mean_batch_size": mean_batch}
     return result
@@ -330,4 +366,7 @@ def table(result: dict) -> str:
                  f"{load['rejected_429']} 429s retried; TTFT p50 {load['p50_ttft_ms']:.0f} ms, "
                  f"p95 {load['p95_ttft_ms']:.0f} ms; {load['whole_tps']:.1f} tok/s aggregate")
     lines.append("429 when full: " + ", ".join(f"{ms:.1f}" for ms in s["queue_full_429_ms"]) + " ms")
+    if s["ttft_after_leave_ms"] is not None:
+        lines.append(f"first token of a 32-token request after a client left a full server: "
+                     f"{s['ttft_after_leave_ms']:.0f} ms")
     return "\n".join(lines)

@@ -111,6 +111,32 @@ def llama_backend(default_gguf):
 
 
 @pytest.fixture
+def settings(edgeai_home) -> Settings:
+    """The settings a command would load in this test's data dir."""
+    from edgeai.config import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A chat.db in the test's folder."""
+    from edgeai.chatdb import ChatDB
+
+    database = ChatDB(tmp_path / "chat.db")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def make_echo():
+    """`make_echo(model_id=, token_delay=, n_ctx=)` -> (backend, spec) of a loaded echo model."""
+    from edgeai_testing.echo import echo_model
+
+    return echo_model
+
+
+@pytest.fixture
 def cli():
     """Run the real `edgeai` command in a subprocess, as a user would."""
     return run_edgeai

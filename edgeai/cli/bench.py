@@ -120,9 +120,11 @@ def embed(corpus, repeats, output) -> None:
               help="Streaming chat clients for the load measurement.")
 @click.option("--load-tokens", type=int, default=64, show_default=True, help="Most tokens per load reply.")
 @click.option("--no-reference", is_flag=True, help="Skip llama-cpp-python's own server.")
+@click.option("--wait-policy", type=click.Choice(["passive", "active"]), default="passive", show_default=True,
+              help="OMP_WAIT_POLICY for both servers (llama.cpp's threads between decode calls).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Result JSON (default: <data dir>/bench/serve-<time>.json).")
-def serve_(model, clients, n_gen, load_clients, load_tokens, no_reference, output) -> None:
+def serve_(model, clients, n_gen, load_clients, load_tokens, no_reference, wait_policy, output) -> None:
     """`edgeai serve` under concurrent clients: batching at 1/4/8 clients vs llama_cpp.server,
     32 streaming clients, and the 429 of a full queue."""
     from edgeai.bench.schema import save_result
@@ -141,7 +143,8 @@ def serve_(model, clients, n_gen, load_clients, load_tokens, no_reference, outpu
     def work(start, tick) -> dict:
         start("serve", 2 * len(counts) + 2)
         return run_serve_bench(model or DEFAULT_MODEL, counts=counts, n_gen=n_gen, load_clients=load_clients,
-                               load_tokens=load_tokens, reference=not no_reference, on_tick=tick)
+                               load_tokens=load_tokens, reference=not no_reference, on_tick=tick,
+                               wait_policy=wait_policy)
 
     result = with_progress(work)
     click.echo(table(result))

@@ -5,10 +5,11 @@ OpenAI shapes. On a backend with the batched step (`decode.BatchedStep`: llama.c
 gets a sequence of the one context; every step evaluates one token for each decoding sequence
 and up to `prefill_step` prompt tokens of the sequences still reading their prompt, in one model
 call, so a new request joins the running batch between steps and a long prompt never stalls the
-replies in flight (chunked prefill). Each sequence samples with its own sampler chain and keeps
-its tokens after its reply: the next job goes to the free sequence that holds the longest prefix
-of its prompt (a returning conversation lands where its history is). A backend without the
-batched step is served one job at a time through its `stream`.
+replies in flight (chunked prefill); of the prompt tokens a step takes, the shortest prompts get
+theirs first, so a short request is not kept behind a long document. Each sequence samples with
+its own sampler chain and keeps its tokens after its reply: the next job goes to the free
+sequence that holds the longest prefix of its prompt (a returning conversation lands where its
+history is). A backend without the batched step is served one job at a time through its `stream`.
 
 Waiting jobs are bounded (`QueueFull` at once, never a hang); a cancelled job (its client left)
 gives its sequence back before the next step.
@@ -103,7 +104,7 @@ class Batcher:
         with self._cv:
             if self._closing:
                 raise EdgeAIError("the server is shutting down")
-            if len(self._waiting) >= self.queue_limit:
+            if self.full:
                 raise QueueFull
             self._waiting.append(job)
             self._cv.notify()
@@ -115,8 +116,16 @@ class Batcher:
             self._cv.notify()
 
     @property
+    def full(self) -> bool:
+        """Every sequence busy or promised, and the queue full. Jobs submitted but not yet
+        admitted (the loop admits between steps) count against free sequences first, so a burst
+        is not refused for the moments before the loop takes it."""
+        return len(self._waiting) + len(self._active) >= self.slots + self.queue_limit
+
+    @property
     def queue_depth(self) -> int:
-        return len(self._waiting)
+        """Jobs that will wait for a sequence (not those about to take a free one)."""
+        return max(0, len(self._waiting) - (self.slots - len(self._active)))
 
     @property
     def active(self) -> int:
@@ -145,11 +154,15 @@ class Batcher:
                     job = None
                 else:
                     job = self._waiting.popleft() if self._waiting else None
-            if self.batched:
-                if self._active:
-                    self._step()
-            elif job is not None:
-                self._serve_alone(job)
+            try:
+                if self.batched:
+                    if self._active:
+                        self._step()
+                elif job is not None:
+                    self._serve_alone(job)
+            except Exception as exc:  # a bug must not stop the server: its jobs fail, it goes on
+                for failed in list(self._active):
+                    self._fail(failed, exc)
 
     def _drop_cancelled(self) -> None:
         self._waiting = deque(j for j in self._waiting if not j.cancelled)
@@ -187,13 +200,11 @@ class Batcher:
             if job.token is not None:
                 inputs.append(SeqInput(job.seq, [job.token]))
                 jobs.append(job)
-        room = self.prefill_step
-        for job in self._active:
-            if job.token is None and job.todo and room > 0:
-                part = job.todo[:room]
-                inputs.append(SeqInput(job.seq, part, (-1,) if len(part) == len(job.todo) else ()))
-                jobs.append(job)
-                room -= len(part)
+        reading = [j for j in self._active if j.token is None and j.todo]
+        for job, size in self._prefill_shares(reading):
+            part = job.todo[:size]
+            inputs.append(SeqInput(job.seq, part, (-1,) if len(part) == len(job.todo) else ()))
+            jobs.append(job)
         if not inputs:
             return
         try:
@@ -213,6 +224,22 @@ class Batcher:
                 del job.todo[:len(item.tokens)]
             if len(row):
                 self._next_token(job, row[0])
+
+    def _prefill_shares(self, reading: list[Job]) -> list[tuple[Job, int]]:
+        """This step's prompt tokens per job: `prefill_step` in all, shortest prompt first (a
+        short request is not kept waiting behind a long document), the oldest job always
+        getting some (it cannot be starved by a stream of short ones)."""
+        room, shares = self.prefill_step, {}
+        if reading:
+            oldest = reading[0]
+            shares[id(oldest)] = min(len(oldest.todo), max(room // 4, 1))
+            room -= shares[id(oldest)]
+        for job in sorted(reading, key=lambda j: len(j.todo)):
+            take = min(len(job.todo) - shares.get(id(job), 0), room)
+            if take > 0:
+                shares[id(job)] = shares.get(id(job), 0) + take
+                room -= take
+        return [(job, shares[id(job)]) for job in reading if shares.get(id(job))]
 
     def _next_token(self, job: Job, row) -> None:
         try:

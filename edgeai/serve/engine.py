@@ -40,10 +40,12 @@ class Run:
     plan: rag.RagPlan | None = None
     started: float = field(default_factory=time.perf_counter)
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event up to and including the last chunk (or an error)."""
+    async def events(self, first: Event | None = None) -> AsyncIterator[Event]:
+        """Every event up to and including the last chunk (or an error); `first` is one already
+        taken from the queue (to answer an early error with an HTTP status)."""
         while True:
-            event = await self.queue.get()
+            event = first if first is not None else await self.queue.get()
+            first = None
             yield event
             if event.error is not None or (event.chunk is not None and event.chunk.finish_reason):
                 return
@@ -84,14 +86,11 @@ class ServeEngine:
     def close(self) -> None:
         self.batcher.close()
 
-    @property
-    def queue_full(self) -> bool:
-        return self.batcher.queue_depth >= self.batcher.queue_limit
 
     def start(self, request: ChatRequest, loop: asyncio.AbstractEventLoop) -> Run:
         """Make the prompt and queue the job (a worker thread: tokenizing, the guard and the
         retrieval take milliseconds to seconds). Raises ApiError for what the client must fix."""
-        if self.queue_full:  # before any work: a full server answers at once
+        if self.batcher.full:  # before any work: a full server answers at once
             raise _busy(self.retry_after())
         if request.logprobs is not None and not self.batcher.batched:
             raise ApiError(400, f"logprobs are not available on the {self.backend.name} backend",
@@ -106,7 +105,10 @@ class ServeEngine:
         queue: asyncio.Queue = asyncio.Queue()
 
         def deliver(event: Event) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, event)
+            except RuntimeError:  # the request's event loop is gone (shutdown): nobody listens
+                job.cancelled = True
 
         job = Job(prompt, params, deliver, logprobs=request.logprobs)
         try:

@@ -116,10 +116,10 @@ def _last(served: Served, run: Run, reply: Reply, chat: bool, whole: bool) -> di
     return out
 
 
-async def _lines(served: Served, run: Run, event: Event, chat: bool) -> AsyncIterator[str]:
+async def _lines(served: Served, run: Run, first: Event, chat: bool) -> AsyncIterator[str]:
     reply, done = Reply(), False
     try:
-        while True:
+        async for event in run.events(first):
             if event.error is not None:
                 yield json.dumps({"error": str(getattr(event.error, "message", event.error))}) + "\n"
                 return
@@ -127,10 +127,7 @@ async def _lines(served: Served, run: Run, event: Event, chat: bool) -> AsyncIte
             reply.text += chunk.text
             if chunk.text:
                 yield json.dumps(_piece(served, chat, chunk.text)) + "\n"
-            if chunk.finish_reason:
-                reply.final = chunk
-                break
-            event = await run.queue.get()
+            reply.final = chunk if chunk.finish_reason else None
         done = True
         finish(served, run, reply)
         yield json.dumps(_last(served, run, reply, chat, whole=False)) + "\n"

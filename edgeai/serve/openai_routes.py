@@ -122,26 +122,26 @@ def finish(served: Served, run: Run, reply: Reply) -> None:
 
 
 def routes(served: Served) -> list[Route]:
-    async def chat(request: Request) -> Response:
-        req = openai_request(await read_json(request, served.options.limits), chat=True,
-                             limits=served.options.limits, default_max=served.options.limits.max_tokens)
+    limits = served.options.limits
+
+    async def generate(request: Request, chat: bool) -> Response:
+        # OpenAI's own defaults: a chat reply runs to the limit, a raw completion to 16 tokens
+        req = openai_request(await read_json(request, limits), chat=chat, limits=limits,
+                             default_max=limits.max_tokens if chat else 16)
         run = await start(served, req)
         if req.stream:
-            return await _sse(served, run, chat=True)
+            return await _sse(served, run, chat=chat)
         reply = await collect(served, run, request)
-        return JSONResponse(_completion(served, run, reply, chat=True))
+        return JSONResponse(_completion(served, run, reply, chat=chat))
+
+    async def chat(request: Request) -> Response:
+        return await generate(request, chat=True)
 
     async def completions(request: Request) -> Response:
-        req = openai_request(await read_json(request, served.options.limits), chat=False,
-                             limits=served.options.limits, default_max=16)
-        run = await start(served, req)
-        if req.stream:
-            return await _sse(served, run, chat=False)
-        reply = await collect(served, run, request)
-        return JSONResponse(_completion(served, run, reply, chat=False))
+        return await generate(request, chat=False)
 
     async def embeddings(request: Request) -> Response:
-        body = await read_json(request, served.options.limits)
+        body = await read_json(request, limits)
         texts = body.get("input")
         if isinstance(texts, str):
             texts = [texts]
@@ -238,7 +238,7 @@ async def _sse(served: Served, run: Run, chat: bool) -> Response:
     return EventSourceResponse(_stream(served, run, event, chat), ping=15)
 
 
-async def _stream(served: Served, run: Run, event: Event, chat: bool) -> AsyncIterator[str]:
+async def _stream(served: Served, run: Run, first: Event, chat: bool) -> AsyncIterator[str]:
     """OpenAI's chunks: the role first, then content (and reasoning) deltas, tool calls once
     whole, the finish reason, usage if asked, then [DONE]."""
     req, ident, created = run.request, _id(chat), int(time.time())
@@ -260,7 +260,7 @@ async def _stream(served: Served, run: Run, event: Event, chat: bool) -> AsyncIt
     try:
         if chat:
             yield piece({"role": "assistant", "content": ""})
-        while True:
+        async for event in run.events(first):
             if event.error is not None:  # a failure mid-reply: an error event, as llama-server sends
                 yield json.dumps(error_body(_failure(event.error)))
                 return
@@ -280,10 +280,7 @@ async def _stream(served: Served, run: Run, event: Event, chat: bool) -> AsyncIt
             wanted = event.logprobs if req.logprobs is not None and event.logprobs else None
             if delta or wanted:
                 yield piece(delta, logprobs=wanted)
-            if chunk.finish_reason:
-                reply.final = chunk
-                break
-            event = await run.queue.get()
+            reply.final = chunk if chunk.finish_reason else None
         done = True
         finish(served, run, reply)
         if reply.calls:

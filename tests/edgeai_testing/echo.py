@@ -53,3 +53,16 @@ def on_stream_close(backend, closing) -> None:
         return chunks()
 
     backend.stream = stream
+
+
+def record_streams(backend) -> list[tuple]:
+    """Keep every (prompt, params) the backend's `stream` is given, in order."""
+    calls: list[tuple] = []
+    real = backend.stream
+
+    def stream(prompt, params):
+        calls.append((prompt, params))
+        return real(prompt, params)
+
+    backend.stream = stream
+    return calls

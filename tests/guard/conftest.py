@@ -1,5 +1,5 @@
-"""Fixtures for the guard: the shipped evaluation sets, a settings object with a `[guard]` table,
-the echo model and a chat.db (the engine is tested as the library it is)."""
+"""Fixtures for the guard: the shipped evaluation sets and settings with a `[guard]` table (the
+echo model, a chat.db and plain settings come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from edgeai_testing.echo import echo_model
-
-from edgeai.chatdb import ChatDB
-from edgeai.config import load_settings
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -31,25 +27,8 @@ def clean() -> list[dict]:
 
 
 @pytest.fixture
-def settings(edgeai_home):
-    return load_settings()
-
-
-@pytest.fixture
 def guarded(settings):
     """Settings with a [guard] table: `guarded(redact=True, ...)`."""
     def make(**table):
         return replace(settings, guard=table)
     return make
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = ChatDB(tmp_path / "chat.db")
-    yield database
-    database.close()
-
-
-@pytest.fixture
-def make_echo():
-    return echo_model

@@ -12,16 +12,10 @@ import pytest
 from edgeai_testing.echo import echo_model
 from edgeai_testing.serve import serving
 
-from edgeai.config import Settings
 from edgeai.serve.app import Options
 from edgeai.serve.requests import Limits
 
 openai = pytest.importorskip("openai")
-
-
-@pytest.fixture
-def settings(edgeai_home):
-    return Settings(home=edgeai_home)
 
 
 @pytest.fixture

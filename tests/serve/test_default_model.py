@@ -228,3 +228,27 @@ def test_the_readmes_curl_examples_work_as_written(server):
             body = json.loads(run.stdout)
             assert "error" not in body, (command, body)
             assert re.search(r"\w", json.dumps(body))
+
+
+def test_a_short_request_is_not_kept_behind_a_long_prompt(batched_backend, edgeai_home):
+    """A long document arrives first; a short question right after still gets its answer first:
+    the prompt slices of a step go to the shortest prompts (and the document keeps reading)."""
+    from edgeai_testing.corpus import PDF_PAGES
+
+    document = " ".join(text for _, text in PDF_PAGES) * 3
+    with serving(batched_backend, Settings(home=edgeai_home), model_id=MODEL, window=1024) as served:
+        firsts: dict[str, float] = {}
+
+        def ask_and_time(name: str, text: str) -> None:
+            stream = api(served).chat.completions.create(model=MODEL, max_tokens=8, stream=True,
+                                                         messages=ask(text))
+            for part in stream:
+                if part.choices and part.choices[0].delta.content:
+                    firsts.setdefault(name, time.perf_counter())
+
+        long = threading.Thread(target=ask_and_time, args=("long", f"Summarize: {document[:3000]}"))
+        long.start()
+        time.sleep(0.3)  # the document is being read when the question comes
+        ask_and_time("short", "Say yes.")
+        long.join()
+    assert firsts["short"] < firsts["long"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from edgeai_testing.corpus import build_corpus
-from edgeai_testing.echo import echo_model
+from edgeai_testing.echo import echo_model, record_streams
 from edgeai_testing.serve import serving
 
 from edgeai.chat.rag import use_collection
@@ -24,27 +24,14 @@ SYSTEM = "Answer from the documents; cite them."
 QUESTION = "How much flour goes into the plum cake?"
 
 
-def recording_echo():
-    """An echo model that keeps every prompt `stream` is given."""
-    backend, spec = echo_model("echo", n_ctx=4096)
-    prompts = []
-    real = backend.stream
-
-    def stream(prompt, params):
-        prompts.append(prompt)
-        return real(prompt, params)
-
-    backend.stream = stream
-    return backend, spec, prompts
-
-
 def test_the_app_plain_and_the_server_send_the_same_rag_prompt(edgeai_home, tmp_path):
     from edgeai.rag import api
 
     settings = Settings(home=edgeai_home)
     api.ingest(settings, "docs", [build_corpus(tmp_path / "docs").root])
     params = GenParams(temperature=0, max_tokens=64)
-    backend, spec, prompts = recording_echo()
+    backend, spec = echo_model("echo", n_ctx=4096)
+    calls = record_streams(backend)
     model = LoadedModel(backend, spec, "echo")
 
     # the chat app's turn (what screens/turn_worker.py runs)
@@ -67,7 +54,7 @@ def test_the_app_plain_and_the_server_send_the_same_rag_prompt(edgeai_home, tmp_
             messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}])
     assert reply.choices[0].message.content
 
-    app, plain, server = prompts
+    app, plain, server = (prompt for prompt, _ in calls)
     assert app == plain == server
     assert "340 grams" in app[-1].content  # the passage that answers was placed in the prompt
     assert app[0].content.startswith(SYSTEM)

@@ -91,8 +91,3 @@ def send():
 @pytest.fixture
 def until():
     return _until
-
-
-@pytest.fixture
-def make_echo():
-    return echo_model

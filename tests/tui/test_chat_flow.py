@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from edgeai_testing.echo import record_streams
 from textual import events
 
 SIZE = (100, 32)
@@ -299,23 +300,16 @@ async def test_a_failing_turn_shows_the_error_and_keeps_the_app(make_app, send):
 
 async def test_sampling_settings_reach_the_backend(make_app, make_echo, send):
     backend, spec = make_echo()
-    seen = []
-    real = backend.stream
-
-    def spy(prompt, params):
-        seen.append(params)
-        return real(prompt, params)
-
-    backend.stream = spy
+    calls = record_streams(backend)
     app = make_app(loaded=(backend, spec))
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "/set top_k 7")
         await send(pilot, "/set temperature 0.25")
         await send(pilot, "hi")
-        assert seen[-1].top_k == 7 and seen[-1].temperature == 0.25
+        assert calls[-1][1].top_k == 7 and calls[-1][1].temperature == 0.25
         await send(pilot, "/unset top_k")
         await send(pilot, "again")
-        assert seen[-1].top_k == 40
+        assert calls[-1][1].top_k == 40
         await send(pilot, "/set top_p 7")  # out of range: refused, not stored
         assert "top_p" not in app.chat.conversation.params
 
