@@ -81,7 +81,9 @@ def start_llama_cpp_server(gguf: Path, ctx: int, threads: int, env: dict[str, st
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(ctx),
-                             "--n_threads", str(threads), "--n_threads_batch", str(threads)],
+                             "--n_threads", str(threads), "--n_threads_batch", str(threads),
+                             # its default cuts the reply in flight when a new request comes
+                             "--interrupt_requests", "False"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     server = Server("llama_cpp.server", f"http://127.0.0.1:{port}", proc)
     import httpx
@@ -189,7 +191,7 @@ def run_batching(server: Server, model: str, texts: list[str], counts: list[int]
                    "ignore_eos": True, "logit_bias": {str(e): EOS_BIAS for e in eos}} for t in texts[:n]]
         runs = asyncio.run(clients(server.root, bodies, "/v1/completions"))
         window, whole = decode_window(runs)
-        errors = [r.error for r in runs if r.error]
+        errors = [r.error or "cut short" for r in runs if r.error or r.tokens < n_gen]
         rows.append({"server": server.name, "clients": n, "window_tps": window, "whole_tps": whole,
                      "errors": len(errors), "tokens": [r.tokens for r in runs]})
         on_tick(f"{server.name} {n} clients")

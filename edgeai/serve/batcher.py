@@ -110,9 +110,12 @@ class Batcher:
             self._cv.notify()
 
     def cancel(self, job: Job) -> None:
-        """The client left: the job's sequence is freed before the next step."""
+        """The client left: a waiting job leaves the queue now; a running one frees its
+        sequence before the next step."""
         with self._cv:
             job.cancelled = True
+            if job in self._waiting:
+                self._waiting.remove(job)
             self._cv.notify()
 
     @property

@@ -98,7 +98,7 @@ async def _generate(served: Served, request: Request, chat: bool) -> Response:
     if not req.stream:
         reply = await collect(served, run, request)
         return JSONResponse(_last(served, run, reply, chat, whole=True))
-    event = await first_event(served, run)
+    event = await first_event(served, run, request)
     return StreamingResponse(_lines(served, run, event, chat), media_type="application/x-ndjson")
 
 

@@ -58,9 +58,26 @@ async def start(served: Served, req: ChatRequest) -> Run:
     return await run_in_threadpool(served.engine.start, req, loop)
 
 
-async def first_event(served: Served, run: Run) -> Event:
+async def next_event(served: Served, run: Run, request: Request) -> Event:
+    """The job's next event, while the client is there to hear it: one that leaves (checked
+    every `DISCONNECT_POLL_S` while waiting: in the queue, or for a non-streaming reply)
+    cancels the job, which frees its sequence."""
+    while True:
+        try:
+            return await asyncio.wait_for(run.queue.get(), DISCONNECT_POLL_S)
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                served.engine.cancel(run)
+                raise ApiError(499, "the client closed the request") from None
+
+
+async def first_event(served: Served, run: Run, request: Request) -> Event:
     """The first event, before any response is sent: an error then is an HTTP error status."""
-    event = await run.queue.get()
+    try:
+        event = await next_event(served, run, request)
+    except BaseException:
+        served.engine.cancel(run)
+        raise
     if event.error is not None:
         raise _failure(event.error)
     served.engine.metrics.ttft.observe(time.perf_counter() - run.started)
@@ -78,7 +95,7 @@ def _failure(error: BaseException) -> ApiError:
 async def collect(served: Served, run: Run, request: Request) -> Reply:
     """A whole reply, for a non-streaming client; its leaving cancels the job."""
     reply = Reply()
-    event = await first_event(served, run)
+    event = await first_event(served, run, request)
     try:
         while True:
             if event.error is not None:
@@ -90,14 +107,7 @@ async def collect(served: Served, run: Run, request: Request) -> Reply:
             if chunk.finish_reason:
                 reply.final = chunk
                 break
-            while True:
-                try:
-                    event = await asyncio.wait_for(run.queue.get(), DISCONNECT_POLL_S)
-                    break
-                except asyncio.TimeoutError:
-                    if await request.is_disconnected():
-                        served.engine.cancel(run)
-                        raise ApiError(499, "the client closed the request") from None
+            event = await next_event(served, run, request)
     except BaseException:
         served.engine.cancel(run)
         raise
@@ -130,7 +140,7 @@ def routes(served: Served) -> list[Route]:
                              default_max=limits.max_tokens if chat else 16)
         run = await start(served, req)
         if req.stream:
-            return await _sse(served, run, chat=chat)
+            return await _sse(served, run, request, chat=chat)
         reply = await collect(served, run, request)
         return JSONResponse(_completion(served, run, reply, chat=chat))
 
@@ -231,10 +241,10 @@ def _id(chat: bool) -> str:
     return ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
 
 
-async def _sse(served: Served, run: Run, chat: bool) -> Response:
+async def _sse(served: Served, run: Run, request: Request, chat: bool) -> Response:
     from sse_starlette.sse import EventSourceResponse
 
-    event = await first_event(served, run)  # an error before the first token is an HTTP status
+    event = await first_event(served, run, request)  # an error before the first token: an HTTP status
     return EventSourceResponse(_stream(served, run, event, chat), ping=15)
 
 

@@ -12,7 +12,8 @@ def test_run_streams_a_reply_from_the_default_model(cli, default_gguf):
     result = cli("run", "--max-tokens", "60", "Write one sentence about the sea.")
     assert result.returncode == 0, result.stderr.decode()
     text = result.stdout.decode()
-    assert len(text.split()) >= 4 and "sea" in text.lower()
+    # default sampling (temperature 0.7, no seed): the reply varies, its subject does not
+    assert len(text.split()) >= 4 and any(w in text.lower() for w in ("sea", "ocean", "water"))
 
 
 def test_run_json_prints_one_object_with_the_contract_fields(cli, default_gguf):

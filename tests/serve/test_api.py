@@ -208,3 +208,27 @@ def test_the_guard_refuses_an_injection_unless_the_request_switches_it_off(setti
         assert any(g.startswith("pii:card") for g in leaked.model_extra["guard"])
     rows = [json.loads(line) for line in cli("guard", "log", "--json").stdout.splitlines()]  # JSON Lines
     assert {r["surface"] for r in rows} == {"serve"} and {"injection", "pii"} <= {r["layer"] for r in rows}
+
+
+def test_a_client_that_gives_up_while_queued_leaves_the_queue(settings):
+    backend, _ = echo_model(token_delay=0.05)  # one sequence: the second request waits
+    with serving(backend, settings) as served:
+        body = {"model": "echo", "stream": True, "messages": [{"role": "user", "content": "word " * 100}]}
+        first = threading.Thread(target=httpx.post, args=(f"{served.url}/chat/completions",),
+                                 kwargs={"json": body, "timeout": 30})
+        first.start()
+        time.sleep(0.3)
+        with pytest.raises(httpx.ReadTimeout):  # waiting in the queue, then the client gives up
+            httpx.post(f"{served.url}/chat/completions", json=body, timeout=0.5)
+        assert _eventually(lambda: served.engine.batcher.queue_depth == 0)
+        assert served.engine.batcher.active == 1  # the first reply goes on
+        first.join()
+
+
+def _eventually(condition, seconds: float = 3) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
