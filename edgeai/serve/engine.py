@@ -86,7 +86,6 @@ class ServeEngine:
     def close(self) -> None:
         self.batcher.close()
 
-
     def start(self, request: ChatRequest, loop: asyncio.AbstractEventLoop) -> Run:
         """Make the prompt and queue the job (a worker thread: tokenizing, the guard and the
         retrieval take milliseconds to seconds). Raises ApiError for what the client must fix."""
@@ -114,12 +113,16 @@ class ServeEngine:
         try:
             self.batcher.prepare(job, tools=request.tools or None)
             self.batcher.submit(job)
-        except QueueFull:
-            raise _busy(self.retry_after()) from None
-        except ContextOverflow as exc:
-            raise _overflow(exc) from None
-        except BadInput as exc:
-            raise ApiError(400, exc.message) from None
+        except BaseException as exc:
+            if job.sampler is not None:
+                job.sampler.close()  # never queued: nobody else would free it
+            if isinstance(exc, QueueFull):
+                raise _busy(self.retry_after()) from None
+            if isinstance(exc, ContextOverflow):
+                raise _overflow(exc) from None
+            if isinstance(exc, BadInput):
+                raise ApiError(400, exc.message) from None
+            raise
         return Run(request, job, queue, plan)
 
     def _compose(self, request: ChatRequest, messages: list[Message]
