@@ -181,7 +181,7 @@ class EdgeChatApp(App[None]):
                             lambda: screen.call_later(_command, screen, "export"))
         yield SystemCommand("Regenerate last reply", "Ask again",
                             lambda: screen.call_later(_command, screen, "regen"))
-        yield SystemCommand("Copy last reply", "To the clipboard (OSC 52)",
+        yield SystemCommand("Copy last reply", "To the terminal (OSC 52) and Ctrl+V here",
                             lambda: screen.call_later(_command, screen, "copy"))
         yield SystemCommand("Clear conversation", "Delete every message of this chat",
                             lambda: screen.call_later(_command, screen, "clear"))

@@ -153,6 +153,34 @@ async def test_copy_a_message_and_its_code_blocks(make_app, echo, send):
         assert len(stored(app)) == 2  # /copy is a command, not a message
 
 
+async def test_copy_says_what_was_attempted_and_ctrl_v_pastes_it_inside_the_app(make_app, echo, send,
+                                                                                 monkeypatch):
+    # OSC 52 cannot confirm: tmux without `set-clipboard on` drops it, and the app must not claim
+    # a copy it cannot see; what it can promise is its own register, which Ctrl+V pastes
+    monkeypatch.setenv("TMUX", "/tmp/tmux-1000/default,1,0")
+    echo[0].enqueue("x" * 400)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "a long one")
+        reply = app.chat.transcript.last("assistant")
+        reply.focus()
+        app.clear_notifications()
+        await pilot.press("c")
+        [note] = [n.message for n in app._notifications]
+        assert "Copied" not in note
+        assert "400 characters" in note and "OSC 52" in note and "may not accept" in note
+        assert "/export" in note and "Ctrl+V" in note
+        assert "set-clipboard on" in note  # inside tmux: the one setting that makes it work
+        app.chat.prompt.focus()
+        await pilot.press("ctrl+v")
+        assert app.chat.prompt.text == reply.content == "x" * 400
+        monkeypatch.delenv("TMUX")
+        app.clear_notifications()
+        await send(pilot, "/copy")
+        [note] = [n.message for n in app._notifications]
+        assert "OSC 52" in note and "tmux" not in note
+
+
 async def test_export_writes_markdown_and_json(make_app, send, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = make_app()

@@ -11,6 +11,7 @@ conversation are `screens/lifecycle.py`; the model itself is owned by the app
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from textual import on
@@ -310,8 +311,9 @@ class ChatScreen(Screen[None]):
         self.prompt.focus()
 
     def copy(self, text: str, what: str) -> None:
+        # Textual keeps `text` as the app's clipboard too: the prompt's Ctrl+V pastes it from there
         self.app.copy_to_clipboard(text)
-        self.notify(f"Copied {what} ({len(text):,} characters)")
+        self.notify(commands.copy_note(text, what, in_tmux=bool(os.environ.get("TMUX"))), timeout=8)
 
     @on(Sidebar.Selected)
     async def _selected(self, event: Sidebar.Selected) -> None:

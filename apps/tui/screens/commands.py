@@ -153,6 +153,19 @@ async def _copy(screen: ChatScreen, arg: str) -> None:
         screen.copy(view.content, "the last reply")
 
 
+def copy_note(text: str, what: str, in_tmux: bool) -> str:
+    """What a copy did, honestly. OSC 52 (Textual's `copy_to_clipboard`) is a one-way escape
+    sequence: a terminal that ignores it (tmux without `set-clipboard on`, macOS Terminal, most
+    SSH chains) says nothing, so the app cannot claim the text reached the system clipboard.
+    What it can promise is its own register, which Ctrl+V in the prompt pastes, and /export."""
+    note = (f"{what[:1].upper()}{what[1:]} ({len(text):,} characters) sent to the terminal's "
+            "clipboard (OSC 52) — your terminal may not accept it. Ctrl+V pastes it here; "
+            "/export writes a file.")
+    if in_tmux:  # the one setting that makes tmux pass it on
+        note += " In tmux: set -g set-clipboard on"
+    return note
+
+
 async def _regen(screen: ChatScreen, arg: str) -> None:
     view = screen.transcript.last("assistant")
     if view is None:
