@@ -276,6 +276,22 @@ async def test_slash_completion(make_app, settle):
         assert prompt.text == "/system "  # takes an argument: completes and waits
 
 
+async def test_enter_completes_the_text_as_it_is_not_an_earlier_one(make_app, settle):
+    """Keys typed faster than the prompt's Changed messages (tmux send-keys, a paste): Enter must
+    judge the text now in the prompt, not the suggestions of the text before it."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("slash", "s", "t", "a", "t")
+        await pilot.pause()  # the suggestions for /stat (-> /stats) are showing
+        prompt = app.chat.prompt
+        prompt.load_text("/bogus")  # its Changed message is queued, not yet handled...
+        await prompt._on_key(events.Key("enter", "\r"))  # ...when Enter arrives (a terminal's burst)
+        await settle(pilot)
+        notice = str(app.chat.transcript.children[-1].render())
+        assert "unknown command /bogus" in notice  # not /stats, run by the stale suggestion
+        assert prompt.text == "/bogus"
+
+
 async def test_a_message_that_starts_with_a_slash_path_is_sent(make_app, send):
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:

@@ -72,6 +72,12 @@ class PromptInput(TextArea):
     # -- completion ----------------------------------------------------------------------
     @on(TextArea.Changed)
     def _changed(self) -> None:
+        self._refresh_matches()
+
+    def _refresh_matches(self) -> None:
+        """The completions for the text as it is now. Enter calls this too: keys typed faster
+        than the Changed messages are handled (a paste, tmux send-keys) must not submit the
+        completion of an earlier text (`/stat` then `/bogus`⏎ ran `/stats`)."""
         matches = slash.complete(self.text)
         if len(matches) == 1 and self.text[1:].lower() == matches[0].name:
             matches = []  # fully typed: nothing left to suggest
@@ -100,6 +106,7 @@ class PromptInput(TextArea):
             else:
                 self._move(-1 if key == "up" else 1)
         elif key == "enter":
+            self._refresh_matches()
             if self._matches and not self._matches[self._index].args:
                 self._show(f"/{self._matches[self._index].name}")
                 self._submit()
