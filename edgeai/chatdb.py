@@ -3,7 +3,9 @@
 Stdlib `sqlite3` only, WAL, a busy timeout, short transactions, one connection guarded by a
 lock (the chat's worker thread saves partial replies while the UI thread reads). A reply is
 written as `streaming` and updated as it grows, so a killed process loses at most the last
-save; on the next open such replies are marked `interrupted` and kept. A file that is not a
+save; on the next open such replies are marked `interrupted` and kept — by a process that finds no
+other one holding chat.db open (a lock file), so a second window never relabels a live reply;
+`data_version` and `others_open` let a window see another one's writes. A file that is not a
 SQLite database, or is somebody else's database, raises `ChatDBError` and is left untouched;
 `backup_and_recreate` moves it aside and starts a fresh one. `ChatDB.in_memory()` is the same
 store kept in memory only: `edgeai chat --plain` runs the app's turn on it without persisting.
@@ -12,15 +14,22 @@ store kept in memory only: `edgeai chat --plain` runs the app's turn on it witho
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from edgeai.errors import EdgeAIError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 APPLICATION_ID = 0x45444741  # "EDGA": marks a chat.db as ours
 MEMORY = ":memory:"  # SQLite's name for a database that lives and dies with its connection
@@ -109,6 +118,7 @@ class ChatDB:
         self.path = Path(path)
         self.clock = clock
         self._lock = threading.Lock()
+        self._presence: IO[str] | None = None  # our slot in <chat.db>.open/, locked while open
         if self.persistent:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,14 +152,22 @@ class ChatDB:
             db.execute("PRAGMA foreign_keys=ON")
             self._migrate(db)
             self.uid = db.execute("SELECT value FROM meta WHERE key='uid'").fetchone()[0]
-            with db:  # a reply that was streaming when the process died
-                db.execute("UPDATE messages SET status='interrupted' WHERE status='streaming'")
+            gate = self._gate()
+            try:
+                if self._join():  # a `streaming` reply is a dead process's, not a live window's
+                    with db:
+                        db.execute("UPDATE messages SET status='interrupted' WHERE status='streaming'")
+            finally:
+                if gate is not None:
+                    gate.close()
         except sqlite3.OperationalError as exc:  # locked, disk I/O, permissions: the file may be fine
             db.close()
+            self._leave()
             raise EdgeAIError(f"cannot use chat database {self.path}: {exc}",
                               "is another edgeai writing to it? check the disk and permissions") from None
         except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
             db.close()
+            self._leave()
             raise ChatDBError(self.path, f"is damaged or not a database ({exc})") from None
         except ChatDBError:
             db.close()
@@ -179,6 +197,61 @@ class ChatDB:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._leave()
+
+    # -- other processes on the same file (two chat windows, a server with --store) ----------
+    # Each open chat.db holds an exclusive flock on its own slot file in `<chat.db>.open/` until
+    # it closes (the kernel drops it when a process dies, and a stale slot is removed by whoever
+    # finds it unlocked). Opening happens under `<chat.db>.lock`, so "no live slot" means alone:
+    # only then is a `streaming` reply a dead process's, safe to relabel `interrupted`.
+    def _join(self) -> bool:
+        """Take a slot; True when no other process has this chat.db open. Called under the gate."""
+        if not self.persistent or fcntl is None:  # Windows: no advisory locks; recover as before
+            return True
+        slots = self.path.with_name(self.path.name + ".open")
+        slots.mkdir(exist_ok=True)
+        alone = not self.others_open(slots)
+        self._presence = open(slots / f"{os.getpid()}-{secrets.token_hex(4)}", "a")  # noqa: SIM115
+        fcntl.flock(self._presence, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a fresh name: never contended
+        return alone
+
+    def _gate(self) -> IO[str] | None:
+        """Serializes opening (join + recovery) between processes; closed when that is done."""
+        if not self.persistent or fcntl is None:
+            return None
+        gate = open(self.path.with_name(self.path.name + ".lock"), "a")  # noqa: SIM115
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        return gate
+
+    def _leave(self) -> None:
+        if self._presence is not None:
+            Path(self._presence.name).unlink(missing_ok=True)
+            self._presence.close()  # closing the file releases the lock
+            self._presence = None
+
+    def others_open(self, slots: Path | None = None) -> bool:
+        """Whether another process (another `edgeai chat`, `edgeai serve --store`) or another
+        connection has this chat.db open now: a slot someone still holds locked."""
+        if fcntl is None or not self.persistent:
+            return False
+        slots = slots or self.path.with_name(self.path.name + ".open")
+        mine = self._presence.name if self._presence is not None else None
+        live = False
+        for slot in slots.glob("*") if slots.is_dir() else ():
+            if str(slot) == mine:
+                continue
+            try:
+                with slot.open("a") as handle:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    slot.unlink(missing_ok=True)  # nobody holds it: left by a dead process
+            except OSError:
+                live = True  # locked (or just removed by its owner: it was alive a moment ago)
+        return live
+
+    def data_version(self) -> int:
+        """SQLite's `PRAGMA data_version`: it changes when another connection commits, never for
+        our own writes, so a window polls it to learn that someone else wrote."""
+        return self._read("PRAGMA data_version")[0][0]
 
     # -- helpers -------------------------------------------------------------------------
     def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:

@@ -159,3 +159,32 @@ def test_a_written_message_is_returned_without_being_read_back(db):
     db._read = real
     assert db.messages(conv.id) == [user, reply]  # what was returned is what is stored
     assert reply.status == "streaming" and reply.content == ""
+
+
+def test_a_reply_streaming_in_another_window_is_not_marked_interrupted_by_a_second_open(tmp_path):
+    # Only a reply whose process is gone is `interrupted`: a second window opening chat.db must
+    # not relabel the first window's live reply (#17 item 4).
+    first = ChatDB(tmp_path / "chat.db")
+    conversation = first.create_conversation()
+    reply = first.start_reply(conversation.id)
+    assert not first.others_open()
+    second = ChatDB(tmp_path / "chat.db")
+    assert second.message(reply.id).status == "streaming"
+    assert first.others_open() and second.others_open()
+    second.close()
+    assert not first.others_open()
+    first.close()  # the writer is gone without finishing: now it is a dead process's reply
+    third = ChatDB(tmp_path / "chat.db")
+    assert third.message(reply.id).status == "interrupted"
+    third.close()
+
+
+def test_data_version_moves_only_when_another_connection_writes(tmp_path):
+    mine, theirs = ChatDB(tmp_path / "chat.db"), ChatDB(tmp_path / "chat.db")
+    seen = mine.data_version()
+    mine.create_conversation("mine")
+    assert mine.data_version() == seen  # our own writes are already on screen
+    theirs.create_conversation("theirs")
+    assert mine.data_version() != seen
+    mine.close()
+    theirs.close()

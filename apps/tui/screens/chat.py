@@ -25,7 +25,7 @@ from edgeai.chat.conversations import NEW_TITLE, delete_conversation
 from edgeai.chatdb import ChatDB, Conversation
 from edgeai.runtime.loaded import LoadedModel
 from edgeai.tui import slash
-from edgeai.tui.screens import commands, lifecycle, rag_commands, turn_worker
+from edgeai.tui.screens import commands, lifecycle, peers, rag_commands, turn_worker
 from edgeai.tui.screens.confirm import ConfirmScreen
 from edgeai.tui.screens.models import ModelPicker, catalog_rows
 from edgeai.tui.screens.rename import RenameScreen
@@ -63,6 +63,8 @@ class ChatScreen(Screen[None]):
         self.editing: int | None = None  # id of the user message being edited
         self.show_stats = False
         self.pending_send: str | None = None  # sent once the model being loaded is ready
+        self.peer_version: int | None = None  # chat.db's data_version when another window's writes were shown
+        self.listed: list[tuple[int, str]] = []  # the sidebar's (id, title) rows as drawn
 
     @property
     def chat_app(self) -> EdgeChatApp:
@@ -96,6 +98,7 @@ class ChatScreen(Screen[None]):
 
     async def on_mount(self) -> None:
         await self.open_conversation(lifecycle.startup_conversation(self).id, follow_model=False)
+        peers.watch(self)  # another window on this data dir (screens/peers.py)
         self.prompt.focus()
         # after the first frame: importing llama_cpp and loading weights must not delay it
         self.call_after_refresh(lifecycle.startup_model, self)
@@ -127,11 +130,15 @@ class ChatScreen(Screen[None]):
         if model is not None:
             self.prepare_context()
 
+    def sidebar_query(self) -> str:
+        return self.query_one(Sidebar).search_text.strip()
+
     def refresh_sidebar(self) -> None:
-        sidebar = self.query_one(Sidebar)
-        query = sidebar.search_text.strip()
+        query = self.sidebar_query()
         current = self.conversation.id if self.conversation else None
-        sidebar.show(self.db.conversations(search=query or None), current, query)
+        conversations = self.db.conversations(search=query or None)
+        self.listed = [(c.id, c.title) for c in conversations]
+        self.query_one(Sidebar).show(conversations, current, query)
 
     async def new_conversation(self, title: str = NEW_TITLE) -> None:
         model = self.chat_app.model
@@ -213,7 +220,7 @@ class ChatScreen(Screen[None]):
                                    error=True)
             return
         params = self.params(model)
-        if params is None:
+        if params is None or await peers.held(self):  # another window changed this chat unseen
             return
         if self.editing is None and rag_commands.offer_quality_model(self, pending=text):
             self.prompt.clear()  # sent once the question is answered
@@ -248,7 +255,7 @@ class ChatScreen(Screen[None]):
                         severity="warning")
             return
         params = self.params(model)
-        if params is None:
+        if params is None or await peers.held(self):
             return
         await turn_worker.begin(self, model, params, None, edit_from=view.message_id)
 
