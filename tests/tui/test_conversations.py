@@ -130,7 +130,8 @@ async def test_a_reply_cut_by_a_crash_is_shown_as_interrupted(make_app, settle):
     db.add_message(conv.id, "user", "write a long story")
     reply = db.start_reply(conv.id)
     db.save_partial(reply.id, "Once upon a time")
-    db._db.close()  # the process dies here: no finish_reply, no clean close
+    db._db.close()  # the process dies here: no finish_reply, no clean close,
+    db._presence.close()  # and the kernel drops its lock on the chat.db slot (the file stays)
 
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
