@@ -1,0 +1,15 @@
+"""The attribution evaluation on the real default model (see `edgeai_testing.attribution`): every
+corpus question through the chat engine's RAG turn, greedy; prints the shares (`-s` shows them)."""
+
+from __future__ import annotations
+
+import pytest
+from edgeai_testing.attribution import run
+
+pytestmark = [pytest.mark.slow, pytest.mark.model]
+
+
+def test_citation_markers_point_at_the_passage_holding_the_fact(default_gguf, tmp_path):
+    tally = run(tmp_path, progress=lambda line: None)
+    print("\n" + tally.summary())
+    assert tally.answers == 28 and tally.markers >= 20
