@@ -183,11 +183,27 @@ def compose(plan: RagPlan, messages: list[Message], backend: Any, n_ctx: int, re
 
 
 def finish(plan: RagPlan, text: str) -> tuple[str, dict[str, Any]]:
-    """The answer with its citations checked and renumbered, and the record to keep."""
-    fixed, shown = renumber_citations(text, plan.sources)
+    """The answer with its citations checked against the passages (`rag.attribution`: kept,
+    moved to the passage that holds the claim, narrowed to its lines, or "[?]") and renumbered,
+    and the record to keep: the cited sources first, then the other passages placed."""
+    from edgeai.rag.attribution import attribute, with_consulted
+
+    checked, narrowed = attribute(text, plan.sources, plan.question, _similarity)
+    fixed, cited = renumber_citations(checked, narrowed)
+    shown = with_consulted(cited, narrowed)
     if markers_only(fixed):
         fixed = f"{fixed.strip()}\n\n{MARKERS_ONLY_NOTE}"
     return fixed, plan.record(shown, cited=any(s.cited for s in shown))
+
+
+def _similarity(a: str, b: str) -> float:
+    """MiniLM's cosine of two texts: the encoder retrieval already loaded in this process."""
+    import numpy as np
+
+    from edgeai.rag import api
+
+    va, vb = (np.asarray(v, dtype=np.float32) for v in api.embedder().embed([a, b]))
+    return float(va @ vb / (np.linalg.norm(va) * np.linalg.norm(vb) or 1.0))
 
 
 # -- the quality model -------------------------------------------------------------------

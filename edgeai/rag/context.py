@@ -74,6 +74,9 @@ class Source:
     chunk_id: int | None  # None for a whole document
     cited: bool = False  # False: "sources consulted" (the model cited none)
     flagged: str | None = None  # why the guard flagged it (e.g. "possible prompt injection (...)")
+    # the passage's own span when `span` was narrowed to the lines that hold what cites it
+    # (`rag.attribution`); `text` stays the whole passage, its first line at this span's start
+    passage_span: str | None = None
 
     @property
     def name(self) -> str:
@@ -118,6 +121,7 @@ def source_from_dict(data: dict[str, Any]) -> Source:
     values.setdefault("span", "")
     values.setdefault("chunk_id", None)
     values.setdefault("flagged", None)
+    values.setdefault("passage_span", None)
     return Source(**values)
 
 

@@ -81,14 +81,18 @@ async def test_attach_ask_see_citations_open_a_source(make_app, echo, send, sett
         echo[0].enqueue(f"The capital is Glimmerton [{n}]. It has a bridge [{n}]. Made up [42].")
         await send(pilot, QUESTION)
         reply = app.chat.transcript.last("assistant")
-        # the model's markers checked and renumbered: the invented one is gone
-        assert reply.content == "The capital is Glimmerton [1]. It has a bridge [1]. Made up."
+        # the model's markers checked against the passages and renumbered: a sentence no passage
+        # holds is marked "[?]"; the passages it did not cite stay listed (and openable) after it
+        assert reply.content == "The capital is Glimmerton [1]. It has a bridge [1]. Made up [?]."
         assert reply.rag["label"].startswith("retrieval · ") and reply.rag["cited"]
-        cited = reply.sources
+        cited = [s for s in reply.sources if s.cited]
         assert [(s.number, Path(s.file).name) for s in cited] == [(1, "geography.md")]
+        consulted = [s for s in reply.sources if not s.cited]
+        assert consulted and [s.number for s in consulted] == list(range(2, len(reply.sources) + 1))
         assert "Glimmerton" in cited[0].text and cited[0].where.startswith("line")
         shown = str(reply.query_one(".sources").render())
         assert reply.rag["label"] in shown and "[1] geography.md line" in shown
+        assert "1 cited" in shown and f"also consulted: {consulted[0].label}" in shown
         row = stored(app)[-1]
         assert row.content == reply.content and row.rag["sources"][0]["file"].endswith("geography.md")
 
@@ -103,8 +107,16 @@ async def test_attach_ask_see_citations_open_a_source(make_app, echo, send, sett
         assert "geography.md" in where and "line" in where
         text = panel.query_one("#source-text").render()
         assert "Glimmerton" in str(text)
+        # the two cited sentences are on the passage's two lines: nothing to narrow
+        assert (cited[0].where, cited[0].passage_span) == ("lines 5–6", None)
         await pilot.press("escape")
         assert not panel.display and app.focused is app.chat.prompt
+        # a passage the reply only consulted opens just the same
+        await pilot.press("shift+tab")
+        await pilot.press("2")
+        await pilot.pause()
+        assert panel.display and panel.current == consulted[0] and not panel.current.cited
+        await pilot.press("escape")
 
         # /sources toggles the panel with the last reply's sources
         await send(pilot, "/sources")

@@ -37,11 +37,15 @@ def format_sources(rag: dict[str, Any], streaming: bool = False) -> str:
     sources = [source_from_dict(s) for s in rag.get("sources", [])]
     if streaming or not sources:
         return lines[0]
-    if not rag.get("cited"):
+    cited = [s for s in sources if s.cited]
+    if not rag.get("cited") or not cited:
         lines[0] += " · none cited; consulted:"
-    else:
-        lines[0] += f" · {len(sources)} cited"
-    lines += [s.label for s in sources]
+        return "\n".join([*lines, *(s.label for s in sources)])
+    lines[0] += f" · {len(cited)} cited"
+    lines += [s.label for s in cited]
+    consulted = [s for s in sources if not s.cited]  # placed but not cited: still 1-9 to open
+    if consulted:
+        lines.append("also consulted: " + " · ".join(s.label for s in consulted))
     return "\n".join(lines)
 
 

@@ -52,6 +52,24 @@ def highlighted(text: str, terms: list[str]) -> Content:
     return content
 
 
+def cited_range(source: Source, shown: str) -> tuple[int, int] | None:
+    """Where in `shown` (the passage's stripped text) the narrowed lines of a citation are, as
+    character offsets, or None when the citation was not narrowed."""
+    narrowed, whole = (Source(0, "", None, span or "", "", None).lines
+                       for span in (source.span, source.passage_span))
+    if not source.passage_span or narrowed is None or whole is None:
+        return None
+    first = int(narrowed.split("-")[0]) - int(whole.split("-")[0])
+    last = int(narrowed.split("-")[-1]) - int(whole.split("-")[0])
+    skipped = source.text[: len(source.text) - len(source.text.lstrip())].count("\n")
+    rows = shown.split("\n")
+    first, last = first - skipped, last - skipped
+    if not 0 <= first <= last < len(rows):
+        return None
+    start = sum(len(r) + 1 for r in rows[:first])
+    return start, start + sum(len(r) + 1 for r in rows[first:last + 1]) - 1
+
+
 class SourcesPanel(Vertical):
     BINDINGS = [Binding("escape", "close", "Close sources")]
 
@@ -94,8 +112,15 @@ class SourcesPanel(Vertical):
     def show_source(self, index: int) -> None:
         source = self.sources[index]
         where = f" · {source.where}" if source.where else ""
+        if source.passage_span:  # narrowed by attribution: the cited lines, within the passage shown
+            where += f" (of {Source(0, '', None, source.passage_span, '', None).where})"
         self.query_one("#source-where", Static).update(f"[{source.number}] {shown_path(source.file)}{where}")
-        self.query_one("#source-text", Static).update(highlighted(source.text.strip(), self.terms))
+        text = source.text.strip()
+        content = highlighted(text, self.terms)
+        cited = cited_range(source, text)
+        if cited is not None:
+            content = content.stylize("reverse", *cited)
+        self.query_one("#source-text", Static).update(content)
         self.query_one("#source-view", VerticalScroll).scroll_home(animate=False)
 
     def focus_list(self) -> None:
