@@ -121,3 +121,4 @@ class Hit:
     page: int | None
     span: str
     score: float
+    heading: str | None = None  # the heading path the passage sits under ("Install > Linux")

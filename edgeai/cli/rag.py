@@ -72,6 +72,23 @@ def add(paths, collection, include, exclude, max_file_mb) -> None:
         raise click.exceptions.Exit(1)  # nothing could be indexed
 
 
+def reindex_progress(name: str):
+    """The progress of re-indexing a collection kept by an older schema (on its first open):
+    a bar on a terminal, else one line per update on stderr."""
+    import sys
+
+    def update(p) -> None:
+        file = Path(p.current).name if p.current else ""
+        line = (f"re-indexing {name} for the new index format: {p.files_done}/{p.files_total} files · "
+                f"{p.chunks} chunks" + (f" · {file}" if file else ""))
+        if sys.stderr.isatty():
+            click.echo("\r\033[K" + line[:120], err=True, nl=p.files_done == p.files_total)
+        else:
+            click.echo(line, err=True)
+
+    return update
+
+
 @rag.command()
 @click.argument("question")
 @COLLECTION
@@ -82,11 +99,13 @@ def query(question, collection, k, as_json, no_rerank) -> None:
     """Find the passages that answer QUESTION, best first."""
     from edgeai.rag import api
 
-    hits = api.search(load_settings(), collection, question, k, rerank=not no_rerank)
+    hits = api.search(load_settings(), collection, question, k, rerank=not no_rerank,
+                      progress=reindex_progress(collection))
     if as_json:
         click.echo(json.dumps({"query": question, "strategy": "retrieval", "hits": [
             {"rank": rank, "score": hit.score, "file": hit.file, "page": hit.page, "span": hit.span,
-             "text": hit.text} for rank, hit in enumerate(hits, 1)]}, ensure_ascii=False))
+             "heading": hit.heading, "text": hit.text} for rank, hit in enumerate(hits, 1)]},
+            ensure_ascii=False))
         return
     if not hits:
         click.echo("no passages found")
@@ -94,6 +113,8 @@ def query(question, collection, k, as_json, no_rerank) -> None:
         where = ", ".join(x for x in (f"page {hit.page}" if hit.page else "", hit.span) if x)
         click.echo(click.style(f"[{rank}] {hit.file}", bold=True) + (f" ({where})" if where else "")
                    + f"  score {hit.score:.3f}")
+        if hit.heading and hit.heading != hit.span:
+            click.echo(f"    § {hit.heading}")
         text = " ".join(hit.text.split())
         click.echo(f"    {text[:300]}{'…' if len(text) > 300 else ''}")
 
@@ -167,7 +188,8 @@ def eval_(file, collection, k) -> None:
     """Recall@k on your corpus. FILE: TSV lines of question <TAB> expected snippet."""
     from edgeai.rag import api
 
-    report = api.evaluate(load_settings(), collection, api.read_questions(file), k)
+    report = api.evaluate(load_settings(), collection, api.read_questions(file), k,
+                          progress=reindex_progress(collection))
     for question, expected in report.misses:
         click.echo(f"miss: {question}  (expected: {expected[:60]})")
     click.echo(f"recall@{k} = {report.recall:.3f} ({report.found}/{report.total}) · MRR = {report.mrr:.3f}")

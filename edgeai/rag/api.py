@@ -40,13 +40,26 @@ def _unknown(settings, name: str) -> BadInput:
                     f"known: {', '.join(known)}" if known else "create one: edgeai rag add PATH...")
 
 
-def open_collection(settings, name: str, *, create: bool = False) -> Collection:
-    """An existing collection (or a new one with `create`), opened for writing with its embedder."""
+def open_collection(settings, name: str, *, create: bool = False,
+                    progress: Callable[[Progress], None] | None = None) -> Collection:
+    """An existing collection (or a new one with `create`), opened for writing with its embedder.
+    A collection indexed by an older schema is indexed again first (`progress` hears it)."""
     path = collection_path(settings, name)
     if not create and not path.exists():
         raise _unknown(settings, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Collection.open(path, embedder_meta(embedder()), create=create)
+    coll = Collection.open(path, embedder_meta(embedder()), create=create)
+    if coll.needs_reindex:
+        from edgeai.rag.ann import ensure_ann
+        from edgeai.rag.ingest import reindex
+
+        try:
+            reindex(coll, embedder(), on_update=progress or (lambda p: None), screen=ingest_screen(settings))
+            ensure_ann(coll)
+        except BaseException:
+            coll.close()
+            raise
+    return coll
 
 
 def _open_reader(settings, name: str) -> Collection:
@@ -101,14 +114,14 @@ def ingest(settings, name: str, paths: Iterable[Path], *, include: tuple[str, ..
 
 
 def search(settings, name: str, query: str, k: int = 5, *, rerank: bool = True,
-           ann: str = "auto") -> list[Hit]:
+           ann: str = "auto", progress: Callable[[Progress], None] | None = None) -> list[Hit]:
     from edgeai.rag.search import retrieve
 
     if not query or not query.strip():  # before the model loads: a typo fails at once
         raise BadInput("the question is empty")
     if k < 1:
         raise BadInput(f"k must be at least 1, got {k}")
-    with open_collection(settings, name) as coll:
+    with open_collection(settings, name, progress=progress) as coll:
         return retrieve(coll, embedder(), query, k, rerank=rerank, ann=ann)
 
 
@@ -134,7 +147,8 @@ def file_sizes(settings, name: str) -> dict[str, int]:
 
 def document_text(settings, name: str, file: str) -> str | None:
     """A whole indexed file's text (its chunks in order, the overlap between consecutive chunks
-    removed), for whole-document questions; None when the collection does not hold `file`."""
+    removed, each section's heading path on a line before it), for whole-document questions;
+    None when the collection does not hold `file`."""
     with _open_reader(settings, name) as coll, coll.snapshot() as db:
         row = db.execute("SELECT id FROM files WHERE path=?", (str(file),)).fetchone()
         if row is None:
@@ -144,8 +158,13 @@ def document_text(settings, name: str, file: str) -> str | None:
     text, previous = "", None
     for chunk in rows:
         overlap = _overlap(previous, chunk) if previous is not None else 0
+        # each section's heading path where it changes: a fact may be stated only there
+        heading = chunk["heading"] if chunk["heading"] and (
+            previous is None or chunk["heading"] != previous["heading"]) else None
+        body = f"{heading}:\n{chunk['text']}" if heading else chunk["text"]
         # an overlap is followed by the source's own separator, so the join restores the source
-        text = text + chunk["text"][overlap:] if overlap else (text + "\n\n" if text else "") + chunk["text"]
+        text = text + chunk["text"][overlap:] if overlap else \
+            (text + "\n\n" if text else "") + body
         previous = chunk
     return text
 
@@ -219,21 +238,24 @@ def read_questions(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def evaluate(settings, name: str, questions: list[tuple[str, str]], k: int = 5) -> EvalReport:
+def evaluate(settings, name: str, questions: list[tuple[str, str]], k: int = 5, *,
+             progress: Callable[[Progress], None] | None = None) -> EvalReport:
     """Recall@k: a question counts as found when one of its top-k chunks contains the expected
-    snippet (case and whitespace ignored)."""
+    snippet in its heading path or its text (case and whitespace ignored): the heading is shown
+    and cited with the passage, so a fact stated only in a title is found there."""
     from edgeai.rag.search import retrieve
 
     report = EvalReport(k=k)
     if k < 1:
         raise BadInput(f"k must be at least 1, got {k}")
-    with open_collection(settings, name) as coll:
+    with open_collection(settings, name, progress=progress) as coll:
         if coll.count() == 0:  # every question would be a miss: say why instead
             raise BadInput(f"collection {name!r} holds no passages",
                            f"index files first: edgeai rag add PATH... --collection {name}")
         for question, expected in questions:
             hits = retrieve(coll, embedder(), question, k)
-            rank = next((i for i, h in enumerate(hits, 1) if _normal(expected) in _normal(h.text)), None)
+            rank = next((i for i, h in enumerate(hits, 1)
+                         if _normal(expected) in _normal(f"{h.heading or ''} {h.text}")), None)
             report.reciprocal_ranks.append(1 / rank if rank else 0.0)
             if rank is None:
                 report.misses.append((question, expected))

@@ -14,6 +14,9 @@ The boundary: token budgets and passage shapes; no file formats (that is `extrac
   (measured, not estimated), so a caller whose `count_tokens` counts the special tokens, like
   MiniLM's, can pass the model's own limit.
 - `count_tokens` is called about once per piece plus once per passage (linear in the text).
+- `units_of(passage)`: the small retrieval units of a long passage (windows of whole sentences,
+  each with the heading path), embedded on their own so a short fact is not averaged away by
+  the rest of its passage; search matches a unit and answers with its passage (small-to-big).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ _SEPARATORS = {
     "word": re.compile(r"(\s+)"),
 }
 _PROSE = ("para", "sentence", "line", "word", "char")
+UNIT_MIN_CHARS = 500  # a passage shorter than this is already small: its own vector is precise
+UNIT_CHARS = 260  # about 50 word pieces: two or three sentences
 _VERBATIM = ("para", "line", "word", "char")  # code and tables are never cut at a full stop
 
 
@@ -247,3 +252,22 @@ def _pack(pieces: Iterable[_Piece], budget: int, overlap: int,
         if len(win) == len(buf):
             break
         advance(len(win))
+
+
+def units_of(passage: Passage) -> list[str]:
+    """Windows of consecutive sentences (lines where there are no sentences), about `UNIT_CHARS`
+    each, prefixed with the heading path; none for a passage under `UNIT_MIN_CHARS`."""
+    text = passage.text
+    if len(text) < UNIT_MIN_CHARS:
+        return []
+    cuts = [m.end() for m in _SEPARATORS["sentence"].finditer(text)] + \
+        [m.end() for m in _SEPARATORS["line"].finditer(text)]
+    bounds = sorted({0, *cuts, len(text)})
+    prefix = f"{passage.heading}\n" if passage.heading else ""
+    units, start = [], 0
+    for end in bounds[1:]:
+        if end - start >= UNIT_CHARS or end == len(text):
+            if text[start:end].strip():
+                units.append(prefix + " ".join(text[start:end].split()))
+            start = end
+    return units

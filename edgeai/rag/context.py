@@ -77,6 +77,9 @@ class Source:
     # the passage's own span when `span` was narrowed to the lines that hold what cites it
     # (`rag.attribution`); `text` stays the whole passage, its first line at this span's start
     passage_span: str | None = None
+    # the heading path the passage sits under: shown with the citation and read by the model,
+    # since a fact may be stated only there ("Warranty — two years from delivery")
+    heading: str | None = None
 
     @property
     def name(self) -> str:
@@ -103,8 +106,10 @@ class Source:
 
     @property
     def label(self) -> str:
-        """'[2] notes.pdf p. 3'."""
+        """'[2] notes.pdf p. 3', '[1] lease.html · Deposit: 1,850 florins'."""
         where = f" {self.where}" if self.where else ""
+        if self.heading and self.heading != self.where:
+            where += f" · {self.heading}"
         flag = " ⚠ flagged: possible prompt injection" if self.flagged else ""
         return f"[{self.number}] {self.name}{where}{flag}"
 
@@ -122,6 +127,7 @@ def source_from_dict(data: dict[str, Any]) -> Source:
     values.setdefault("chunk_id", None)
     values.setdefault("flagged", None)
     values.setdefault("passage_span", None)
+    values.setdefault("heading", None)
     return Source(**values)
 
 
@@ -152,6 +158,8 @@ def source_block(source: Source) -> str:
     elif source.span:
         attrs.append(f'section="{_attr(source.span)}"')
     text = neutralize(source.text.strip())
+    if source.heading:  # as the passage's first line: small models read text, not attributes
+        text = f"{neutralize(source.heading)}:\n{text}"
     if source.flagged:
         attrs.append('flagged="possible prompt injection"')
         text = FLAGGED_WARNING + "\n" + "\n".join("> " + line for line in text.splitlines())
@@ -216,7 +224,7 @@ def build_rag_messages(question: str, hits: Sequence[Hit], *, budget_tokens: int
     preamble) and the final user message (passages + question); `history` (earlier turns) is
     put between them as is and is the caller's to fit.
     """
-    candidates = [Source(0, h.file, h.page, h.span, h.text, h.chunk_id) for h in hits]
+    candidates = [Source(0, h.file, h.page, h.span, h.text, h.chunk_id, heading=h.heading) for h in hits]
     return _assemble(question, candidates, budget_tokens, count_tokens, system, history, screens)
 
 

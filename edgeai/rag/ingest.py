@@ -142,24 +142,24 @@ def _screened(passages: Iterable, path: Path, screen: Screen | None, found: dict
 
 
 def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: list[str],
-               on_chunks: Callable[[int], None] = lambda n: None, screen: Screen | None = None
-               ) -> tuple[str, int]:
-    """Index one file if it changed: ("unchanged" | "added" | "updated", chunks written).
+               on_chunks: Callable[[int], None] = lambda n: None, screen: Screen | None = None,
+               force: bool = False) -> tuple[str, int]:
+    """Index one file if it changed (or `force`): ("unchanged" | "added" | "updated", chunks written).
     Raises ExtractError (or OSError) for a file that cannot be indexed; nothing of it is kept.
     `screen` (the guard's PII layer) sees every passage first: it may redact it; a notice says
     which kinds of PII the file held."""
-    from edgeai.rag.chunk import chunk_sections
+    from edgeai.rag.chunk import chunk_sections, units_of
 
     try:
         stat = path.stat()
     except FileNotFoundError:
         raise ExtractError(path, "missing", "vanished before it could be read (moved or deleted?)") from None
     record = coll.file_record(str(path))
-    if record and record[1] == stat.st_size and record[2] == stat.st_mtime:
+    if record and record[1] == stat.st_size and record[2] == stat.st_mtime and not force:
         return "unchanged", 0
     checked_size(path, max_bytes)  # the cap, before hashing a huge file
     digest = sha256_of(path)
-    if record and record[0] == digest:
+    if record and record[0] == digest and not force:
         coll.touch_file(str(path), stat.st_size, stat.st_mtime)
         return "unchanged", 0
     sections = iter_sections(path, max_bytes=max_bytes, on_notice=notices.append)
@@ -169,7 +169,10 @@ def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: li
     written = 0
     with coll.file_writer(str(path), digest, stat.st_size, stat.st_mtime) as writer:
         while batch := list(islice(passages, BATCH)):
-            writer.add(batch, embedder.embed([p.embed_text for p in batch]))
+            units = [(n, unit) for n, p in enumerate(batch) for unit in units_of(p)]
+            vectors = embedder.embed([p.embed_text for p in batch] + [u for _, u in units])
+            writer.add(batch, vectors[:len(batch)],
+                       [(n, vector) for (n, _), vector in zip(units, vectors[len(batch):], strict=True)])
             written += len(batch)
             on_chunks(len(batch))
     if found:
@@ -228,5 +231,37 @@ def ingest(coll, embedder, paths: Iterable[Path], *, include: tuple[str, ...] = 
         gone = not Path(record.path).exists()
         if gone and (record.path in named or any(Path(record.path).is_relative_to(r) for r in roots)):
             report.removed += coll.remove_file(record.path)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def reindex(coll, embedder, *, on_update: Callable[[Progress], None] = lambda p: None,
+            screen: Screen | None = None, max_bytes: int | None = DEFAULT_MAX_MB << 20) -> IngestReport:
+    """Index every file of a collection again (after a schema change: `Collection.needs_reindex`).
+    A file that is gone or cannot be read now keeps its old passages: they still answer, only
+    without what the new schema adds; the next `rag add` of its folder settles it."""
+    report = IngestReport()
+    start = time.perf_counter()
+    records = coll.files()
+    progress = Progress(files_total=len(records))
+    on_update(progress)
+    for record in records:
+        progress.current = record.path
+
+        def on_chunks(n: int) -> None:
+            progress.chunks += n
+            on_update(progress)
+
+        try:
+            _, written = index_file(coll, embedder, Path(record.path), max_bytes=max_bytes,
+                                    notices=report.notices, on_chunks=on_chunks, screen=screen, force=True)
+        except (ExtractError, OSError) as exc:
+            report.errors.append((record.path, exc.message if isinstance(exc, EdgeAIError) else str(exc)))
+        else:
+            report.updated += 1
+            report.chunks += written
+        progress.files_done += 1
+        on_update(progress)
+    coll.reindexed()
     report.seconds = time.perf_counter() - start
     return report

@@ -3,13 +3,20 @@
 1. the query is embedded (one text: one BLAS thread);
 2. vector candidates: exact cosine over the collection's matrix (`X @ q` + argpartition), or the
    faiss HNSW sidecar when `ann` allows and it is fresh (see `ann.py` for the stale policy);
-3. BM25 candidates from FTS5, the user's text turned into quoted terms so quotes, `*`, `NEAR(`,
+   and the small units of long passages (sentence windows, `chunk.units_of`): a passage ranks
+   by its own cosine or its best unit's, whichever is higher (small-to-big: a short fact is not
+   averaged away by the rest of its passage);
+3. BM25 candidates from FTS5 (the text and the heading path, the heading weighted higher), the
+   user's text turned into quoted terms so quotes, `*`, `NEAR(`,
    `-` or `AND` are words to find, never syntax; terms so common that ranking them would cost
    more than ~15 ms are left to the vectors (`lexical_candidates`);
-4. reciprocal rank fusion (k = 60) of the two lists;
-5. the rerank stage (`rerank.py`) over the best fused candidates, unless switched off;
+4. reciprocal rank fusion (k = 60) of the semantic and the keyword list;
+5. the rerank stage (`rerank.py`) over the best fused candidates, unless switched off: the
+   cosine is the passage's or its best unit's, whichever is higher, and the lexical terms read
+   the heading path with the text;
 6. the top k as `Hit`s: score is the rerank score (cosine plus lexical bonuses), or the fused
-   score with rerank off; span is "lines a-b" where the chunk has lines, else its heading path.
+   score with rerank off; span is "lines a-b" where the chunk has lines, else its heading path;
+   `heading` is the heading path.
 """
 
 from __future__ import annotations
@@ -90,6 +97,28 @@ def vector_candidates(coll: Any, q: Any, n: int, ann: str = "auto") -> tuple[lis
         return exact_search(ids, matrix, q, n), "exact"
 
 
+def unit_candidates(coll: Any, q: Any, n: int) -> dict[int, float]:
+    """chunk id -> its best unit's cosine, for the n chunks whose units match best (exact: units
+    exist only for long passages, a fraction of the collection)."""
+    import numpy as np
+
+    from edgeai.rag.embed import blas_threads
+
+    ids, matrix = coll.unit_matrix()
+    if len(ids) == 0:
+        return {}
+    with blas_threads(1):
+        scores = matrix @ np.asarray(q, dtype=np.float32)
+    best: dict[int, float] = {}
+    for i in np.argsort(-scores, kind="stable"):
+        chunk_id = int(ids[i])
+        if chunk_id not in best:
+            best[chunk_id] = float(scores[i])
+            if len(best) >= n:
+                break
+    return best
+
+
 def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
     """Reciprocal rank fusion: sum over lists of 1 / (k + rank), rank 1-based."""
     fused: dict[int, float] = {}
@@ -119,18 +148,26 @@ def retrieve(coll: Any, embedder: Any, query: str, k: int = 5, *, rerank: bool =
     q = np.asarray(embedder.embed([query])[0], dtype=np.float32)
     vector_hits, _path = vector_candidates(coll, q, pool, ann)
     lexical = lexical_candidates(coll, query, pool)
-    fused = rrf([[i for i, _ in vector_hits], [i for i, _ in lexical]])
+    units = unit_candidates(coll, q, pool)
+    # one semantic list: a passage ranks by its own cosine or its best unit's (two lists of the
+    # same evidence would count it twice in the fusion)
+    semantic = dict(vector_hits)
+    for chunk_id, cosine in units.items():
+        semantic[chunk_id] = max(cosine, semantic.get(chunk_id, -1.0))
+    fused = rrf([sorted(semantic, key=lambda i: -semantic[i])[:pool], [i for i, _ in lexical]])
     order = sorted(fused, key=lambda i: -fused[i])
     if not rerank:
         top = order[:k]
         return [_hit(c, fused[c.id]) for c in coll.chunks(top)]
     shortlist = coll.chunks(order[: max(3 * k, 20)])
     cosines = coll.vectors_for([c.id for c in shortlist]) @ q
-    scores = rerank_scores(query, [c.text for c in shortlist], [float(c) for c in cosines])
+    cosines = [max(float(cos), units.get(c.id, -1.0)) for c, cos in zip(shortlist, cosines, strict=True)]
+    texts = [f"{c.heading}\n{c.text}" if c.heading else c.text for c in shortlist]
+    scores = rerank_scores(query, texts, cosines)
     best = sorted(range(len(shortlist)), key=lambda n: -scores[n])[:k]
     return [_hit(shortlist[n], scores[n]) for n in best]
 
 
 def _hit(chunk: Any, score: float) -> Hit:
     return Hit(chunk_id=chunk.id, text=chunk.text, file=chunk.file, page=chunk.page, span=span_of(chunk),
-               score=round(float(score), 6))
+               score=round(float(score), 6), heading=chunk.heading)

@@ -55,7 +55,36 @@ MIGRATIONS: list[tuple[str, str]] = [
             INSERT INTO chunks_fts(chunks_fts, rowid, text) VALUES ('delete', old.id, old.text);
         END;
     """),
+    # the heading path becomes keyword-searchable (a fact stated only in a title is found by its
+    # words), and `units` holds the small retrieval units of long passages: sentence windows,
+    # matched on their own vectors, answered with the passage that holds them. Passages indexed
+    # before this were cut without titles in plain text and have no units: `reindex` asks
+    # `api.open_collection` to index the collection's files again, once, on first open.
+    ("m002_headings_and_units", """
+        DROP TRIGGER chunks_fts_insert;
+        DROP TRIGGER chunks_fts_delete;
+        DROP TABLE chunks_fts;
+        CREATE VIRTUAL TABLE chunks_fts USING fts5(
+            text, heading, content='chunks', content_rowid='id',
+            tokenize='unicode61 remove_diacritics 2');
+        CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+            INSERT INTO chunks_fts(rowid, text, heading) VALUES (new.id, new.text, new.heading);
+        END;
+        CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+            INSERT INTO chunks_fts(chunks_fts, rowid, text, heading)
+                VALUES ('delete', old.id, old.text, old.heading);
+        END;
+        INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild');
+        CREATE TABLE units (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chunk_id INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+            vector BLOB NOT NULL);
+        CREATE INDEX units_by_chunk ON units(chunk_id);
+        INSERT INTO meta(key, value) SELECT 'reindex', 2 WHERE EXISTS (SELECT 1 FROM files);
+    """),
 ]
+# keyword weights of chunks_fts's columns (text, heading): a title names what its section is about
+BM25_WEIGHTS = (1.0, 2.0)
 
 
 class CollectionError(EdgeAIError):
@@ -132,9 +161,11 @@ class FileWriter:
         self._db, self.file_id, self._dim = db, file_id, dim
         self.n_chunks = 0
 
-    def add(self, passages: Sequence[Any], vectors: Any) -> list[int]:
+    def add(self, passages: Sequence[Any], vectors: Any,
+            units: Sequence[tuple[int, Any]] = ()) -> list[int]:
         """Insert passages (duck-typed: text, page, heading, line_start, line_end, ordinal) and their
-        vectors (float32, one row each); returns the new chunk ids."""
+        vectors (float32, one row each), and the small units of them (`(index into passages,
+        vector)`); returns the new chunk ids."""
         import numpy as np
 
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -153,6 +184,9 @@ class FileWriter:
                              (cursor.lastrowid, vector.tobytes()))
             ids.append(cursor.lastrowid)
             self.n_chunks += 1
+        for index, vector in units:
+            self._db.execute("INSERT INTO units(chunk_id, vector) VALUES (?, ?)",
+                             (ids[index], np.asarray(vector, dtype=np.float32).tobytes()))
         return ids
 
 
@@ -164,6 +198,7 @@ class Collection:
         self.name = path.stem
         self._lock = threading.RLock()
         self._matrix: tuple[int, Any, Any] | None = None  # (generation, ids, matrix)
+        self._units: tuple[int, Any, Any] | None = None  # (generation, chunk ids, matrix)
         self.sidecars: dict[str, Any] = {}  # loaded sidecars (the ANN index), with what they were built from
 
     # -- opening -------------------------------------------------------------------------
@@ -274,8 +309,9 @@ class Collection:
         """(chunk id, bm25) best first for an FTS5 MATCH expression (build it with search.fts_query)."""
         if not match:
             return []
-        rows = self._read("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? "
-                          "ORDER BY rank LIMIT ?", (match, int(limit)))
+        weights = ", ".join(map(str, BM25_WEIGHTS))
+        rows = self._read(f"SELECT rowid, bm25(chunks_fts, {weights}) AS score FROM chunks_fts "
+                          "WHERE chunks_fts MATCH ? ORDER BY score LIMIT ?", (match, int(limit)))
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def fts_count(self, match: str, cap: int) -> int:
@@ -360,14 +396,40 @@ class Collection:
         if row is None:
             return False
         # explicit, not left to ON DELETE CASCADE: it must not depend on PRAGMA foreign_keys
-        self._db.execute("DELETE FROM vectors WHERE chunk_id IN (SELECT id FROM chunks WHERE file_id=?)",
-                         (row[0],))
+        for table in ("vectors", "units"):
+            self._db.execute(f"DELETE FROM {table} WHERE chunk_id IN (SELECT id FROM chunks WHERE file_id=?)",
+                             (row[0],))
         self._db.execute("DELETE FROM chunks WHERE file_id=?", (row[0],))  # the trigger clears FTS rows
         self._db.execute("DELETE FROM files WHERE id=?", (row[0],))
         return True
 
     def _bump(self) -> None:
         self._db.execute("UPDATE meta SET value = value + 1 WHERE key='generation'")
+
+    # -- re-indexing after a schema change -----------------------------------------------
+    @property
+    def needs_reindex(self) -> bool:
+        """True while files indexed by an older schema (no titles in plain text, no units) remain."""
+        return bool(self._read("SELECT 1 FROM meta WHERE key='reindex'"))
+
+    def reindexed(self) -> None:
+        with self._lock, self._write_transaction():
+            self._db.execute("DELETE FROM meta WHERE key='reindex'")
+
+    def unit_matrix(self) -> tuple[Any, Any]:
+        """(chunk id of each unit int64 (U,), unit vectors float32 (U, dim)), cached per generation."""
+        import numpy as np
+
+        generation = self.generation
+        if self._units is None or self._units[0] != generation:
+            with self.snapshot() as db:
+                generation = int(db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+                rows = db.execute("SELECT chunk_id, vector FROM units ORDER BY id").fetchall()
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            matrix = matrix.reshape(len(rows), self.dim)
+            self._units = (generation, ids, matrix)
+        return self._units[1], self._units[2]
 
     # -- the vector matrix ---------------------------------------------------------------
     def matrix(self) -> tuple[Any, Any]:

@@ -139,9 +139,9 @@ def test_long_text_gets_per_passage_line_numbers(tmp_path, count_tokens):
     passages = chunk_file(path, count_tokens, 64, overlap_tokens=0)
     source = path.read_text().splitlines()
     assert len(passages) > 5
-    for p in passages:  # the header packs with the first lines; the blank line between is the join
-        assert p.text == "\n".join(source[p.line_start - 1:p.line_end])
-    assert passages[0].line_start == 1 and passages[-1].line_end == 102
+    for p in passages:  # the title line alone on top is the passages' heading, not their text
+        assert p.text == "\n".join(source[p.line_start - 1:p.line_end]) and p.heading == "Header line"
+    assert passages[0].line_start == 3 and passages[-1].line_end == 102
     assert all(b.line_start == a.line_end + 1 for a, b in itertools.pairwise(passages))
 
 

@@ -122,7 +122,7 @@ def test_query_json_holds_each_hits_full_stored_text_best_first(indexed):
     hits = answer["hits"]
     assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]  # default k = 5
     for hit in hits:
-        assert set(hit) == {"rank", "score", "file", "page", "span", "text"}
+        assert set(hit) == {"rank", "score", "file", "page", "span", "heading", "text"}
         assert isinstance(hit["score"], float) and isinstance(hit["span"], str)
         assert hit["page"] is None or isinstance(hit["page"], int)
         assert hit["text"] in stored_texts(indexed.db, hit["file"])  # the whole chunk, verbatim

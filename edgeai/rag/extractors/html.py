@@ -7,6 +7,9 @@ script, style, noscript, form, template, iframe, svg, hidden elements and their 
 inside an <article> or <main> (there they hold the article's title and byline). When the page
 has a <main> (or role=main), only it is read. h1-h6 become heading paths; every block element
 (p, li, div, td rows, ...) is a section; <pre> is kept verbatim as code; tables one row per line.
+Pages exported by tools that never write <h*> mark titles otherwise: a short block whose whole
+text is bold (<p><b>Returns within 30 days</b></p>) or whose class names a title or heading is a
+heading too, one level below any real one (`titles.py` ranks the styles).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ _BLOCKS = frozenset({"p", "div", "section", "article", "main", "header", "footer
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w-]+)""", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
+_TITLE_CLASS = re.compile(r"title|heading|headline|subhead|caption", re.IGNORECASE)
+_BOLD = frozenset({"b", "strong"})
 
 
 def extract(path: Path, notice: Notice) -> Iterator[Section]:
@@ -75,8 +80,34 @@ def _inside(node, tags: tuple[str, ...], ids: frozenset | set = frozenset()) -> 
     return False
 
 
+def _pseudo_title(node) -> str | None:
+    """The block's text when it is a title not written as <h*>: short, title-like, and all bold
+    or in an element whose class or id says title/heading."""
+    from edgeai.rag.titles import title_style
+
+    text = _SPACE.sub(" ", node.text(deep=True, separator=" ")).strip()
+    if not text or title_style(text, alone=True) is None:
+        return None
+    attrs = node.attributes
+    if _TITLE_CLASS.search(f"{attrs.get('class') or ''} {attrs.get('id') or ''}"):
+        return text
+    child, bold = node.child, False
+    while child is not None:
+        if child.is_text_node:
+            if child.text(deep=False).strip():
+                return None
+        elif child.tag in _BOLD:
+            bold = True
+        elif child.tag != "br":
+            return None
+        child = child.next
+    return text if bold else None
+
+
 def _walk(root) -> Iterator[Section]:
-    headings: list[tuple[int, str]] = []
+    from edgeai.rag.titles import Outline
+
+    outline = Outline(base=6)  # h1-h6 are levels 1-6; titles without markup rank below them
     buffer: list[str] = []
     kind = "paragraph"
 
@@ -85,7 +116,11 @@ def _walk(root) -> Iterator[Section]:
         text = "\n".join(line for line in lines if line)
         buffer.clear()
         if text:
-            yield Section(text, kind, heading=" > ".join(h for _, h in headings) or None)
+            yield Section(text, kind, heading=outline.path())
+
+    def heading(title: str, **where) -> Iterator[Section]:
+        for closed, path in outline.push(title, **where):
+            yield Section(closed, heading=path)
 
     # an explicit stack, not recursion: real pages nest deeper than Python's recursion limit
     stack = [(root, False)]
@@ -104,22 +139,22 @@ def _walk(root) -> Iterator[Section]:
             continue
         if tag in _HEADINGS:
             yield from flush()
-            level = _HEADINGS[tag]
-            while headings and headings[-1][0] >= level:
-                headings.pop()
             title = _SPACE.sub(" ", node.text(deep=True, separator=" ")).strip()
             if title:
-                headings.append((level, title))
+                yield from heading(title, level=_HEADINGS[tag])
             continue
         if tag in ("pre", "table"):
             yield from flush()
             text = node.text(deep=True) if tag == "pre" else _table(node)
             if text.strip():
                 yield Section(text.strip("\n"), "code" if tag == "pre" else "table",
-                              heading=" > ".join(h for _, h in headings) or None)
+                              heading=outline.path())
             continue
         if tag in _BLOCKS:
             yield from flush()
+            if tag not in ("li", "body", "main", "article") and (title := _pseudo_title(node)):
+                yield from heading(title, style="bold")
+                continue
             kind = "list" if tag == "li" else "paragraph"
             stack.append((node, True))
         children = []
@@ -129,6 +164,8 @@ def _walk(root) -> Iterator[Section]:
             child = child.next
         stack.extend((c, False) for c in reversed(children))
     yield from flush()
+    for closed, path in outline.close():
+        yield Section(closed, heading=path)
 
 
 def _table(node) -> str:

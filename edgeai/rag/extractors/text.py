@@ -116,22 +116,54 @@ def iter_lines(path: Path, notice: Notice) -> Iterator[tuple[int, str]]:
 
 
 def extract(path: Path, notice: Notice) -> Iterator[Section]:
-    """Paragraphs: runs of non-blank lines, with their line numbers."""
+    """Paragraphs: runs of non-blank lines, with their line numbers, under the section titles
+    the text writes as ordinary lines (`titles.py`); a title line becomes the heading of what
+    follows it, not body text."""
+    from edgeai.rag.titles import Outline
+
+    outline = Outline()
     lines: list[str] = []
     start = end = size = 0
+    continued = False  # the paragraph so far is the rest of one cut at MAX_SECTION
     for lineno, line in iter_lines(path, notice):
         if not line.strip():
             if lines:
-                yield Section("\n".join(lines), line_start=start, line_end=end)
-                lines, size = [], 0
+                yield from _paragraph(lines, start, outline, continued)
+                lines, size, continued = [], 0, False
             continue
         if lines and size + len(line) > MAX_SECTION:
-            yield Section("\n".join(lines), line_start=start, line_end=end)
-            lines, size = [], 0
+            yield from _paragraph(lines, start, outline, continued)
+            lines, size, continued = [], 0, True
         if not lines:
             start = lineno
         lines.append(line.rstrip())
         end = lineno
         size += len(line) + 1
     if lines:
-        yield Section("\n".join(lines), line_start=start, line_end=end)
+        yield from _paragraph(lines, start, outline, continued)
+    for title, heading in outline.close():
+        yield Section(title.strip(), heading=heading, line_start=end, line_end=end)
+
+
+def _paragraph(lines: list[str], start: int, outline, continued: bool) -> Iterator[Section]:
+    """One paragraph: a title it opens with goes into the outline, the rest is a section."""
+    from edgeai.rag.titles import is_underline, numbered_style, title_style, underline_style
+
+    title, style, skip, closed = None, None, 0, []
+    if not continued:
+        if len(lines) >= 2 and is_underline(lines[1], lines[0]) and title_style(lines[0], alone=True):
+            title, style, skip = lines[0], underline_style(lines[1]), 2
+        elif (style := title_style(lines[0], alone=len(lines) == 1,
+                                   next_line=lines[1] if len(lines) > 1 else None)) is not None:
+            title, skip = lines[0], 1
+        elif number := numbered_style(lines[0]):
+            closed = outline.end(number)
+    if title is not None:
+        closed = outline.push(title.strip(), style=style)
+    for text, heading in closed:
+        yield Section(text, heading=heading, line_start=start, line_end=start)
+    body = lines[skip:]
+    if body:
+        first = start + skip
+        yield Section("\n".join(body), heading=outline.path(), line_start=first,
+                      line_end=first + len(body) - 1)
