@@ -12,6 +12,9 @@ sentence that states one of the corpus's known facts (any `QUESTIONS` snippet) i
 span it cites contains that fact; markers on sentences stating no known fact are not judged.
 Also counted: answers that state the fact, answers with no marker, "[?]" marks.
 
+Paired: each answer is generated once and finished both ways, the old way (markers only checked
+to exist) and the current one, so the two counts judge the same replies.
+
 Run (about 5 minutes on 2 cores):
     PYTHONPATH=tests .venv/bin/python -m edgeai_testing.attribution [--out results.json]
 `tests/rag/test_attribution_eval.py` (slow, model) runs the same and holds the share.
@@ -130,8 +133,22 @@ class Tally:
                 f"{self.unmarked_answers} have no marker, {self.unsupported} '[?]' marks")
 
 
-def run(home: Path, max_tokens: int = 96, limit: int | None = None, progress=print) -> Tally:
-    """Build the corpus under `home`, index it, ask every question through `run_turn`."""
+def unchecked_finish(plan: Any, text: str) -> tuple[str, dict[str, Any]]:
+    """`chat.rag.finish` as it was before attribution: markers only checked to exist among the
+    sources placed, then renumbered (the "before" of the paired comparison)."""
+    from edgeai.rag.context import MARKERS_ONLY_NOTE, markers_only, renumber_citations
+
+    fixed, shown = renumber_citations(text, plan.sources)
+    if markers_only(fixed):
+        fixed = f"{fixed.strip()}\n\n{MARKERS_ONLY_NOTE}"
+    return fixed, plan.record(shown, cited=any(s.cited for s in shown))
+
+
+def run(home: Path, max_tokens: int = 96, limit: int | None = None, progress=print) -> tuple[Tally, Tally]:
+    """Build the corpus under `home`, index it, ask every question through `run_turn`. Returns
+    (before, after), paired: the same generated answers, each finished the old way (markers
+    only checked to exist) and the current way (`chat.rag.finish`, attribution)."""
+    from edgeai.chat import rag as chat_rag
     from edgeai.chat.turn import begin_turn, run_turn
     from edgeai.chatdb import ChatDB
     from edgeai.config import load_settings
@@ -146,7 +163,15 @@ def run(home: Path, max_tokens: int = 96, limit: int | None = None, progress=pri
     backend, spec = load_model(settings)
     model = LoadedModel(backend, spec, spec.id)
     db = ChatDB.in_memory()
-    tally = Tally()
+    tally, before = Tally(), Tally()
+    finished: dict[str, Any] = {}
+    real_finish = chat_rag.finish
+
+    def finish(plan, text):  # the plan and the raw answer, for the "before" of the same answer
+        finished.update(plan=plan, raw=text)
+        return real_finish(plan, text)
+
+    chat_rag.finish = finish
     try:
         for question in QUESTIONS[:limit]:
             conv = db.create_conversation("eval")
@@ -158,12 +183,14 @@ def run(home: Path, max_tokens: int = 96, limit: int | None = None, progress=pri
             if out.status != "done" or out.rag is None:
                 raise RuntimeError(f"{question.question!r}: {out.status} {out.error}")
             tally.add(question, out.text, out.rag, "".join(pieces))
+            before.add(question, *unchecked_finish(finished["plan"], finished["raw"]), "".join(pieces))
             progress(f"{len(tally.rows):2d} {tally.rows[-1]['markers']}->{tally.rows[-1]['right']} "
                      f"{out.text!r}")
     finally:
+        chat_rag.finish = real_finish
         backend.close()
         db.close()
-    return tally
+    return before, tally
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,10 +202,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("EDGEAI_HOME", str(Path(tmp) / "home"))
-        tally = run(Path(tmp), limit=args.limit)
+        before, tally = run(Path(tmp), limit=args.limit)
     if args.out:
-        args.out.write_text(json.dumps(tally.rows, indent=1))
-    print(tally.summary())
+        args.out.write_text(json.dumps({"before": before.rows, "after": tally.rows}, indent=1))
+    print("before (markers only checked to exist): " + before.summary())
+    print("after (attribution):                    " + tally.summary())
     return 0
 
 
