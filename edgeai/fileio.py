@@ -1,4 +1,5 @@
 """Atomic file output: write to a temporary sibling, fsync, rename — or leave nothing behind.
+And the one file hash (`sha256_file`) the model cache, hub downloads and RAG ingest share.
 
 Every file edgeai writes (model stamps, KV states, exports, bench results) goes through here,
 so a killed process or a full disk never leaves a half-written file under the real name.
@@ -6,6 +7,7 @@ so a killed process or a full disk never leaves a half-written file under the re
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,3 +34,12 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
 def atomic_write(path: Path, data: bytes | str) -> None:
     with atomic_writer(path) as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def sha256_file(path: Path, chunk: int = 8 << 20) -> str:
+    """The hex sha256 of a file, read in `chunk`-byte blocks (never whole into memory)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -26,8 +26,9 @@ from urllib.parse import urlsplit
 
 from edgeai.config import Settings
 from edgeai.errors import BadInput, EdgeAIError, MissingExtra
+from edgeai.fileio import sha256_file
 from edgeai.models.catalog import UNVERIFIED, Artifact, Entry
-from edgeai.models.resolve import CHUNK, artifact_path, file_lock, read_stamp, write_stamp
+from edgeai.models.resolve import artifact_path, file_lock, read_stamp, write_stamp
 
 if TYPE_CHECKING:
     from huggingface_hub import HfFileMetadata
@@ -73,7 +74,7 @@ def pull(entry: Entry, art: Artifact, settings: Settings, *, endpoint: str | Non
             if expected and remote and remote != expected:
                 raise _mismatch(entry, remote, expected)  # before fetching a byte of it
             part = _download(url, meta, dest, token, filename)
-        sha = _sha256(part)
+        sha = sha256_file(part)
         if expected and sha != expected:
             part.unlink()
             raise _mismatch(entry, sha, expected)
@@ -132,14 +133,6 @@ def _download(url: str, meta: HfFileMetadata, dest: Path, token: str | bool | No
         http_get(meta.location, out, resume_size=out.tell(), headers=headers,
                  expected_size=meta.size, displayed_filename=filename)
     return part
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _mismatch(entry: Entry, got: str, expected: str) -> EdgeAIError:

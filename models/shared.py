@@ -13,11 +13,11 @@ it is re-stamped; damaged, it is assembled anew (a new inode: the damaged one is
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from edgeai.config import shared_models_dir
+from edgeai.fileio import sha256_file
 from edgeai.models.catalog import Artifact, Entry
 
 
@@ -26,15 +26,6 @@ def shared_path(art: Artifact) -> Path:
 
 
 # resolve.py imports this module, so its helpers are imported where used, not at the top
-
-def _sha256(path: Path) -> str:
-    from edgeai.models.resolve import CHUNK
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def ensure_shared(entry: Entry, art: Artifact, progress=None) -> Path:
@@ -46,7 +37,7 @@ def ensure_shared(entry: Entry, art: Artifact, progress=None) -> Path:
         return src
     with file_lock(src):  # released before assemble, which takes the same lock itself
         if not read_stamp(src) and src.exists():
-            if _sha256(src) == art.sha256:
+            if sha256_file(src) == art.sha256:
                 write_stamp(src, art.sha256, verified=True)  # only touched: keep the bytes
             else:
                 src.unlink()  # damaged: never link it again

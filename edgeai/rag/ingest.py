@@ -14,7 +14,6 @@ time.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +22,7 @@ from itertools import islice
 from pathlib import Path
 
 from edgeai.errors import EdgeAIError
+from edgeai.fileio import sha256_file
 from edgeai.rag.extract import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, ExtractError, checked_size, iter_sections
 
 BATCH = 32  # passages per embedding call and insert
@@ -109,14 +109,6 @@ def _encodable(path: Path) -> bool:
     return True
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # the guard's check of each passage before it is embedded (edgeai.guard.ingest_screen):
 # (file, text) -> (the text to store, the PII kinds found)
 Screen = Callable[[str, str], tuple[str, list[str]]]
@@ -158,7 +150,7 @@ def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: li
     if record and record[1] == stat.st_size and record[2] == stat.st_mtime and not force:
         return "unchanged", 0
     checked_size(path, max_bytes)  # the cap, before hashing a huge file
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if record and record[0] == digest and not force:
         coll.touch_file(str(path), stat.st_size, stat.st_mtime)
         return "unchanged", 0
