@@ -270,12 +270,14 @@ class _Arrivals:
         return {k: getattr(cut, k) for k in ("completion_tokens", "ttft_s", "gen_tps")}
 
 
-def output_checker(settings: Settings, surface: str, system: str | None,
-                   schema: dict | None) -> Callable[[str], Any]:
-    """The guard's check of a finished reply (PII, a leaked system prompt, the JSON schema)."""
+def output_checker(settings: Settings, surface: str, system: str | None, schema: dict | None,
+                   options: Mapping[str, Any] | None = None) -> Callable[[str], Any]:
+    """The guard's check of a finished reply (PII, a leaked system prompt, the JSON schema), for
+    every surface; `options` are a request's layer switches (the server's)."""
     from edgeai.guard import check_output
 
-    return partial(check_output, settings=settings, surface=surface, system_prompt=system, schema=schema)
+    return partial(check_output, settings=settings, surface=surface, system_prompt=system, schema=schema,
+                   options=options)
 
 
 def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Message],

@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from contextlib import ExitStack, suppress
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -102,54 +104,55 @@ def serve(host: str, port: int, parallel: int, queue_size: int, api_key_file: st
              + ("" if key else " and no API key is set"))
     try:
         import starlette  # noqa: F401
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         raise MissingExtra("the server (starlette, uvicorn)", "pip install 'edgeai[serve]'") from None
+    from edgeai.serve.app import Options
+    from edgeai.serve.requests import Limits
+
     settings = settings_from(opts)
+    options = Options(api_key=key, cors=cors, limits=Limits(max_tokens=min(max_tokens, settings.n_ctx)))
     sock = bind(host, port)
     try:
-        _serve(sock, settings, opts, parallel, queue_size, key, cors, store, max_tokens, uvicorn)
+        _run(sock, settings, opts, parallel=parallel, queue=queue_size, options=options, store=store)
     finally:
         sock.close()
 
 
-def _serve(sock, settings, opts, parallel, queue_size, key, cors, store, max_tokens, uvicorn) -> None:
-    from edgeai.cli.common import open_model
-    from edgeai.serve.app import Options, create_app
-    from edgeai.serve.engine import ServeEngine
-    from edgeai.serve.requests import Limits
+def _run(sock: socket.socket, settings, opts, *, parallel: int, queue: int, options, store: bool) -> None:
+    """Load the model, build the app, print the base URL, serve until Ctrl-C; then close the
+    batcher before the model it uses (an ExitStack unwinds in reverse)."""
+    import uvicorn
 
-    backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), n_seq=parallel)
-    db = engine = None
-    try:
-        keeper = None
+    from edgeai.chat.turn import default_hooks
+    from edgeai.cli.common import open_model
+    from edgeai.serve.app import create_app
+    from edgeai.serve.engine import ServeEngine
+
+    with ExitStack() as stack:
+        backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), n_seq=parallel)
+        stack.callback(backend.close)
         if store:
             from edgeai.chat.store import open_chat_db
             from edgeai.serve.store import ApiStore
 
             db = open_chat_db(settings)
-            keeper = ApiStore(db, spec.id, backend.name)
-        engine = ServeEngine(backend, catalog_id(spec.id), settings, window=settings.n_ctx, queue=queue_size,
-                             hooks=_hooks(settings), aliases=(spec.id, settings.model))
-        app = create_app(engine, Options(api_key=key, cors=cors, store=keeper,
-                                         limits=Limits(max_tokens=min(max_tokens, settings.n_ctx))))
+            stack.callback(db.close)
+            options = replace(options, store=ApiStore(db, spec.id, backend.name))
+        # the guard, as the chat app runs it (without the LLM judge: the batcher owns the model)
+        engine = ServeEngine(backend, catalog_id(spec.id), settings, window=settings.n_ctx, queue=queue,
+                             hooks=default_hooks(settings), aliases=(spec.id, settings.model))
+        stack.callback(engine.close)
+        app = create_app(engine, options)
         host, port = sock.getsockname()[:2]
-        shown = f"[{host}]" if ":" in host else host
-        click.echo(f"http://{shown}:{port}/v1", nl=True)
+        click.echo(f"http://{f'[{host}]' if ':' in host else host}:{port}/v1")
         kept = ", conversations kept in chat.db" if store else ""
         click.echo(f"serving {engine.model_id} ({backend.name}, {parallel} sequences of "
                    f"{settings.n_ctx} tokens{kept}); Ctrl-C stops", err=True)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=2)
-        uvicorn.Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if engine is not None:
-            engine.close()
-        backend.close()
-        if db is not None:
-            db.close()
+        with suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=[sock])
 
 
 def catalog_id(spec_id: str) -> str:
@@ -160,13 +163,3 @@ def catalog_id(spec_id: str) -> str:
         return parse_id(spec_id)[0]
     except BadInput:
         return spec_id
-
-
-def _hooks(settings):
-    """The chat engine's hooks for this server: the guard, as the chat app runs it (without the
-    LLM judge: the batcher owns the model)."""
-    from edgeai.chat.turn import default_hooks
-
-    return default_hooks(settings)
-
-

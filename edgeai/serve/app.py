@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from edgeai import __version__
 from edgeai.serve.engine import ServeEngine
 from edgeai.serve.requests import ApiError, Limits
 
@@ -184,7 +183,3 @@ def _tokenizer_routes(served: Served) -> list[Route]:
 
     return [Route("/tokenize", tokenize, methods=["POST"]),
             Route("/detokenize", detokenize, methods=["POST"])]
-
-
-def version_info() -> dict[str, str]:
-    return {"version": __version__}

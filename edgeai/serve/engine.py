@@ -14,12 +14,12 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edgeai.chat import rag
 from edgeai.chat.history import count_prompt_tokens
-from edgeai.chat.turn import HOOKS, Ask, Hook, compose_prompt, prepare
+from edgeai.chat.turn import HOOKS, Ask, Hook, compose_prompt, output_checker, prepare
 from edgeai.config import Settings
 from edgeai.errors import BadInput, ContextOverflow, EdgeAIError
 from edgeai.guard.pipeline import GuardRefused
@@ -38,7 +38,11 @@ class Run:
     job: Job
     queue: asyncio.Queue
     plan: rag.RagPlan | None = None
-    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def started(self) -> float:
+        """When the request arrived (perf_counter): TTFT and Ollama's durations count from here."""
+        return self.job.submitted
 
     async def events(self, first: Event | None = None) -> AsyncIterator[Event]:
         """Every event up to and including the last chunk (or an error); `first` is one already
@@ -89,6 +93,7 @@ class ServeEngine:
     def start(self, request: ChatRequest, loop: asyncio.AbstractEventLoop) -> Run:
         """Make the prompt and queue the job (a worker thread: tokenizing, the guard and the
         retrieval take milliseconds to seconds). Raises ApiError for what the client must fix."""
+        arrived = time.perf_counter()
         if self.batcher.full:  # before any work: a full server answers at once
             raise _busy(self.retry_after())
         if request.logprobs is not None and not self.batcher.batched:
@@ -109,7 +114,7 @@ class ServeEngine:
             except RuntimeError:  # the request's event loop is gone (shutdown): nobody listens
                 job.cancelled = True
 
-        job = Job(prompt, params, deliver, logprobs=request.logprobs)
+        job = Job(prompt, params, deliver, logprobs=request.logprobs, submitted=arrived)
         try:
             self.batcher.prepare(job, tools=request.tools or None)
             self.batcher.submit(job)
@@ -147,14 +152,11 @@ class ServeEngine:
         return kept, plan
 
     def check_output(self, request: ChatRequest, schema: dict | None, text: str):
-        """The guard's check of a finished reply (`edgeai.guard.check_output`), with the
+        """The guard's check of a finished reply (the chat turn's `output_checker`), with the
         request's switches and the system prompt it sent."""
-        from edgeai.guard import check_output
-
         prompt = request.prompt if isinstance(request.prompt, list) else []
         system = next((m.content for m in prompt if m.role == "system"), None)
-        return check_output(text, self.settings, surface="serve", options=request.guard,
-                            system_prompt=system, schema=schema)
+        return output_checker(self.settings, "serve", system, schema, request.guard)(text)
 
     def cancel(self, run: Run) -> None:
         self.batcher.cancel(run.job)

@@ -17,10 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from edgeai.serve.app import Served, read_json, version_info
+from edgeai import __version__
+from edgeai.errors import describe
+from edgeai.serve.app import Served, read_json
 from edgeai.serve.batcher import Event
 from edgeai.serve.engine import Run
-from edgeai.serve.openai_routes import Reply, collect, finish, first_event, start
+from edgeai.serve.openai_routes import Answer, collect, finish, first_event, start
 from edgeai.serve.requests import ollama_request
 from edgeai.types import Chunk
 
@@ -59,7 +61,7 @@ def routes(served: Served) -> list[Route]:
     limits = served.options.limits
 
     async def version(request: Request) -> Response:
-        return JSONResponse({"version": OLLAMA_VERSION, "edgeai": version_info()["version"]})
+        return JSONResponse({"version": OLLAMA_VERSION, "edgeai": __version__})
 
     async def tags(request: Request) -> Response:
         return JSONResponse({"models": [_model_entry(served)]})
@@ -109,7 +111,7 @@ def _piece(served: Served, chat: bool, text: str) -> dict[str, Any]:
     return {**base, "response": text}
 
 
-def _last(served: Served, run: Run, reply: Reply, chat: bool, whole: bool) -> dict[str, Any]:
+def _last(served: Served, run: Run, reply: Answer, chat: bool, whole: bool) -> dict[str, Any]:
     out = _piece(served, chat, reply.text if whole else "")
     out.update(done=True, done_reason="length" if reply.finish_reason == "length" else "stop",
                **_timings(reply.final, run.started))
@@ -117,11 +119,11 @@ def _last(served: Served, run: Run, reply: Reply, chat: bool, whole: bool) -> di
 
 
 async def _lines(served: Served, run: Run, first: Event, chat: bool) -> AsyncIterator[str]:
-    reply, done = Reply(), False
+    reply, done = Answer(), False
     try:
         async for event in run.events(first):
             if event.error is not None:
-                yield json.dumps({"error": str(getattr(event.error, "message", event.error))}) + "\n"
+                yield json.dumps({"error": describe(event.error)}) + "\n"
                 return
             chunk = event.chunk
             reply.text += chunk.text

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edgeai.chat import rag
-from edgeai.errors import describe
+from edgeai.errors import BadInput, describe
 from edgeai.serve import tools as tool_calls
 from edgeai.serve.app import Served, error_body, read_json
 from edgeai.serve.batcher import Event, TokenLogprob
@@ -34,8 +34,8 @@ DISCONNECT_POLL_S = 0.25  # a non-streaming client that left is noticed this fas
 
 
 @dataclass
-class Reply:
-    """A finished (or cut) reply, as the routes report it."""
+class Answer:
+    """A finished (or cut) reply, as the routes report it (not `decode.Reply`, the token side)."""
 
     text: str = ""
     reasoning: str = ""
@@ -85,16 +85,14 @@ async def first_event(served: Served, run: Run, request: Request) -> Event:
 
 
 def _failure(error: BaseException) -> ApiError:
-    from edgeai.errors import BadInput
-
     if isinstance(error, BadInput):
         return ApiError(400, error.message)
     return ApiError(500, describe(error), kind="server_error")
 
 
-async def collect(served: Served, run: Run, request: Request) -> Reply:
+async def collect(served: Served, run: Run, request: Request) -> Answer:
     """A whole reply, for a non-streaming client; its leaving cancels the job."""
-    reply = Reply()
+    reply = Answer()
     event = await first_event(served, run, request)
     try:
         while True:
@@ -115,7 +113,7 @@ async def collect(served: Served, run: Run, request: Request) -> Reply:
     return reply
 
 
-def finish(served: Served, run: Run, reply: Reply) -> None:
+def finish(served: Served, run: Run, reply: Answer) -> None:
     """What every reply gets once it is whole: citations checked, the guard's output check
     (PII, a leaked system prompt, the schema: a streamed reply was already sent, so there it only
     reports), tool calls read, kept."""
@@ -209,7 +207,7 @@ def _calls(calls: list[ToolCall], streaming: bool = False) -> list[dict[str, Any
     return out
 
 
-def _completion(served: Served, run: Run, reply: Reply, chat: bool) -> dict[str, Any]:
+def _completion(served: Served, run: Run, reply: Answer, chat: bool) -> dict[str, Any]:
     choice: dict[str, Any] = {"index": 0, "finish_reason": reply.finish_reason}
     if chat:
         message: dict[str, Any] = {"role": "assistant", "content": reply.text if not reply.calls or reply.text
@@ -253,10 +251,14 @@ async def _stream(served: Served, run: Run, first: Event, chat: bool) -> AsyncIt
     whole, the finish reason, usage if asked, then [DONE]."""
     req, ident, created = run.request, _id(chat), int(time.time())
     hold = tool_calls.HoldCalls() if req.tools and not req.forced_tool else None
-    reply = Reply()
+    reply = Answer()
     done = False
 
-    def piece(delta: dict[str, Any], finish: str | None = None, logprobs=None) -> str:
+    def frame(choices: list[dict[str, Any]], **extra: Any) -> str:
+        return json.dumps({"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
+                           "created": created, "model": served.model_id, "choices": choices, **extra})
+
+    def piece(delta: dict[str, Any], finish: str | None = None, logprobs=None, **extra: Any) -> str:
         choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
         if chat:
             choice["delta"] = delta
@@ -264,8 +266,7 @@ async def _stream(served: Served, run: Run, first: Event, chat: bool) -> AsyncIt
         else:
             choice["text"] = delta.get("content", "")
             choice["logprobs"] = None
-        return json.dumps({"id": ident, "object": "chat.completion.chunk" if chat else "text_completion",
-                           "created": created, "model": served.model_id, "choices": [choice]})
+        return frame([choice], **extra)
 
     try:
         if chat:
@@ -297,13 +298,9 @@ async def _stream(served: Served, run: Run, first: Event, chat: bool) -> AsyncIt
             yield piece({"tool_calls": _calls(reply.calls, streaming=True)})
         elif hold is not None and hold.held:
             yield piece({"content": hold.held})  # it looked like a call but was not one
-        last = json.loads(piece({}, reply.finish_reason))
-        if reply.guard:
-            last["guard"] = reply.guard
-        yield json.dumps(last)
+        yield piece({}, reply.finish_reason, **({"guard": reply.guard} if reply.guard else {}))
         if req.include_usage:
-            yield json.dumps({"id": ident, "object": "chat.completion.chunk", "created": created,
-                              "model": served.model_id, "choices": [], "usage": _usage(reply.final)})
+            yield frame([], usage=_usage(reply.final))
         yield "[DONE]"
     finally:
         if not done:  # the client left (the response was cancelled) or the reply failed

@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeai.rag.context import _CITATION
 from edgeai_testing.corpus import QUESTIONS, build_corpus
 
 COLLECTION = "corpus"
 UNSUPPORTED = "[?]"
-_MARKER = re.compile(r"(?<!\w)\[\^?\s*(\d{1,4}(?:\s*[,;]\s*\^?\d{1,4})*)\s*\]")
+_MARKER = _CITATION  # the markers the app itself reads as citations (group 2: the numbers)
 
 
 FACTS = tuple(sorted({" ".join(q.answer.split()).lower() for q in QUESTIONS}))
@@ -47,7 +48,7 @@ def claims(text: str) -> list[tuple[str, list[int]]]:
     out: list[tuple[str, list[int]]] = []
     for line in text.split("\n"):
         for piece in re.split(r"(?<=[.!?])\s+", line):
-            numbers = [int(n) for m in _MARKER.finditer(piece) for n in re.findall(r"\d+", m.group(1))]
+            numbers = [int(n) for m in _MARKER.finditer(piece) for n in re.findall(r"\d+", m.group(2))]
             claim = _MARKER.sub("", piece).strip(" .,;:")
             if not claim and out:
                 out[-1][1].extend(numbers)
@@ -97,7 +98,7 @@ class Tally:
     def add(self, question: Any, text: str, record: dict[str, Any], raw: str) -> None:
         by_number = {s["number"]: s for s in record.get("sources", [])}
         fact = normal(question.answer)
-        numbers = [int(n) for m in _MARKER.finditer(text) for n in re.findall(r"\d+", m.group(1))]
+        numbers = [int(n) for m in _MARKER.finditer(text) for n in re.findall(r"\d+", m.group(2))]
         good = [n for n in numbers if n in by_number and fact in normal(cited_text(by_number[n]))]
         self.answers += 1
         self.markers += len(numbers)
