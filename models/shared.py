@@ -26,8 +26,6 @@ def shared_path(art: Artifact) -> Path:
 
 
 # resolve.py imports this module, so its helpers are imported where used, not at the top
-
-
 def ensure_shared(entry: Entry, art: Artifact, progress=None) -> Path:
     """The verified shared copy, assembled if it is missing or fails its sha256."""
     from edgeai.models.resolve import assemble, file_lock, read_stamp, write_stamp
