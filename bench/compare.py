@@ -51,7 +51,8 @@ def _settings(result: dict, row: dict) -> dict[str, object]:
     dist = backend_dist(row["backend"])
     return {"threads": row.get("threads", settings.get("threads")),
             "gpu layers": row.get("gpu_layers", settings.get("gpu_layers")),
-            "ctx": settings.get("n_ctx"), "batch": settings.get("n_batch"), "draft": settings.get("draft"),
+            "wait": settings.get("omp_wait_policy"), "ctx": settings.get("n_ctx"),
+            "batch": settings.get("n_batch"), "draft": settings.get("draft"),
             "build": versions.get(dist) if dist else versions.get("build_commit")}
 
 

@@ -13,7 +13,6 @@ Measurements themselves live in bench/llm_protocol.py.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ class Plan:
     quick: bool = False
     sustained_s: float = 0.0  # > 0: repeat tgN for this long and keep every sample (throttling)
     n_batch: int | None = None  # prompt tokens per evaluation step (None: the backend's default)
+    wait_policy: str | None = None  # OMP_WAIT_POLICY of the child (None: the headless setting)
 
 
 def quick_plan(model: str, **changes) -> Plan:
@@ -167,8 +167,11 @@ def backend_versions(name: str) -> dict:
 # -- the parent -----------------------------------------------------------------------------------
 def run_child(plan: Plan, backend: str, on_tick: Callable[[str], None], device: dict | None = None) -> dict:
     """Run one backend's child; return its `done` payload, or raise RuntimeError with the reason."""
+    from edgeai.config import load_settings
+    from edgeai.runtime.threads import child_env, headless_policy
+
     payload = json.dumps({"plan": asdict(plan), "backend": backend, "device": device})
-    env = {**os.environ, "OMP_WAIT_POLICY": "passive"}  # spinning OpenMP workers would steal cores
+    env = child_env(plan.wait_policy or headless_policy(load_settings()))  # a headless command
     done = None
     # stderr goes to a file: a chatty child (llama.cpp logs) can never fill a pipe and stall
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errors:
@@ -246,18 +249,20 @@ def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lamb
     from edgeai import __version__
     from edgeai.bench.device import detect, label
     from edgeai.bench.schema import bandwidth_gbps, new_result
-    from edgeai.config import default_threads
     from edgeai.runtime.loader import model_spec, pick_backend
+    from edgeai.runtime.threads import HEADLESS, for_surface, headless_policy
 
     check_plan(plan)
-    plan = replace(plan, threads=plan.threads or settings.threads or default_threads())
+    headless = for_surface(settings, HEADLESS)
+    plan = replace(plan, threads=plan.threads or headless.threads,
+                   wait_policy=plan.wait_policy or headless_policy(settings))
     backends = plan.backends or (pick_backend(model_spec(settings, plan.model, settings.backend),
                                               settings.backend),)
     # the ceiling is the bandwidth the same number of threads can draw (1 thread reads ~half)
     device = detect(measure_bandwidth=True, bandwidth_threads=plan.threads)
     result = new_result(
         "llm", device=device, label=label(device),
-        settings={"threads": plan.threads, "warmup": plan.warmup,
+        settings={"threads": plan.threads, "omp_wait_policy": plan.wait_policy, "warmup": plan.warmup,
                   "repeats": plan.repeats, "n_ctx": plan.n_ctx, "quick": plan.quick, "pp": plan.pp,
                   "tg": plan.tg, "depths": list(plan.depths), "sustained_s": plan.sustained_s,
                   "model": plan.model},

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -160,10 +159,12 @@ def prepare(args) -> None:
     from edgeai.config import load_settings
     from edgeai.models import resolve
     from edgeai.runtime.llamacpp_build import import_llama_cpp, supports_gpu_offload
+    from edgeai.runtime.threads import headless_policy
     from edgeai.types import Message
 
     settings = load_settings()
     args.model = args.model or settings.model
+    args.wait_policy = args.wait_policy or headless_policy(settings)
     args.gguf = str(resolve(args.model, settings).artifact("gguf"))
     args.gpu_layers = -1 if supports_gpu_offload(import_llama_cpp()) else 0
     backend = _load_edgeai(args)
@@ -172,10 +173,12 @@ def prepare(args) -> None:
 
 
 def run_child(kind: str, args, label: str) -> dict:
+    from edgeai.runtime.threads import child_env
+
     cmd = [sys.executable, "-m", "edgeai.bench.overhead", "--child", kind, "--model", args.model,
            "--gguf", args.gguf, "--threads", str(args.threads), "--gen-tokens", str(args.gen_tokens),
            "--gpu-layers", str(args.gpu_layers), "--prompt-text", args.prompt_text]
-    env = {**os.environ, "OMP_WAIT_POLICY": "passive"}  # spinning OpenMP workers would steal cores
+    env = child_env(args.wait_policy)  # both sides alike
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode:
         sys.exit(f"{kind} child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -207,7 +210,7 @@ def table(result: dict, args) -> str:
         return f"{st['median']:{f}} [{st['min']:{f}}-{st['max']:{f}}]"
 
     lines = [f"llamacpp backend vs raw llama-cpp-python: {args.model}, {args.threads} thread(s), "
-             f"{args.repeats} fresh processes per side, median [min-max]",
+             f"OMP_WAIT_POLICY={args.wait_policy}, {args.repeats} fresh processes per side, median [min-max]",
              f"{'metric':<19}{'raw':>26}{'edgeai':>26}{'edgeai/raw':>12}"]
     for name, key, f in (("TTFT (s)", "ttft_s", ".3f"), ("prefill tok/s", "prefill_tps", ".1f"),
                          ("decode tok/s", "decode_tps", ".2f"), ("peak RSS (MB)", "peak_rss_mb", ".0f"),
@@ -232,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--gen-tokens", type=int, default=128)
     ap.add_argument("--model", help="a catalog id or a GGUF path (default: the configured model)")
+    ap.add_argument("--wait-policy", choices=("active", "passive", "default"),
+                    help="OMP_WAIT_POLICY of both sides (default: the headless setting)")
     ap.add_argument("--json", type=Path, help="also write samples, summary and machine facts here")
     for internal in ("--child", "--gguf", "--prompt-text"):  # parent -> child only
         ap.add_argument(internal, help=argparse.SUPPRESS)
@@ -257,8 +262,8 @@ def main(argv: list[str] | None = None) -> None:
         from edgeai.runtime.llamacpp_build import system_info
         from edgeai.system import cpu_info
 
-        settings = {k: getattr(args, k) for k in ("model", "gguf", "threads", "gpu_layers", "gen_tokens",
-                                                  "repeats", "prompt_text")}
+        settings = {k: getattr(args, k) for k in ("model", "gguf", "threads", "wait_policy", "gpu_layers",
+                                                  "gen_tokens", "repeats", "prompt_text")}
         atomic_write(args.json, json.dumps({
             "settings": {**settings, "n_ctx": N_CTX, "n_batch": N_BATCH, "follow_up": FOLLOW_UP},
             "versions": {"llama_cpp_python": llama_cpp.__version__, "edgeai": __version__,

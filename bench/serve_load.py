@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -281,6 +280,7 @@ def run_serve_bench(model: str, *, counts: list[int], n_gen: int, load_clients: 
     from edgeai.bench.schema import add_row, new_result
     from edgeai.config import default_threads, load_settings
     from edgeai.models import resolve
+    from edgeai.runtime.threads import child_env
 
     settings = load_settings({})
     gguf = resolve(model, settings).artifacts["gguf"]
@@ -294,7 +294,7 @@ def run_serve_bench(model: str, *, counts: list[int], n_gen: int, load_clients: 
                                   "load_clients": load_clients, "load_tokens": load_tokens},
                         versions={"edgeai": __version__}, source={"tool": "edgeai", "version": __version__})
     common = {"model": model, "quant": "Q4_K_M", "threads": threads}
-    env = {**os.environ, "OMP_WAIT_POLICY": wait_policy}
+    env = child_env(wait_policy)
     edgeai = start_edgeai(model, ctx, ["--parallel", str(parallel), "--queue", str(queue)], env)
     try:
         eos = _end_tokens(edgeai.root)

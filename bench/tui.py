@@ -99,17 +99,17 @@ def first_paint(repeats: int) -> dict:
 
 
 # -- 2. input latency ------------------------------------------------------------------------
-def _model(threads: int | None):
-    """The real default model (threads leave the UI a core), else the echo backend."""
+def _model(settings=None):
+    """The model the app would load, with the chat's threads and wait policy (`settings`: the
+    configured ones, or a probe's), else the echo backend where the model is missing."""
     from edgeai.config import load_settings
     from edgeai.runtime import get_backend
-    from edgeai.runtime.loader import load_model
-    from edgeai.tui.loader import ui_settings  # the app leaves a core to the UI: measure that
+    from edgeai.tui.loader import default_loader, ui_settings  # load as the app does: measure that
     from edgeai.types import LoadOptions, ModelSpec
 
-    settings = ui_settings(load_settings({"threads": threads}))
+    settings = ui_settings(settings or load_settings())
     try:
-        return load_model(settings), settings
+        return default_loader(settings)(settings.model, settings.backend, None), settings
     except Exception as exc:  # no model here: say so and measure the UI with echo
         print(f"  (real model unavailable: {exc}; using echo)", file=sys.stderr)
         echo = get_backend("echo")
@@ -140,11 +140,11 @@ async def _key_to_frame(app, prompt) -> float:
     return elapsed
 
 
-async def _press_latencies(keys: int, streaming: bool) -> list[float]:
+async def _press_latencies(keys: int, streaming: bool, settings=None) -> list[float]:
     from edgeai.tui.app import EdgeChatApp
     from edgeai.tui.widgets.prompt import PromptInput
 
-    loaded, settings = _model(None)
+    loaded, settings = _model(settings)
     with tempfile.TemporaryDirectory() as home:
         settings = type(settings)(**{**settings.__dict__, "home": Path(home)})
         app = EdgeChatApp(settings, loaded=loaded, overrides={"max_tokens": 2000})
@@ -164,6 +164,26 @@ async def _press_latencies(keys: int, streaming: bool) -> list[float]:
                 await pilot.pause(0.5)
     loaded[0].close()
     return latencies
+
+
+def chat_probe(threads: int, policy: str, keys: int) -> dict:
+    """`doctor --tune`'s chat probe, in a fresh process (the wait policy must be set before
+    llama.cpp loads): decode tok/s of the app's model at these settings, then the keypress
+    latency while a reply streams."""
+    from dataclasses import replace
+
+    from edgeai.config import load_settings
+    from edgeai.types import GenParams, Message
+
+    settings = replace(load_settings(), chat_threads=threads, chat_wait_policy=policy)
+    (backend, spec), _ = _model(settings)
+    params = GenParams(max_tokens=48, temperature=0, ignore_eos=True)
+    for _ in range(2):  # the first is a warm-up
+        final = list(backend.stream([Message("user", "Tell me about the sea.")], params))[-1]
+    backend.close()
+    latencies = asyncio.run(_press_latencies(keys, streaming=True, settings=settings))
+    return {"threads": threads, "policy": policy, "decode_tps": final.gen_tps,
+            "keypress_s": _stats(latencies)}
 
 
 # -- 3. conversation switch ------------------------------------------------------------------
@@ -238,9 +258,13 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=40)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--paint-child", choices=("bare", "edgeai"), help=argparse.SUPPRESS)
+    parser.add_argument("--chat-probe", nargs=2, metavar=("THREADS", "POLICY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.paint_child:
         return paint_child(args.paint_child)
+    if args.chat_probe:
+        print(json.dumps(chat_probe(int(args.chat_probe[0]), args.chat_probe[1], args.keys)))
+        return None
 
     paint = first_paint(args.repeats)
     idle = asyncio.run(_press_latencies(args.keys, streaming=False))

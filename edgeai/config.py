@@ -30,6 +30,7 @@ ENV_VARS = {
     "EDGEAI_BACKEND": "backend",
     "EDGEAI_CTX": "n_ctx",
     "EDGEAI_THREADS": "threads",
+    "EDGEAI_WAIT_POLICY": "wait_policy",
     "EDGEAI_GPU_LAYERS": "gpu_layers",
     "EDGEAI_BATCH": "n_batch",
 }
@@ -41,7 +42,10 @@ class Settings:
     model: str = DEFAULT_MODEL
     backend: str | None = None  # None: chosen from the model's artifact format
     n_ctx: int = 4096
-    threads: int | None = None  # None: default_threads()
+    threads: int | None = None  # headless commands; None: default_threads() (runtime/threads.py)
+    wait_policy: str | None = None  # OMP_WAIT_POLICY of headless commands; None: "active"
+    chat_threads: int | None = None  # the chat app's; None: all cores but one (the UI's)
+    chat_wait_policy: str | None = None  # the chat app's; None: "passive"
     gpu_layers: int | None = None  # None: all layers where the build can offload
     n_batch: int | None = None  # prompt tokens per evaluation step; None: the backend's default
     models_home: Path | None = None  # None: <home>/models (EDGEAI_MODELS_DIR moves it, e.g. to a big disk)
@@ -80,7 +84,7 @@ def config_path(home: Path) -> Path:
 
 
 def default_threads() -> int:
-    """All cores this process may use; llama.cpp scales to them with OMP_WAIT_POLICY=passive."""
+    """All cores this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS has no sched_getaffinity

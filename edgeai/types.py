@@ -56,11 +56,16 @@ class LoadOptions:
 
     n_ctx: int = 4096
     n_threads: int | None = None  # None: decided from the machine (see config.default_threads)
+    wait_policy: str | None = None  # OMP_WAIT_POLICY to load llama.cpp with (runtime/threads.py)
     n_batch: int = 512
     prefill_step: int | None = None  # prompt tokens per evaluation call; None: the backend's default
     gpu_layers: int | None = None  # None: all layers wherever the build can offload
     chat_template: str | None = None  # override the model's own template (a name or Jinja text)
     n_seq: int = 1  # sequences one context holds (batched decoding: drafts, a server's slots)
+    draft: str = "off"  # speculative decoding: "off", "ngram" or a draft model (id or path)
+    draft_max: int = 16  # most ids drafted per verify
+    draft_min: int = 0  # fewer drafted ids than this are not verified
+    draft_path: str | None = None  # the draft model's GGUF, resolved by the loader
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class Chunk:
     gen_tps: float | None = None
     ttft_s: float | None = None
     peak_mem_mb: float | None = None
+    drafted: int | None = None  # speculative decoding: draft ids verified (None: not drafting)
+    accepted: int | None = None  # ... and accepted by the target
 
 
 @dataclass(frozen=True)

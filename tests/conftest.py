@@ -14,6 +14,12 @@ import pytest
 
 from edgeai.config import Settings
 
+# The test process hosts servers, apps and clients beside in-process models, and runs CLI children
+# while other tests' threads live on: OpenMP threads that spin between calls would take the cores
+# they need. An exported policy is the user's, which edgeai's surfaces respect (runtime/threads.py);
+# tests of the policy choice itself remove it.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 

@@ -1,20 +1,20 @@
-"""How the chat app loads a model: the real loader behind `EdgeChatApp(loader=)`, with one CPU
-core left to the UI.
+"""How the chat app loads a model: the real loader behind `EdgeChatApp(loader=)`, with the chat
+surface's threads and wait policy (one CPU core left to the UI by default).
 
 Boundary: a request (catalog id, .gguf path, or an OpenAI-compatible URL such as
 `http://127.0.0.1:8080/v1#model`) in, a loaded backend and its spec out, in the app's load
 worker. It stays in the app rather than beside `runtime.loaded.LoadedModel` because leaving a
-core free is a UI concern: `edgeai run` and `chat --plain` want every core. Heavy imports
+core free is a UI concern: `edgeai run` and `chat --plain` want every core (runtime/threads.py). Heavy imports
 (llama_cpp) happen inside the loader, never at import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
-from edgeai.config import Settings, default_threads
+from edgeai.config import Settings
 from edgeai.runtime.base import Backend
+from edgeai.runtime.threads import CHAT, for_surface
 from edgeai.types import ModelSpec
 
 Progress = Callable[[int, int], None]  # (bytes advanced, total bytes) while weights are assembled
@@ -22,11 +22,11 @@ Loader = Callable[[str, str | None, Progress | None], tuple[Backend, ModelSpec]]
 
 
 def ui_settings(settings: Settings) -> Settings:
-    """Leave one core to the UI thread unless the user chose a thread count: llama.cpp's
-    spinning OpenMP threads would otherwise starve typing and scrolling on small machines."""
-    if settings.threads is not None:
-        return settings
-    return replace(settings, threads=max(1, default_threads() - 1))
+    """The chat surface's threads and OpenMP wait policy (`chat_threads`, `chat_wait_policy`;
+    by default all cores but one, sleeping between calls): llama.cpp's spinning threads would
+    otherwise starve typing and scrolling on small machines. The headless `threads` a tune
+    wrote for `run` and the server do not apply here."""
+    return for_surface(settings, CHAT)
 
 
 def default_loader(settings: Settings, chat_template: str | None = None) -> Loader:
@@ -37,6 +37,6 @@ def default_loader(settings: Settings, chat_template: str | None = None) -> Load
              ) -> tuple[Backend, ModelSpec]:
         from edgeai.runtime.loader import load_model
 
-        return load_model(settings, request, backend, chat_template, progress=progress)
+        return load_model(settings, request, backend, chat_template, progress=progress, chat=True)
 
     return load

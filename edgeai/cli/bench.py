@@ -29,12 +29,14 @@ def bench() -> None:
 @click.option("--repeats", type=int, help="Timed runs per test (default 5; quick 3).")
 @click.option("--warmup", type=int, help="Untimed runs first (default 1).")
 @click.option("--threads", "-t", type=int, help="CPU threads (default: all cores).")
+@click.option("--wait-policy", type=click.Choice(["active", "passive", "default"]),
+              help="OMP_WAIT_POLICY of the run (default: the headless setting; recorded in the result).")
 @click.option("--gpu-layers", type=int, help="Layers to offload (default: all where the build can).")
 @click.option("--ctx", "n_ctx", type=int, default=4096, show_default=True, help="Context window.")
 @click.option("--sustained", type=float, default=0.0, metavar="SECONDS",
               help="Also decode back to back this long to show thermal throttling.")
-def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads, gpu_layers, n_ctx,
-        sustained) -> None:
+def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads, wait_policy, gpu_layers,
+        n_ctx, sustained) -> None:
     """Load time, TTFT, prefill and decode speed, peak memory, % of the memory-bandwidth ceiling."""
     from dataclasses import replace
 
@@ -50,7 +52,8 @@ def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads
     # --quick is one fixed protocol: the embedded default GGUF unless a model is named
     base = quick_plan(model or DEFAULT_MODEL) if quick else Plan(model=settings.model)
     given = {"backends": tuple(backends), "pp": pp, "tg": tg, "depths": tuple(depths) or None,
-             "repeats": repeats, "warmup": warmup, "threads": threads, "gpu_layers": gpu_layers,
+             "repeats": repeats, "warmup": warmup, "threads": threads, "wait_policy": wait_policy,
+             "gpu_layers": gpu_layers,
              "n_ctx": n_ctx, "sustained_s": sustained}
     plan = replace(base, **{k: v for k, v in given.items() if v is not None})
     path = result_path(output, "llm")
@@ -120,8 +123,9 @@ def embed(corpus, repeats, output) -> None:
               help="Streaming chat clients for the load measurement.")
 @click.option("--load-tokens", type=int, default=64, show_default=True, help="Most tokens per load reply.")
 @click.option("--no-reference", is_flag=True, help="Skip llama-cpp-python's own server.")
-@click.option("--wait-policy", type=click.Choice(["passive", "active"]), default="passive", show_default=True,
-              help="OMP_WAIT_POLICY for both servers (llama.cpp's threads between decode calls).")
+@click.option("--wait-policy", type=click.Choice(["active", "passive", "default"]),
+              help="OMP_WAIT_POLICY for both servers (llama.cpp's threads between decode calls; "
+                   "default: the headless setting, `wait_policy`).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Result JSON (default: <data dir>/bench/serve-<time>.json).")
 def serve_(model, clients, n_gen, load_clients, load_tokens, no_reference, wait_policy, output) -> None:
@@ -129,8 +133,9 @@ def serve_(model, clients, n_gen, load_clients, load_tokens, no_reference, wait_
     32 streaming clients, and the 429 of a full queue."""
     from edgeai.bench.schema import save_result
     from edgeai.bench.serve_load import run_serve_bench, table
-    from edgeai.config import DEFAULT_MODEL
+    from edgeai.config import DEFAULT_MODEL, load_settings
     from edgeai.errors import BadInput
+    from edgeai.runtime.threads import headless_policy
 
     try:
         counts = [int(c) for c in clients.split(",") if c.strip()]
@@ -142,9 +147,10 @@ def serve_(model, clients, n_gen, load_clients, load_tokens, no_reference, wait_
 
     def work(start, tick) -> dict:
         start("serve", 2 * len(counts) + 2)
+        policy = wait_policy or headless_policy(load_settings())
         return run_serve_bench(model or DEFAULT_MODEL, counts=counts, n_gen=n_gen, load_clients=load_clients,
                                load_tokens=load_tokens, reference=not no_reference, on_tick=tick,
-                               wait_policy=wait_policy)
+                               wait_policy=policy)
 
     result = with_progress(work)
     click.echo(table(result))

@@ -12,6 +12,7 @@ app starts and touched only by `--reset-db`. Only the full-screen branch imports
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -151,6 +152,9 @@ def chat(plain: bool, system: str | None, reset_db: bool, **opts) -> None:
         return plain_chat(settings, system, opts)
     from edgeai.tui.app import EdgeChatApp  # the one command that imports the app
 
+    if opts.get("threads"):  # --threads here means the app's (the config's `threads` are headless)
+        settings = replace(settings, chat_threads=opts["threads"])
+
     # fails here, before the screen changes; the app would open it the same way without db=
     db = open_chat_db(settings, reset=reset_db, report=_say_on_stderr)
     app = EdgeChatApp(settings, db=db, model=opts.get("model"), backend=opts.get("backend"),
@@ -168,7 +172,7 @@ def plain_chat(settings: Settings, system: str | None, opts: dict) -> None:
     from edgeai.runtime.loaded import LoadedModel
     from edgeai.runtime.loader import gen_params
 
-    backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"))
+    backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), chat=True)
     try:
         if not spec.chat:
             raise BadInput(f"{spec.id} is a base model: it completes text but cannot chat",

@@ -26,6 +26,8 @@ def run_tune(model: str | None) -> None:
         figures = probe.error or "  ".join(
             f"{name} {value:7.1f} tok/s" for name, value in
             (("prefill", probe.prefill_tps), ("decode", probe.decode_tps)) if value)
+        if probe.keypress_p95_s is not None:
+            figures += f"  keypress p95 {probe.keypress_p95_s * 1000:5.1f} ms (while streaming)"
         click.echo(f"{probe.what:>8} = {probe.value!s:<10} {figures}")
     for note in result.notes:
         click.echo(f"note: {note}")

@@ -11,7 +11,6 @@ that one load — the one sanctioned monkeypatch in the code base.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -21,14 +20,18 @@ from edgeai.errors import MissingExtra
 INSTALL_HINT = "scripts/setup (or: pip install 'edgeai[llamacpp]')"
 
 
-def import_llama_cpp() -> ModuleType:
-    # OpenMP threads busy-wait by default; on small machines that stalls whatever else runs
-    # (the UI, a second process). Must be set before the library is loaded.
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+def import_llama_cpp(wait_policy: str | None = None) -> ModuleType:
+    """llama_cpp, its OpenMP runtime loaded under `wait_policy` (runtime/threads.py) where this
+    process has not loaded it yet. Without one, threads sleep between calls (`passive`): a
+    library user's process may have a UI or other work that needs the cores."""
+    from edgeai.runtime import threads
+
+    threads.apply(wait_policy or "passive")
     try:
         import llama_cpp
     except ImportError:
         raise MissingExtra("llama-cpp-python (the llamacpp backend)", INSTALL_HINT) from None
+    threads.mark_loaded()
     return llama_cpp
 
 

@@ -70,13 +70,18 @@ def test_message_helpers():
                     "· 64 MB peak · m on echo")
 
 
-def test_the_ui_keeps_a_core_unless_threads_were_chosen(monkeypatch):
+def test_the_ui_keeps_a_core_unless_chat_threads_were_chosen(monkeypatch):
     from edgeai.config import Settings
 
-    monkeypatch.setattr("edgeai.tui.loader.default_threads", lambda: 2)
-    assert ui_settings(Settings(home=".")).threads == 1
-    assert ui_settings(Settings(home=".", threads=2)).threads == 2
-    monkeypatch.setattr("edgeai.tui.loader.default_threads", lambda: 1)
+    monkeypatch.setattr("edgeai.runtime.threads.default_threads", lambda: 2)
+    chosen = ui_settings(Settings(home="."))
+    assert (chosen.threads, chosen.wait_policy) == (1, "passive")
+    assert ui_settings(Settings(home=".", chat_threads=2)).threads == 2
+    # a tune's headless choice (all cores, spinning) is not the chat's
+    chosen = ui_settings(Settings(home=".", threads=2, wait_policy="active"))
+    assert (chosen.threads, chosen.wait_policy) == (1, "passive")
+    assert ui_settings(Settings(home=".", chat_wait_policy="active")).wait_policy == "active"
+    monkeypatch.setattr("edgeai.runtime.threads.default_threads", lambda: 1)
     assert ui_settings(Settings(home=".")).threads == 1
 
 
