@@ -113,9 +113,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{Path(gguf).name}) {medians['raw']:.1f} tok/s: x{ratio:.2f} "
           f"(medians of {args.repeats}, interleaved)")
     if args.json:
-        settings = {"model": name, "gguf": gguf, "threads": cores, "gen_tokens": args.gen_tokens,
+        facts = {"model": name, "gguf": gguf, "threads": cores, "gen_tokens": args.gen_tokens,
                     "prompt": ESSAY}
-        atomic_write(args.json, json.dumps({"settings": settings, "medians": medians, "ratio": ratio,
+        atomic_write(args.json, json.dumps({"settings": facts, "medians": medians, "ratio": ratio,
                                             "samples": samples}, indent=2))
 
 
