@@ -63,10 +63,14 @@ class BackendRunner:
     max_tokens = 4096
 
     def __init__(self, backend, artifact: str, path: Path, **load_options):
+        from edgeai.config import load_settings
+        from edgeai.runtime.threads import HEADLESS, for_surface
         from edgeai.types import LoadOptions, ModelSpec
 
         spec = ModelSpec(id=Path(path).name, artifacts={artifact: Path(path)})
-        backend.load(spec, LoadOptions(**load_options))
+        headless = for_surface(load_settings(), HEADLESS)  # validation is a headless command
+        backend.load(spec, LoadOptions(**{"n_threads": headless.threads, "wait_policy": headless.wait_policy,
+                                          **load_options}))
         self.backend = backend
 
     def logits(self, ids: Sequence[int]):
