@@ -13,7 +13,7 @@ is reported and skipped. Rules, and why:
   passive), because the UI must not get slower to type into;
 - n_batch (prompt tokens per evaluation step): the smallest within 5% of the best prefill tok/s,
   because a smaller step lets Esc stop a long prompt sooner;
-- backend: the highest decode tok/s among the formats installed for the model.
+- the format (every installed artifact of the model, at these threads): bench/tune_formats.py.
 """
 
 from __future__ import annotations
@@ -103,11 +103,10 @@ def _pick(probes: list[Probe], key: str, tolerance: float,
     return min((p for p in ok if getattr(p, key) >= best * (1 - tolerance)), key=cost)
 
 
-def tune(model: str, backend: str, cores: int, *, formats: dict[str, str] | None = None,
+def tune(model: str, backend: str, cores: int, *,
          on_probe: Callable[[str, int], None] = lambda label, total: None,
          on_tick: Callable[[str], None] = lambda label: None) -> Tuning:
-    """Probe threads, then n_batch at the best thread count, then the backends of `formats`
-    (backend -> model path or id) when there is more than one."""
+    """Probe threads, then n_batch at the best thread count (`model`: one artifact, on `backend`)."""
     result = Tuning()
     base = Plan(model=model, pp=128, tg=16, warmup=1, repeats=2, n_ctx=2048)
     for threads, policy in thread_settings(cores):
@@ -133,19 +132,7 @@ def tune(model: str, backend: str, cores: int, *, formats: dict[str, str] | None
         result.probes += probes
         result.choice.update(choice)
         result.notes += [note] if note else []
-    if formats and len(formats) > 1:
-        backend_probes = []
-        for name, path in formats.items():
-            plan = replace(base, model=path, threads=best.value.threads)
-            backend_probes.append(_probe(plan, name, "backend", name, on_probe, on_tick))
-        result.probes += backend_probes
-        ok = [p for p in backend_probes if p.decode_tps]
-        if ok:
-            result.choice["backend"] = max(ok, key=lambda p: p.decode_tps).value
-    else:
-        result.notes.append(f"backend: only one format is installed for {model} ({backend}); "
-                            "others come from `edgeai convert`")
-    return result
+    return result  # the installed formats are measured next, at these threads (bench/tune_formats.py)
 
 
 def chat_candidates(cores: int) -> list[Threads]:

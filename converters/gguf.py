@@ -23,7 +23,9 @@ NOT_FOR_GEMMA = FORMATS["gguf"].not_for_gemma
 WRITTEN_HERE = ("F32", "F16", "BF16", "Q8_0")
 # --quant name -> llama.cpp's LLAMA_FTYPE_* name
 FTYPES = {"F32": "ALL_F32", "F16": "MOSTLY_F16", "BF16": "MOSTLY_BF16", "Q8_0": "MOSTLY_Q8_0",
-          "Q6_K": "MOSTLY_Q6_K", "Q5_K_M": "MOSTLY_Q5_K_M", "Q4_K_M": "MOSTLY_Q4_K_M"}
+          "Q6_K": "MOSTLY_Q6_K", "Q5_K_M": "MOSTLY_Q5_K_M", "Q4_K_M": "MOSTLY_Q4_K_M",
+          # block-32 4-bit types: no fallback on rows that are not a multiple of 256 (Qwen 0.5B's 896)
+          "Q4_0": "MOSTLY_Q4_0", "IQ4_NL": "MOSTLY_IQ4_NL"}
 LOW_BIT = re.compile(r"Q[2-4]|IQ")  # sources that requantizing cannot improve
 
 
@@ -58,7 +60,19 @@ def export(source: Source, stage: Path, quant: str, *, progress: Progress, notes
         write_gguf(source, intermediate, "F32", progress)
         quantize(intermediate, stage / name, quant, progress)
         intermediate.unlink()
+        notes.append(type_note(stage / name))
     return [name, *copy_notices(source.path, stage)]
+
+
+def type_note(path: Path) -> str:
+    """What llama.cpp really wrote: its K-quants fall back to other types on rows that are not
+    a multiple of 256, so the asked-for name alone does not say how many bits a file has."""
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    counts = Counter(t.tensor_type.name for t in GGUFReader(str(path)).tensors)
+    return "tensor types: " + ", ".join(f"{name} ×{n}" for name, n in counts.most_common())
 
 
 def requantize(src: Path, dest: Path, quant: str, progress: Progress, notes: list[str]) -> None:
@@ -69,6 +83,7 @@ def requantize(src: Path, dest: Path, quant: str, progress: Progress, notes: lis
         notes.append(f"requantized from a {current} GGUF: requantizing a 4-bit (or smaller) source "
                      "restores no quality; convert from the original checkpoint for a better file")
     quantize(src, dest, quant, progress, allow_requantize=True)
+    notes.append(type_note(dest))
 
 
 def quantize(src: Path, dest: Path, quant: str, progress: Progress, allow_requantize: bool = False) -> None:

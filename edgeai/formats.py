@@ -31,11 +31,13 @@ class Format:
 
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("hf", quants=("fp32", "bf16", "fp16"), not_for_gemma=("fp16",), folder=True),
-    Format("gguf", backend="llamacpp", quants=("F16", "F32", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M"),
+    Format("gguf", backend="llamacpp", quants=("F16", "F32", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M",
+                                     "Q4_0", "IQ4_NL"),
            not_for_gemma=("F16",), dist="llama_cpp_python"),
     Format("mlx", backend="mlx", quants=("fp32", "bf16", "fp16", "8bit", "4bit"), not_for_gemma=("fp16",),
            folder=True, dist="mlx_lm"),
-    Format("onnx", backend="onnx", quants=("fp32", "fp16", "int8", "int4", "int4-kquant"),
+    Format("onnx", backend="onnx", quants=("fp32", "fp16", "int8", "int4", "int4-kquant",
+                                                        "int4-klast"),
            not_for_gemma=("fp16",), folder=True, marker="genai_config.json", dist="onnxruntime_genai"),
     Format("coreml", backend="coreml", quants=("fp16", "int8", "palette4", "int4-block"), folder=True,
            dist="coremltools"),

@@ -14,15 +14,17 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 from edgeai.config import Settings
-from edgeai.errors import BadInput, EdgeAIError, MissingExtra
+from edgeai.errors import BadInput, EdgeAIError, MissingExtra, ModelNotFound
 from edgeai.fileio import atomic_write
 from edgeai.formats import FORMATS, folder_format
 from edgeai.models import shared
 from edgeai.models.catalog import UNVERIFIED, Artifact, Entry, find_entry, parse_id
+from edgeai.models.installed import Installed, exports, find_export
 from edgeai.types import ModelSpec
 
 CHUNK = 8 << 20  # bytes per read while assembling or hashing
@@ -223,8 +225,13 @@ def spec_from_folder(path: Path) -> ModelSpec:
                    "pass a .gguf file, or a folder made by `edgeai convert --to gguf|mlx|onnx|coreml`")
 
 
-def resolve(model: str, settings: Settings, progress=None) -> ModelSpec:
-    """An id (`name[:quant][@format]`) or a path -> a spec whose artifacts exist locally."""
+def resolve(model: str, settings: Settings, progress=None, prefer: str | Path | None = None) -> ModelSpec:
+    """An id (`name[:quant][@format]`) or a path -> a spec whose artifacts exist locally.
+
+    A bare catalog id holds every installed format: the catalog's artifact first, then the
+    exports `edgeai models optimize` kept (one per format, the smallest). `prefer` (an installed
+    artifact's path: the tuned winner) goes first instead, so the runtime picks it. An explicit
+    `:quant` or `@format` names one artifact, the catalog's or else an export's."""
     if model.startswith(("http://", "https://")):  # runtime.loader turns these into a remote spec
         raise BadInput(f"{model} is a server address, not a model in the catalog",
                        "pass it as --model to run or chat, which talk to it directly")
@@ -232,7 +239,62 @@ def resolve(model: str, settings: Settings, progress=None) -> ModelSpec:
         return spec_from_path(model)
     name, quant, fmt = parse_id(model)
     entry = find_entry(name)
-    art = entry.artifact(quant, fmt)
+    try:
+        art = entry.artifact(quant, fmt)
+    except ModelNotFound:
+        found = find_export(entry, settings, quant, fmt)
+        if found is None:
+            raise
+        return export_spec(entry, found, {found.format: found.path})
     if art.kind == "builtin":
         return spec_for(entry, art, None)
-    return spec_for(entry, art, ensure_artifact(entry, art, settings, progress))
+    spec = spec_for(entry, art, ensure_artifact(entry, art, settings, progress))
+    if quant is not None or fmt is not None:
+        return spec
+    return _with_exports(entry, art, spec, settings, prefer)
+
+
+def export_spec(entry: Entry, item: Installed, artifacts: dict[str, Path]) -> ModelSpec:
+    return ModelSpec(
+        id=f"{entry.id}:{item.quant}@{item.format}", family=entry.family, artifacts=artifacts,
+        chat_template=entry.chat_template, context_length=entry.context_length,
+        defaults=dict(entry.defaults), license=entry.license, source=item.origin, chat=entry.chat)
+
+
+def _with_exports(entry: Entry, art: Artifact, spec: ModelSpec, settings: Settings,
+                  prefer: str | Path | None) -> ModelSpec:
+    made = exports(entry, settings)
+    if not made:
+        return spec  # nothing optimized: exactly the catalog's one artifact
+    catalog = Installed(art.format, art.quant, Path(spec.artifacts[art.format]), "catalog")
+    everything = [catalog, *made]
+    chosen = next((i for i in everything if prefer and i.path == Path(prefer).expanduser().resolve()), None)
+    if chosen is None or chosen is catalog:
+        return replace(spec, artifacts=_one_per_format(everything))
+    return export_spec(entry, chosen, _one_per_format([chosen, *everything]))
+
+
+def _one_per_format(items: list[Installed]) -> dict[str, Path]:
+    artifacts: dict[str, Path] = {}
+    for item in items:
+        artifacts.setdefault(item.format, item.path)
+    return artifacts
+
+
+def installed(model: str, settings: Settings, progress=None) -> list[Installed]:
+    """Every installed artifact of a catalog model, the catalog's first: what `doctor --tune`
+    measures. A path is its one artifact."""
+    spec = resolve(model, settings, progress)
+    if looks_like_path(model) or spec.source == "builtin":
+        return [Installed(fmt, "", Path(path), "path") for fmt, path in spec.artifacts.items()]
+    name, quant, fmt = parse_id(model)
+    entry = find_entry(name)
+    if quant is not None or fmt is not None:  # one artifact was named
+        item = find_export(entry, settings, quant, fmt)
+        if item is not None and spec.source == "optimized":
+            return [item]
+        art = entry.artifact(quant, fmt)
+        return [Installed(art.format, art.quant, Path(spec.artifacts[art.format]), "catalog")]
+    art = entry.artifact()
+    return [Installed(art.format, art.quant, Path(spec.artifacts[art.format]), "catalog"),
+            *exports(entry, settings)]

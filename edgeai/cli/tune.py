@@ -1,5 +1,8 @@
-"""`edgeai doctor --tune`: runs bench/tune.py's probes under a progress bar, prints what each
-probe measured, and writes the choices into the config file."""
+"""`edgeai doctor --tune`: runs bench/tune.py's probes (threads, batch) on the model's catalog
+artifact, then bench/tune_formats.py's over every installed artifact (`models optimize` adds
+them), under a progress bar; prints what each probe measured; writes the machine-wide choices
+into the config file and the model's (format, the chat's format and why, drafting) into
+`<home>/tuned.json`."""
 
 from __future__ import annotations
 
@@ -11,24 +14,17 @@ def run_tune(model: str | None) -> None:
     from edgeai.cli.common import with_progress
     from edgeai.config import config_path, default_threads, load_settings
     from edgeai.formats import FORMAT_BACKENDS
-    from edgeai.models import resolve
-    from edgeai.runtime.loader import pick_backend
+    from edgeai.models.resolve import installed
 
     settings = load_settings({"model": model})
-    spec = resolve(settings.model, settings)  # fails fast on a missing model
-    backend = pick_backend(spec, settings.backend)
-    # every installed format of the model, by the backend that runs it: the backend probe's field
-    formats = {FORMAT_BACKENDS[fmt]: str(path) for fmt, path in spec.artifacts.items()
-               if fmt in FORMAT_BACKENDS}
-    result = with_progress(lambda start, tick: tune(settings.model, backend, default_threads(),
-                                                   formats=formats, on_probe=start, on_tick=tick))
+    items = installed(settings.model, settings)  # fails fast on a missing model
+    first = items[0]
+    backend = settings.backend or FORMAT_BACKENDS.get(first.format) or "llamacpp"
+    cores = default_threads()
+    result = with_progress(lambda start, tick: tune(str(first.path), backend, cores,
+                                                   on_probe=start, on_tick=tick))
     for probe in result.probes:
-        figures = probe.error or "  ".join(
-            f"{name} {value:7.1f} tok/s" for name, value in
-            (("prefill", probe.prefill_tps), ("decode", probe.decode_tps)) if value)
-        if probe.keypress_p95_s is not None:
-            figures += f"  keypress p95 {probe.keypress_p95_s * 1000:5.1f} ms (while streaming)"
-        click.echo(f"{probe.what:>8} = {probe.value!s:<10} {figures}")
+        click.echo(f"{probe.what:>8} = {probe.value!s:<10} {_figures(probe)}")
     for note in result.notes:
         click.echo(f"note: {note}")
     if not result.choice:
@@ -37,3 +33,64 @@ def run_tune(model: str | None) -> None:
     write_config(path, result.choice)
     chosen = ", ".join(f"{key} = {value}" for key, value in result.choice.items())
     click.echo(f"saved to {path}: {chosen}")
+    tune_model(settings, items, result.choice, cores)
+
+
+def _figures(probe) -> str:
+    return probe.error or "  ".join(
+        f"{name} {value:7.1f} tok/s" for name, value in
+        (("prefill", probe.prefill_tps), ("decode", probe.decode_tps)) if value)
+
+
+def tune_model(settings, items, choice: dict, cores: int) -> None:
+    """The per-model choices: the fastest installed artifact, the chat's, and drafting."""
+    from datetime import datetime, timezone
+
+    from edgeai.bench.tune_formats import measured_rows, probe_formats
+    from edgeai.cli.common import with_progress
+    from edgeai.tuned import ModelTuning, model_tuning, save_model_tuning
+
+    threads = choice.get("threads") or cores
+    if len(items) < 2:
+        click.echo(f"format: only {items[0].label} is installed for {settings.model}; "
+                   "`edgeai models optimize` builds faster exports")
+        formats = None
+    else:
+        formats = with_progress(lambda start, tick: probe_formats(
+            items, threads, cores, wait_policy=choice.get("wait_policy"), on_probe=start, on_tick=tick))
+        for probe in formats.probes:
+            click.echo(f"  format = {probe.label:<18} {probe.threads}t  {_figures(probe)}")
+    old = model_tuning(settings.home, settings.model) or ModelTuning()
+    tuning = ModelTuning(draft=old.draft, draft_speedup=old.draft_speedup)
+    if formats and formats.winner:
+        win, chat = formats.winner, formats.chat
+        tuning = ModelTuning(format=win.format, path=win.path, chat_format=chat.format if chat else None,
+                             chat_path=chat.path if chat else None, chat_why=formats.chat_why,
+                             measured=measured_rows(formats))
+        click.echo(f"fastest: {win.label} ({win.decode_tps:.1f} tok/s at {win.threads} threads) "
+                   "for run, serve and bench")
+        click.echo(f"chat: {chat.label if chat else 'no installed artifact does all the chat needs'}"
+                   + (f" — {formats.chat_why}" if formats.chat_why else ""))
+    draft = _probe_draft(settings, tuning, threads)
+    if draft is not None:
+        choice_, speedup, _rows = draft
+        tuning = ModelTuning(**{**tuning.__dict__, "draft": choice_, "draft_speedup": speedup})
+        click.echo(f"draft: {choice_}" + (f" (×{speedup:.2f})" if speedup else ""))
+    if tuning.format or tuning.draft != "off":
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        tuning = ModelTuning(**{**tuning.__dict__, "at": now})
+        click.echo(f"saved to {save_model_tuning(settings.home, settings.model, tuning)}")
+
+
+def _probe_draft(settings, tuning, threads: int):
+    """The speculative engineer's drafting probe, where it exists (edgeai.bench.draft)."""
+    from edgeai.cli.common import with_progress
+    from edgeai.formats import FORMAT_BACKENDS
+
+    try:
+        from edgeai.bench.draft import probe_draft
+    except ImportError:
+        return None
+    backend = FORMAT_BACKENDS.get(tuning.format or "gguf", "llamacpp")
+    model = tuning.path or settings.model
+    return with_progress(lambda start, tick: probe_draft(model, backend, threads, start, tick))

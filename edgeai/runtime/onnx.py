@@ -8,6 +8,11 @@ maybe `chat_template.jinja`. Text goes through the exported `tokenizer.json` wit
 adds one) and a user's raw text never turns into control tokens. Sampling, the KV cache and
 JSON-schema guidance
 are onnxruntime-genai's own; the prompt is appended in steps so a closed stream abandons it.
+Prefix reuse: the last generator is kept (its KV buffer sized for the whole window) and the next
+prompt with the same sampling options rewinds it to the tokens both share (`rewind_to`) and
+appends only the rest, so a chat's 2nd turn evaluates only the new turn. A seeded sampled
+request or a guided one starts clean (its seed must repeat; guidance is stateful). The KV cache
+cannot be saved to a file: onnxruntime-genai 0.18 has no way to put one back (bench/tune_formats.py).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from pathlib import Path
 from edgeai.config import default_threads
 from edgeai.errors import BadInput, ContextOverflow, EdgeAIError, MissingExtra, ModelFormatError
 from edgeai.runtime import templates
-from edgeai.runtime.decode import ChatPrompt, TextDetokenizer, run, steps
+from edgeai.runtime.decode import ChatPrompt, TextDetokenizer, common_prefix, run, steps
 from edgeai.runtime.model_files import own_template, read_json, token_text
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
@@ -72,6 +77,7 @@ class OnnxBackend:
         self.device = "cpu"
         self.spec: ModelSpec | None = None
         self._step = PREFILL_STEP
+        self._kept = None  # (sampling key, generator) of the last reusable stream
         self.capabilities = Capabilities(chat_template=False, grammar=True, logits=True)
 
     # -- loading -------------------------------------------------------------------------
@@ -140,6 +146,7 @@ class OnnxBackend:
         return "cpu"
 
     def close(self) -> None:
+        self._kept = None
         self._model = None
         self._tok = None
 
@@ -183,8 +190,7 @@ class OnnxBackend:
         # Gemma's windowed KV cache refuses a buffer shorter than its window.
         return min(self._limit, max(tokens, self._window, 1))
 
-    def _params(self, length: int, params: GenParams):
-        og = self._og
+    def _search(self, length: int, params: GenParams) -> dict:
         search = {"max_length": self._max_length(length), "batch_size": 1}
         # genai samples with temperature, top-k and top-p; min_p and the presence/frequency
         # penalties have no counterpart there and are not applied.
@@ -200,7 +206,10 @@ class OnnxBackend:
             search["repetition_penalty"] = float(params.repeat_penalty)
         if params.ignore_eos:
             search["min_length"] = search["max_length"]  # genai masks EOS until then
-        og_params = og.GeneratorParams(self._require())
+        return search
+
+    def _params(self, search: dict, params: GenParams):
+        og_params = self._og.GeneratorParams(self._require())
         og_params.set_search_options(**search)
         if params.response_format is not None:
             try:
@@ -212,9 +221,34 @@ class OnnxBackend:
     def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]:
         self._require()
         plan = self._prompt.plan(prompt, params, self.n_ctx)
-        step = _GenaiStep(self._og, self._require(), self._params(len(plan.tokens) + plan.budget, params),
-                          self._step)
+        reusable = params.response_format is None and (params.seed is None or not params.temperature)
+        # a reusable generator holds the whole window, so any later turn fits in it
+        search = self._search(self.n_ctx if reusable else len(plan.tokens) + plan.budget, params)
+        key = json.dumps({k: v for k, v in search.items() if k != "random_seed"}, sort_keys=True) \
+            if reusable else None
+        step = _GenaiStep(lambda tokens: self._generator(tokens, key, search, params), self._step)
         return run(step, plan, params, eos=self._eos, detokenizer=TextDetokenizer(self._decode))
+
+    def _generator(self, tokens: list[int], key: str | None, search: dict, params: GenParams):
+        """(generator, tokens already in its cache): the kept one rewound to the prefix it
+        shares with `tokens` when the sampling options match, else a new one."""
+        if key is not None and self._kept is not None and self._kept[0] == key:
+            generator = self._kept[1]
+            held = [int(i) for i in generator.get_sequence(0)]
+            # the last sampled token is in the sequence but not yet in the cache; at least one
+            # prompt token is evaluated so the first sample has fresh logits
+            common = min(common_prefix(held, tokens), len(held) - 1, len(tokens) - 1)
+            if common > 0:
+                generator.rewind_to(common)
+                return generator, common
+        self._kept = None  # its KV buffer goes before the next one is allocated
+        try:
+            generator = self._og.Generator(self._require(), self._params(search, params))
+        except Exception as exc:
+            raise EdgeAIError(f"onnxruntime-genai could not start generating: {exc}") from None
+        if key is not None:
+            self._kept = (key, generator)
+        return generator, 0
 
     # -- logits (validation, perplexity) -------------------------------------------------
     def logits(self, ids: Sequence[int]):
@@ -242,16 +276,13 @@ class _GenaiStep:
     """The decode loop's step: an onnxruntime-genai generator, which samples with its own search
     options and appends the token it sampled itself (so `feed` has nothing to do)."""
 
-    def __init__(self, og, model, og_params, prefill_step: int) -> None:
-        self._og, self._model, self._params, self._size = og, model, og_params, prefill_step
+    def __init__(self, open_generator, prefill_step: int) -> None:
+        self._open, self._size = open_generator, prefill_step
         self._generator = None
 
     def prefill(self, tokens: list[int]) -> Iterator[None]:
-        try:
-            self._generator = self._og.Generator(self._model, self._params)
-        except Exception as exc:
-            raise EdgeAIError(f"onnxruntime-genai could not start generating: {exc}") from None
-        for part in steps(tokens, self._size):
+        self._generator, done = self._open(tokens)
+        for part in steps(tokens[done:], self._size):
             self._generator.append_tokens(list(part))
             yield
 
@@ -263,7 +294,7 @@ class _GenaiStep:
         pass  # genai appended it when it sampled it
 
     def close(self) -> None:
-        self._generator = None  # frees the KV buffer now, not at the next collection
+        self._generator = None  # a kept generator lives on in the backend; any other is freed now
 
 
 def _compact(schema):

@@ -232,6 +232,34 @@ def test_closing_the_stream_mid_prefill_and_mid_reply_leaves_the_backend_usable(
     assert again.final.completion_tokens == 4
 
 
+def test_a_second_turn_evaluates_only_its_new_tokens_and_answers_as_a_fresh_one(exports):
+    """Prefix reuse: the kept generator is rewound to the prompt both turns share; the reply is
+    the one a fresh backend gives. A seeded sampled request starts clean (its seed repeats)."""
+    backend, fresh = load(exports("qwen2"), n_ctx=512), load(exports("qwen2"), n_ctx=512)
+    evaluated = []
+    opened = backend._generator
+
+    def spy(tokens, *rest):
+        generator, done = opened(tokens, *rest)
+        evaluated.append((len(tokens), done))
+        return generator, done
+
+    backend._generator = spy  # counts what each prefill had to evaluate
+    greedy = GenParams(max_tokens=8, temperature=0, ignore_eos=True)
+    turn1 = [Message("user", "Once upon a time there was a lighthouse")]
+    first = generate(backend, turn1, greedy).text
+    turn2 = [*turn1, Message("assistant", first), Message("user", "and then?")]
+    second = generate(backend, turn2, greedy)
+    (n1, done1), (n2, done2) = evaluated
+    assert done1 == 0 and done2 >= n1  # all of turn 1's prompt came from the cache
+    assert second.text == generate(fresh, turn2, greedy).text
+    seeded = GenParams(max_tokens=8, temperature=1.0, seed=3, ignore_eos=True)
+    assert generate(backend, turn2, seeded).text == generate(fresh, turn2, seeded).text
+    assert evaluated[-1][1] == 0
+    backend.close()
+    fresh.close()
+
+
 def test_eos_ends_the_reply_unless_ignored(exports, tmp_path):
     import shutil
 
