@@ -91,12 +91,13 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
             bar.stop()
 
 
-def open_model(settings: Settings, backend: str | None, chat_template: str | None, n_seq: int = 1):
+def open_model(settings: Settings, backend: str | None, chat_template: str | None, n_seq: int = 1,
+               chat: bool = False):
     from edgeai.runtime.loader import load_model
 
     with progress_bar("assembling model weights (first use only)") as advance:
         return load_model(settings, settings.model, backend or settings.backend, chat_template,
-                          progress=advance, n_seq=n_seq)
+                          progress=advance, n_seq=n_seq, chat=chat)
 
 
 def with_progress(work: Callable):

@@ -38,8 +38,26 @@ def is_endpoint(model: str) -> bool:
     return model.startswith(("http://", "https://"))
 
 
-def model_spec(settings: Settings, model: str, backend: str | None, progress=None) -> ModelSpec:
-    """The spec a request names: any name on echo, a server URL, else the catalog/path resolver."""
+def tuned_artifact(settings: Settings, model: str, backend: str | None = None,
+                   chat: bool = False) -> str | None:
+    """The artifact `doctor --tune` chose for `model` (`tuned.json`; the chat's own choice for
+    the chat), or None when it was never tuned or `backend` asks for another runtime: then the
+    catalog's artifact, as before."""
+    from edgeai.tuned import model_tuning
+
+    tuning = model_tuning(settings.home, model)
+    if tuning is None:
+        return None
+    fmt, path = (tuning.chat_format, tuning.chat_path) if chat else (tuning.format, tuning.path)
+    if backend and FORMAT_BACKENDS.get(fmt or "") != backend:
+        return None
+    return path
+
+
+def model_spec(settings: Settings, model: str, backend: str | None, progress=None,
+               chat: bool = False) -> ModelSpec:
+    """The spec a request names: any name on echo, a server URL, else the catalog/path resolver
+    (a bare catalog id with the tuned artifact first, unless another backend was asked for)."""
     if backend == "echo" and model != "echo":  # any name works on echo; it needs no files
         return ModelSpec(id=model, family="echo")
     if is_endpoint(model):  # an OpenAI-compatible server: nothing local to resolve
@@ -48,16 +66,18 @@ def model_spec(settings: Settings, model: str, backend: str | None, progress=Non
         return remote_spec(model)
     from edgeai.models import resolve
 
-    return resolve(model, settings, progress=progress)
+    prefer = tuned_artifact(settings, model, backend, chat)
+    return resolve(model, settings, progress=progress, prefer=prefer)
 
 
 def load_model(settings: Settings, model: str | None = None, backend: str | None = None,
-               chat_template: str | None = None, progress=None, n_seq: int = 1) -> tuple[Backend, ModelSpec]:
+               chat_template: str | None = None, progress=None, n_seq: int = 1,
+               chat: bool = False) -> tuple[Backend, ModelSpec]:
     """Resolve and load a model. `n_seq` sequences share one context of `n_ctx` × `n_seq` tokens
     (a server's slots: `--ctx` stays what one request may use)."""
     model = model or settings.model
     backend = backend or settings.backend
-    spec = model_spec(settings, model, backend, progress)
+    spec = model_spec(settings, model, backend, progress, chat=chat)  # chat: the chat's tuned artifact
     instance = get_backend(pick_backend(spec, backend))
     opts = LoadOptions(n_ctx=settings.n_ctx * n_seq, n_threads=settings.threads,
                        gpu_layers=settings.gpu_layers,
