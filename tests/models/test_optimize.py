@@ -7,6 +7,7 @@ its KV state."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -163,3 +164,18 @@ def tiny_hf(tmp_path_factory):
     from edgeai_testing.tiny_models import build_tiny_hf
 
     return build_tiny_hf(tmp_path_factory.mktemp("tiny") / "qwen2", "qwen2")
+
+
+
+@pytest.mark.slow
+def test_optimize_on_the_real_default_model_prints_candidates_and_the_one_kept(cli, default_gguf, tmp_path):
+    """The CLI contract on the real default model (its fp32 import, a Q4_0 build and its card:
+    minutes): the candidate line with its ratio, the kept line, and `models list` showing it."""
+    env = {"EDGEAI_HOME": str(tmp_path / "home"), "EDGEAI_MODELS_DIR": str(tmp_path / "models")}
+    done = cli("models", "optimize", "--to", "gguf:Q4_0", "--max-ratio", "2.0", env=env, timeout=1800)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert re.search(r"^candidate gguf:q4_0 +ratio 1\.\d{3} .* kept$", out, re.M), out
+    assert re.search(r"^kept: gguf:q4_0 \(×1\.\d{3}\)", out, re.M), out
+    listed = cli("models", "list", env=env).stdout.decode()
+    assert re.search(r"qwen2.5-coder-0.5b-instruct +optimized +q4_0@gguf", listed), listed
