@@ -1,16 +1,14 @@
-"""Memory bandwidth, the physical limit on decode speed: measured here (numpy) and published specs.
+"""Memory bandwidth, the physical limit on decode speed: published specs and the ceiling arithmetic.
 
-At batch 1 every generated token streams all the weights (plus the KV cache) from memory once,
-so decode tok/s <= bandwidth / bytes read per token (docs: ../shared/research/anchors.md §C1).
-This module measures the machine's read bandwidth, holds the spec tables (Apple chips, NVIDIA
-GPUs, Jetson modules) that `device.detect()` attaches, and turns both into a ceiling. numpy is
-imported only inside `measure_read_bandwidth`.
+At batch 1 every generated token streams the weights it reads (plus the KV cache) from memory
+once, so decode tok/s <= bandwidth / bytes read per token (docs: ../shared/research/anchors.md
+§C1). This module holds the spec tables (Apple chips, NVIDIA GPUs, Jetson modules) that
+`device.detect()` attaches and turns a bandwidth and a byte count into a ceiling. The machine's
+own bandwidth is measured and cached by bench/bandwidth_probe.py; the bytes a step reads are
+counted by bench/token_bytes.py.
 """
 
 from __future__ import annotations
-
-import time
-from pathlib import Path
 
 # Apple unified-memory bandwidth, GB/s, by chip; (chip, GPU cores) where bins of one chip differ.
 # Sources: Apple's product specs and newsroom posts per chip; llama.cpp discussion #4167's table;
@@ -102,73 +100,3 @@ def ceiling_tok_s(bandwidth_gbps: float, bytes_per_token: float) -> float:
 def pct_of_ceiling(tok_s: float, bandwidth_gbps: float, bytes_per_token: float) -> float:
     """Measured decode tok/s as a percentage of `ceiling_tok_s` (unrounded)."""
     return 100.0 * tok_s / ceiling_tok_s(bandwidth_gbps, bytes_per_token)
-
-
-def _last_level_cache_mb(root: Path = Path("/")) -> float | None:
-    """The largest cache of CPU 0 in MiB, from sysfs (None off Linux)."""
-    sizes = []
-    for size_file in (root / "sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
-        text = size_file.read_text().strip().upper()
-        scale = {"K": 1 / 1024, "M": 1.0, "G": 1024.0}.get(text[-1:], 1 / 2**20)
-        try:
-            sizes.append(float(text.rstrip("KMG")) * scale)
-        except ValueError:
-            continue
-    return max(sizes, default=None)
-
-
-def default_size_mb() -> int:
-    """An array well above the last-level cache: 2x the LLC, at least 256 MiB, at most 1 GiB and
-    1/8 of the free memory (first-touching 1 GiB took 0.4-3.5 s on the 2-core VM; ~2 s budget)."""
-    from edgeai.system import memory_gb
-
-    size = max(256.0, 2 * (_last_level_cache_mb() or 0))
-    available = memory_gb()[1]
-    if available:
-        size = min(size, available * 1e9 / 2**20 / 8)
-    return int(max(64.0, min(size, 1024.0)))
-
-
-def measure_read_bandwidth(*, size_mb: int | None = None, seconds: float = 0.5, threads: int = 1) -> dict:
-    """Best-of-N read bandwidth in GB/s (10^9 bytes/s).
-
-    Method: an int64 array of `size_mb` MiB (default: `default_size_mb()`) is filled once (first
-    touch maps every page), then `np.maximum.reduce` reads it end to end, repeatedly, for about
-    `seconds`; each read is timed and the fastest wins (interference only ever slows a pass).
-    With `threads` > 1 each thread reduces its own slice (numpy releases the GIL in reductions)
-    and a pass is timed from the first start to the last finish. A max-reduce is used because it
-    is SIMD-vectorised in numpy and so bound by memory, where an int64 sum ran at ~9 GB/s on
-    this CPU against ~15 GB/s for the max.
-    """
-    import numpy as np
-
-    if threads < 1 or seconds <= 0:
-        raise ValueError("threads must be >= 1 and seconds > 0")
-    size_mb = size_mb or default_size_mb()
-    data = np.empty(size_mb * 2**20 // 8, dtype=np.int64)
-    data.fill(1)
-    slices = np.array_split(data, threads)
-    passes: list[float] = []
-    pool = None
-    if threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(max_workers=threads)
-    try:
-        deadline = time.perf_counter() + seconds
-        while len(passes) < 3 or (time.perf_counter() < deadline and len(passes) < 200):
-            start = time.perf_counter()
-            if pool is None:
-                np.maximum.reduce(data)
-            else:
-                list(pool.map(np.maximum.reduce, slices))
-            passes.append(time.perf_counter() - start)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    best = min(passes)
-    size_text = f"{size_mb / 1024:g} GiB" if size_mb >= 1024 else f"{size_mb} MiB"
-    return {"measured_gbps": round(data.nbytes / best / 1e9, 1),
-            "method": f"numpy read, {threads} thread{'s' if threads > 1 else ''}, {size_text}",
-            "size_mb": size_mb, "threads": threads, "passes": len(passes),
-            "median_gbps": round(data.nbytes / sorted(passes)[len(passes) // 2] / 1e9, 1)}

@@ -113,6 +113,15 @@ def fmt_pct(value: float | None) -> str:
     return DASH if value is None else f"{value:.1f}%"
 
 
+def fmt_ceiling(row: dict) -> str:
+    """A decode row's % of the bandwidth ceiling next to the bandwidth it used and, for a
+    measured one, the spread of the probe's passes: "38.2% (26.1 GB/s, spread 9%)"."""
+    pct, gbps, spread = row.get("bw_ceiling_pct"), row.get("bw_gbps"), row.get("bw_spread_pct")
+    if pct is None or gbps is None:
+        return fmt_pct(pct)
+    return f"{pct:.1f}% ({gbps:g} GB/s" + ("" if spread is None else f", spread {spread:g}%") + ")"
+
+
 def fmt_mb(value: float | None) -> str:
     return DASH if value is None else f"{value:,.0f} MB"
 
@@ -156,7 +165,7 @@ def render_table(result: dict) -> str:
     header = ["backend", "model", "quant", "test", "median", "min–max", "% of BW ceiling", "peak MB"]
     rows = [[row["backend"], row["model"], row.get("quant") or DASH, test_label(row),
              f"{fmt_num(row['median'])} {row['unit']}", f"{fmt_num(row['min'])}–{fmt_num(row['max'])}",
-             fmt_pct(row.get("bw_ceiling_pct")),
+             fmt_ceiling(row),
              DASH if row.get("peak_rss_mb") is None else f"{row['peak_rss_mb']:,.0f}"]
             for row in sorted(result["results"], key=_sort_key)]
     text = pipe_table(header, rows, right={4, 5, 6, 7}) if rows else "(no results)"
@@ -185,7 +194,7 @@ def compare_markdown(results: list[dict]) -> str:
             threads = _settings(result, row)["threads"]
             cells = [names[i, j], row["backend"], row["model"], row.get("quant") or DASH, test_label(row),
                      f"{fmt_num(row['median'])} {row['unit']}",
-                     f"{fmt_num(row['min'])}–{fmt_num(row['max'])}", fmt_pct(row.get("bw_ceiling_pct")),
+                     f"{fmt_num(row['min'])}–{fmt_num(row['max'])}", fmt_ceiling(row),
                      fmt_mb(row.get("peak_rss_mb")), DASH if threads is None else str(threads)]
             if energy:
                 cells.append(fmt_num(row.get("tokens_per_joule")))
@@ -193,8 +202,9 @@ def compare_markdown(results: list[dict]) -> str:
     lines.sort(key=lambda item: (item[0][:3], item[1], item[0][3:]))
     out = ["# Bench comparison", "",
            "Decode (tgN) is memory-bound: `% of BW ceiling` = measured tok/s ÷ (bandwidth ÷ bytes read "
-           "per token). Rows marked *published* are reference points from the cited sources, not "
-           "measurements made here.", "",
+           "per token), next to the bandwidth used and, where it was measured, the spread of the "
+           "probe's passes ((max − min) ÷ median). Rows marked *published* are reference points from "
+           "the cited sources, not measurements made here.", "",
            pipe_table(header, [cells for _, _, cells in lines], right=set(range(5, 10 + energy)))]
     if notes:
         out += ["", "Published references:", ""] + [f"{i}. {note}" for i, note in enumerate(notes, 1)]

@@ -48,11 +48,10 @@ def run_command(cmd: list[str], timeout: float = 10.0) -> str | None:
 
 
 def detect(*, root: Path = Path("/"), run: Runner = run_command, measure_bandwidth: bool = False,
-           bandwidth_threads: int = 1) -> dict:
+           remeasure: bool = False) -> dict:
     """The `device` object: {os, hostname_hash, cpu, memory_gb, apple, nvidia, jetson, bandwidth}.
-    `measure_bandwidth` adds a ~1 s numpy read measurement on `bandwidth_threads` threads
-    (bandwidth.measure_read_bandwidth): use the bench's thread count, as one core cannot
-    saturate the memory (here 1 thread read ~14 GB/s, 2 threads ~26)."""
+    `measure_bandwidth` adds the machine's read bandwidth with its spread: the cached probe
+    (bench/bandwidth_probe.py), measured first (a few seconds) when there is none or `remeasure`."""
     root = Path(root)
     apple = jetson = None
     if (root / "proc/cpuinfo").is_file():
@@ -67,8 +66,9 @@ def detect(*, root: Path = Path("/"), run: Runner = run_command, measure_bandwid
     device = {"os": os_text, "hostname_hash": None, "cpu": cpu, "memory_gb": memory, "apple": apple,
               "nvidia": nvidia, "jetson": jetson, "bandwidth": None}
     if measure_bandwidth:
-        measured = bw.measure_read_bandwidth(threads=bandwidth_threads)
-        device["bandwidth"] = {"measured_gbps": measured["measured_gbps"], "method": measured["method"]}
+        from edgeai.bench.bandwidth_probe import cached_probe, device_entry
+
+        device["bandwidth"] = device_entry(*cached_probe(remeasure=remeasure))
     return device
 
 

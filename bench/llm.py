@@ -77,24 +77,29 @@ def planned_ticks(plan: Plan, backend: str) -> int:
 
 
 # -- the child: one backend, one model ----------------------------------------------------------
-def _model_facts(spec) -> dict:
-    """Size, quantization and KV bytes per token of the loaded artifact, where they are known."""
+def _model_facts(spec, backend: str | None = None) -> dict:
+    """Size, quantization and the bytes a decode step streams (bench/token_bytes.py) of the
+    artifact `backend` runs, where they are known."""
+    from edgeai.bench.token_bytes import file_estimate, token_bytes
+    from edgeai.formats import FORMAT_BACKENDS
+
     # a catalog id's name without ":quant@format" (the quant has its own column); a file's name
     facts: dict = {"model": spec.id.partition(":")[0], "quant": None, "model_bytes": None,
-                   "kv_bytes_per_token": None}
-    gguf = spec.artifact("gguf")
-    if gguf:
-        from edgeai.gguf_info import kv_bytes_per_token, quant_name, read_header
+                   "token_bytes": None}
+    # the artifact the backend runs: its own format's, else the only one there is
+    fmt = next((f for f, b in FORMAT_BACKENDS.items() if b == backend and spec.artifact(f)), None)
+    path = spec.artifact(fmt) if fmt else next(iter(spec.artifacts.values()), None)
+    if path is None or not Path(path).exists():
+        return facts
+    if Path(path).suffix == ".gguf":
+        from edgeai.gguf_info import quant_name, read_header
 
-        header = read_header(gguf)
-        facts.update(quant=quant_name(header), model_bytes=header.file_size,
-                     kv_bytes_per_token=kv_bytes_per_token(header))
-    else:
-        for path in spec.artifacts.values():
-            if Path(path).is_dir():
-                facts["model_bytes"] = sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-            elif Path(path).is_file():
-                facts["model_bytes"] = Path(path).stat().st_size
+        facts["quant"] = quant_name(read_header(path))
+    try:
+        counted = token_bytes(Path(path))
+    except Exception:  # a graph or header this reader does not know: the files, marked as an estimate
+        counted = file_estimate(Path(path))
+    facts.update(model_bytes=counted.file_bytes, token_bytes=counted.as_dict())
     return facts
 
 
@@ -135,7 +140,7 @@ def child_main(plan: Plan, backend_name: str, device: dict | None = None) -> Non
     _emit(done={"load_s": load_s, "samples": samples, "sustained": timeline, "peak_rss_mb": peak_rss_mb(),
                 "energy": energy,
                 "threads": settings.threads, "gpu_layers": gpu_layers,
-                "versions": backend_versions(backend_name), **_model_facts(spec)})
+                "versions": backend_versions(backend_name), **_model_facts(spec, backend_name)})
 
 
 def energy_source(device: dict | None, *, on_gpu: bool) -> str | None:
@@ -200,8 +205,11 @@ def run_child(plan: Plan, backend: str, on_tick: Callable[[str], None], device: 
     return done
 
 
-def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | None) -> None:
-    """Fold one child's samples into result rows: medians, the ceiling share, memory."""
+def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | None,
+                     spread_pct: float | None = None) -> None:
+    """Fold one child's samples into result rows: medians, the ceiling share, memory. A decode
+    row's share counts the bytes a step streams at its average context (bench/token_bytes.py)
+    and carries the bandwidth it used and that bandwidth's spread (None for a spec figure)."""
     from edgeai.bench.schema import add_row, ceiling_pct
 
     common = {"backend": backend, "model": done["model"], "quant": done["quant"],
@@ -221,10 +229,12 @@ def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | 
         joules = [s["joules"] for s in samples]
         if test.startswith("tg") and all(j for j in joules):
             row["tokens_per_joule"] = round(sum(s["n_gen"] for s in samples) / sum(joules), 3)
-        if test.startswith("tg") and bandwidth and done["model_bytes"]:
+        counted = done.get("token_bytes")
+        if test.startswith("tg") and bandwidth and counted and counted["weights"]:
             context = depth + 8 + samples[0]["n_gen"] // 2  # the average context while decoding
-            per_token = done["model_bytes"] + (done["kv_bytes_per_token"] or 0) * context
-            row["bw_ceiling_pct"] = ceiling_pct(statistics.median(values), per_token, bandwidth)
+            per_token = counted["weights"] + (counted["kv_per_position"] or 0) * context
+            row.update(bw_ceiling_pct=ceiling_pct(statistics.median(values), per_token, bandwidth),
+                       bytes_per_token=per_token, bw_gbps=bandwidth, bw_spread_pct=spread_pct)
         add_row(result, **row)
     if done.get("sustained"):
         result.setdefault("sustained", {})[backend] = sustained_summary(done["sustained"])
@@ -258,8 +268,8 @@ def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lamb
                    wait_policy=plan.wait_policy or headless_policy(settings))
     backends = plan.backends or (pick_backend(model_spec(settings, plan.model, settings.backend),
                                               settings.backend),)
-    # the ceiling is the bandwidth the same number of threads can draw (1 thread reads ~half)
-    device = detect(measure_bandwidth=True, bandwidth_threads=plan.threads)
+    # the ceiling is what the machine can read (the cached probe's best over 1..all threads)
+    device = detect(measure_bandwidth=True)
     result = new_result(
         "llm", device=device, label=label(device),
         settings={"threads": plan.threads, "omp_wait_policy": plan.wait_policy, "warmup": plan.warmup,
@@ -278,9 +288,11 @@ def run_llm(plan: Plan, settings, *, on_start: Callable[[str, int], None] = lamb
             continue
         result["versions"].update(done["versions"])
         bandwidth, source = bandwidth_gbps(device, on_gpu=bool(done["gpu_layers"]))
-        result["settings"].setdefault("ceiling", {})[name] = {"bandwidth_gbps": bandwidth, "source": source}
+        spread = (device["bandwidth"] or {}).get("spread") if source == "measured" else None
+        result["settings"].setdefault("ceiling", {})[name] = {
+            "bandwidth_gbps": bandwidth, "source": source, "spread": spread, "bytes": done.get("token_bytes")}
         result["settings"].setdefault("energy", {})[name] = done["energy"]
-        add_backend_rows(result, name, done, bandwidth)
+        add_backend_rows(result, name, done, bandwidth, spread["pct"] if spread else None)
     if not plan.backends:  # say why the other runtimes did not run: the table reads as a survey
         for name in EXPORT_BACKENDS:  # edgeai/formats.py
             if name not in backends:

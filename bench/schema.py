@@ -29,8 +29,10 @@ SOURCE_TOOLS = ("edgeai", "llama-bench", "mlx_lm.benchmark", "published")
 LLM_TEST = re.compile(r"^(?:pp(?P<pp>[1-9]\d*)(?:\+tg(?P<pgtg>[1-9]\d*))?|tg(?P<tg>[1-9]\d*)|ttft|load)$")
 OTHER_TEST = re.compile(r"^[a-z][a-z0-9_.+@-]*$")  # embed/rag/stt name their own tests
 UTC_STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z$")
-ROW_NUMBERS = ("peak_rss_mb", "bw_ceiling_pct", "tokens_per_joule")
-ROW_COUNTS = ("model_bytes", "n_params")
+# optional (a row may lack them): a decode row's ceiling share carries the bandwidth it used, that
+# bandwidth's spread over the probe's passes in % (null for a spec), and the bytes a step streams
+ROW_NUMBERS = ("peak_rss_mb", "bw_ceiling_pct", "tokens_per_joule", "bw_gbps", "bw_spread_pct")
+ROW_COUNTS = ("model_bytes", "n_params", "bytes_per_token")
 
 
 def utc_now() -> str:

@@ -1,7 +1,8 @@
 """Reads a GGUF file's header without llama.cpp: metadata, tensor count, where the data ends.
 
 Used to refuse files that are not GGUF or are truncated with a clear message before llama.cpp
-sees them (it would only say "failed to load model"), and by `models info`. Pure stdlib; the
+sees them (it would only say "failed to load model"), by `models info`, and by the bench for the
+bytes a decoded token streams (the tensor table: name, shape, type, size). Pure stdlib; the
 large tokenizer arrays are skipped by seeking, so reading the header of a 1 GB model is instant.
 """
 
@@ -32,12 +33,32 @@ _KEEP_ARRAY = 64
 
 
 @dataclass(frozen=True)
+class TensorInfo:
+    """One entry of the tensor table: `dims` in GGUF order (ne0 first: a matrix's row width
+    first, its row count last), `nbytes` None when the type is unknown to us."""
+    name: str
+    dims: tuple[int, ...]
+    ggml_type: int
+    offset: int
+    nbytes: int | None
+
+    @property
+    def rows(self) -> int:
+        """Rows of the tensor viewed as a matrix of ne0-wide rows (an embedding table: tokens)."""
+        n = 1
+        for d in self.dims[1:]:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
 class GGUFHeader:
     version: int
     metadata: dict[str, Any]
     tensor_count: int
     data_end: int | None  # None when a tensor type is unknown to us
     file_size: int
+    tensors: tuple[TensorInfo, ...] = ()
 
     @property
     def architecture(self) -> str:
@@ -104,18 +125,14 @@ def read_header(path: Path) -> GGUFHeader:
                 key = _string(f)
                 metadata[key] = _value(f, _read(f, "I"))
             data_end: int | None = 0
+            tensors = []
             for _ in range(n_tensors):
-                _string(f, skip=True)
-                dims = [_read(f, "Q") for _ in range(_read(f, "I"))]
+                name = _string(f) or ""
+                dims = tuple(_read(f, "Q") for _ in range(_read(f, "I")))
                 ttype, offset = _read(f, "I"), _read(f, "Q")
-                if ttype not in GGML_TYPE_SIZES or data_end is None:
-                    data_end = None
-                    continue
-                block, nbytes = GGML_TYPE_SIZES[ttype]
-                n = 1
-                for d in dims:
-                    n *= d
-                data_end = max(data_end, offset + n // block * nbytes)
+                nbytes = tensor_nbytes(ttype, dims)
+                tensors.append(TensorInfo(name, dims, ttype, offset, nbytes))
+                data_end = None if nbytes is None or data_end is None else max(data_end, offset + nbytes)
             align = int(metadata.get("general.alignment", 32))
             data_start = -(-f.tell() // align) * align
         except _Truncated:
@@ -125,7 +142,18 @@ def read_header(path: Path) -> GGUFHeader:
     if end is not None and end > size:
         raise ModelFormatError(f"GGUF file {path.name} is truncated: {size:,} bytes, its tensors "
                                f"need {end:,}", "download or assemble it again")
-    return GGUFHeader(version, metadata, n_tensors, end, size)
+    return GGUFHeader(version, metadata, n_tensors, end, size, tuple(tensors))
+
+
+def tensor_nbytes(ggml_type: int, dims: tuple[int, ...]) -> int | None:
+    """Bytes of a tensor's data (no alignment padding); None for a type unknown to us."""
+    if ggml_type not in GGML_TYPE_SIZES:
+        return None
+    block, nbytes = GGML_TYPE_SIZES[ggml_type]
+    n = 1
+    for d in dims:
+        n *= d
+    return n // block * nbytes
 
 
 # llama.cpp's `general.file_type` (enum llama_ftype) -> the quantization name users know

@@ -87,6 +87,21 @@ def result_path(output: Path | None, suite: str) -> Path:
 
 
 @bench.command()
+@click.option("--remeasure", is_flag=True, help="Measure again (a few seconds), not the cached figure.")
+@click.option("--json", "as_json", is_flag=True, help="Print the probe as JSON.")
+def bandwidth(remeasure, as_json) -> None:
+    """This machine's memory read bandwidth with its spread: the ceiling `bench llm` divides by,
+    measured once per machine and cached."""
+    import json
+
+    from edgeai.bench.bandwidth_probe import cache_path, cached_probe, describe
+
+    entry, cached = cached_probe(remeasure=remeasure)
+    click.echo(json.dumps({**entry, "cached": cached}, indent=2) if as_json else
+               describe(entry, cached, cache_path()))
+
+
+@bench.command()
 @click.option("--corpus", type=click.Path(file_okay=False, path_type=Path),
               help="Also index this folder end to end (extract, chunk, embed, store) and report chunks/s.")
 @click.option("--repeats", type=int, default=3, show_default=True)
