@@ -44,6 +44,21 @@ def sampling_options(fn: Callable) -> Callable:
     return fn
 
 
+def draft_options(fn: Callable) -> Callable:
+    """`--draft MODEL|ngram|auto|off`, `--draft-max`, `--draft-min` (runtime/speculative.py)."""
+    options = [
+        click.option("--draft", default="auto", show_default=True, metavar="MODEL|ngram|auto|off",
+                     help="Speculative decoding: prompt lookup (ngram), a smaller model of the same "
+                          "vocabulary, or auto (what `edgeai doctor --tune` measured to win here)."),
+        click.option("--draft-max", type=int, metavar="N", help="Most ids drafted per verify (default 16)."),
+        click.option("--draft-min", type=int, metavar="N",
+                     help="Fewer drafted ids than this are not verified (default 0)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 def settings_from(opts: dict[str, Any]) -> Settings:
     settings = load_settings({"model": opts.get("model"), "backend": opts.get("backend"),
                               "n_ctx": opts.get("ctx"), "threads": opts.get("threads"),
@@ -92,12 +107,12 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def open_model(settings: Settings, backend: str | None, chat_template: str | None, n_seq: int = 1,
-               chat: bool = False):
+               chat: bool = False, **draft):
     from edgeai.runtime.loader import load_model
 
     with progress_bar("assembling model weights (first use only)") as advance:
         return load_model(settings, settings.model, backend or settings.backend, chat_template,
-                          progress=advance, n_seq=n_seq, chat=chat)
+                          progress=advance, n_seq=n_seq, chat=chat, **draft)
 
 
 def with_progress(work: Callable):

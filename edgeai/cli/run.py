@@ -8,6 +8,7 @@ import sys
 import click
 
 from edgeai.cli.common import (
+    draft_options,
     model_options,
     open_model,
     sampling_from,
@@ -15,6 +16,7 @@ from edgeai.cli.common import (
     settings_from,
 )
 from edgeai.errors import BadInput
+from edgeai.runtime.base import Drafting
 from edgeai.types import Message
 
 
@@ -39,8 +41,9 @@ def read_prompt(prompt: str | None) -> str:
 @click.option("--json-schema", "json_schema", metavar="FILE",
               help="Constrain the reply to JSON matching this schema.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with text and stats.")
+@draft_options
 def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_schema: str | None,
-        as_json: bool, **opts) -> None:
+        as_json: bool, draft: str, draft_max: int | None, draft_min: int | None, **opts) -> None:
     """Generate a reply to PROMPT (or stdin) and stream it to stdout."""
     from edgeai.runtime.loader import check_overrides, gen_params
     from edgeai.schema import load_json_schema
@@ -51,7 +54,8 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
     schema = load_json_schema(json_schema) if json_schema else None
     settings = settings_from(opts)
     check_overrides(sampling_from(opts))  # before the model loads
-    backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"))
+    backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"),
+                               draft=draft, draft_max=draft_max, draft_min=draft_min)
     try:
         params = gen_params(spec, {**sampling_from(opts), "stop": stop or None,
                                    "response_format": schema})
@@ -73,9 +77,23 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
     finally:
         backend.close()
     if as_json:
-        click.echo(json.dumps(_report(answer, reasoning, final, spec.id, backend.name)))
+        report = _report(answer, reasoning, final, spec.id, backend.name)
+        report["format"] = loaded_format(spec, backend.name)
+        if draft != "off":  # the contract: draft stats whenever drafting was not switched off
+            report.update(draft=backend.draft if isinstance(backend, Drafting) else "off",
+                          drafted=report["drafted"] or 0, accepted=report["accepted"] or 0)
+        else:
+            del report["drafted"], report["accepted"]
+        click.echo(json.dumps(report))
     else:
         click.echo()
+
+
+def loaded_format(spec, backend: str) -> str | None:
+    """The format of the artifact `backend` loaded (None: nothing local, e.g. echo, remote)."""
+    from edgeai.formats import FORMAT_BACKENDS
+
+    return next((fmt for fmt in spec.artifacts if FORMAT_BACKENDS.get(fmt) == backend), None)
 
 
 def _report(answer: list[str], reasoning: list[str], final, model: str, backend: str) -> dict:

@@ -72,6 +72,18 @@ class Logits(Protocol):
     def logits(self, ids: list[int]) -> np.ndarray: ...
 
 
+@runtime_checkable
+class Drafting(Protocol):
+    """Speculative decoding on the batched step (runtime/speculative.py): `draft` is "off",
+    "ngram" or the draft model's id; `set_draft` switches it between replies (the chat's /draft;
+    `path`: a draft model's GGUF)."""
+
+    draft: str
+
+    def set_draft(self, draft: str, path: str | None = None, draft_max: int | None = None,
+                  draft_min: int | None = None) -> None: ...
+
+
 @dataclass(frozen=True)
 class Result:
     """A whole reply: the text joined from a stream, plus the last chunk's statistics."""
@@ -98,7 +110,7 @@ def final_chunk(*, finish_reason: str, prompt_tokens: int | None, completion_tok
 
 
 STAT_FIELDS = ("finish_reason", "prompt_tokens", "completion_tokens", "ttft_s", "prompt_tps",
-               "gen_tps", "peak_mem_mb")
+               "gen_tps", "peak_mem_mb", "drafted", "accepted")
 
 
 def chunk_stats(final: Chunk | None) -> dict:

@@ -44,6 +44,11 @@ class LlamaCppBackend:
         self.prefill_step = PREFILL_STEP
         self.gpu_layers: int | None = None
         self.capabilities = Capabilities(chat_template=False, grammar=True, logits=True)
+        self.draft = "off"  # speculative decoding: "off", "ngram" or the draft model's id
+        self._draft_model = None  # drafts.ModelDrafter, when a draft model is loaded
+        self._draft_lengths = (16, 0)  # --draft-max, --draft-min
+        self._draft_costs: dict[int, float] = {}  # verify seconds by size, kept across replies
+        self._threads = 1
 
     # -- loading -------------------------------------------------------------------------
     def load(self, spec: ModelSpec, opts: LoadOptions) -> None:
@@ -77,6 +82,7 @@ class LlamaCppBackend:
             raise
         self.spec = spec
         self.gpu_layers = gpu_layers  # what was offloaded (-1: all), for the bench's records
+        self._threads = opts.n_threads or default_threads()
         self.prefill_step = opts.prefill_step or PREFILL_STEP
         template = templates.choose_template(opts.chat_template or spec.chat_template,
                                              header.get("tokenizer.chat_template"), header.architecture,
@@ -88,6 +94,7 @@ class LlamaCppBackend:
                                   eos_text=self._token_text(self._model.token_eos()))
         self.capabilities = Capabilities(chat_template=template is not None, grammar=True, logits=True,
                                          context_length=self._seqs.n_ctx)
+        self.set_draft(opts.draft, opts.draft_path, opts.draft_max, opts.draft_min)
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -98,6 +105,9 @@ class LlamaCppBackend:
         return len(self._model.tokenize(text.encode(), add_bos=False, special=True)) == 1
 
     def close(self) -> None:
+        if self._draft_model is not None:
+            self._draft_model.close()
+            self._draft_model = None
         if self._seqs is not None:
             self._seqs.close()  # the context goes before its model
             self._seqs = None
@@ -137,8 +147,44 @@ class LlamaCppBackend:
         seqs = self._require()
         plan = self.plan(prompt, params)
         sampler = self.sampler(params, params.seed)
+        if self.draft != "off" and params.response_format is None:
+            return self._speculate(seqs, plan, params, sampler)
         return run(_ChatStep(seqs, sampler, self.prefill_step), plan, params, eos=self.end_tokens,
                    detokenizer=self.detokenizer())
+
+    # -- speculative decoding (runtime/speculative.py) ------------------------------------
+    def set_draft(self, draft: str, path: str | None = None, draft_max: int | None = None,
+                  draft_min: int | None = None) -> None:
+        """Draft with "ngram", a draft model (`path`: its GGUF, checked against this vocabulary),
+        or not at all ("off"). The chat's `/draft` switches it between replies."""
+        from edgeai.runtime.speculative import check_draft_lengths
+
+        lengths = (draft_max or self._draft_lengths[0],
+                   self._draft_lengths[1] if draft_min is None else draft_min)
+        check_draft_lengths(*lengths)
+        drafter = None
+        if draft not in ("off", "ngram"):
+            from edgeai.runtime.drafts import load_draft_model
+
+            if not path:
+                raise BadInput(f"draft model {draft} has no GGUF file")
+            drafter = load_draft_model(self._lib, self._model, path, n_ctx=self._require().n_ctx,
+                                       threads=self._threads, target_id=self.spec.id, draft_id=draft)
+        if self._draft_model is not None:
+            self._draft_model.close()
+        self._draft_model, self.draft, self._draft_lengths = drafter, draft, lengths
+        self._draft_costs = {}
+
+    def _speculate(self, seqs: Sequences, plan: PromptPlan, params: GenParams, sampler: Sampler):
+        from edgeai.runtime.drafts import NgramDrafter
+        from edgeai.runtime.speculative import DraftPolicy, speculate
+
+        policy = DraftPolicy(*self._draft_lengths, costs=self._draft_costs)
+        drafter = self._draft_model or NgramDrafter()
+        keep = common_prefix(seqs.cached[CHAT_SEQ], plan.tokens[:-1])
+        return speculate(self, CHAT_SEQ, plan, params, drafter, policy=policy, keep=keep,
+                         eos=self.end_tokens, detokenizer=self.detokenizer(), sampler=sampler,
+                         on_close=sampler.close)
 
     def plan(self, prompt: str | list[Message], params: GenParams, n_ctx: int | None = None,
              tools: Sequence[dict] | None = None) -> PromptPlan:

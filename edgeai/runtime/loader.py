@@ -72,7 +72,8 @@ def model_spec(settings: Settings, model: str, backend: str | None, progress=Non
 
 def load_model(settings: Settings, model: str | None = None, backend: str | None = None,
                chat_template: str | None = None, progress=None, n_seq: int = 1,
-               chat: bool = False) -> tuple[Backend, ModelSpec]:
+               chat: bool = False, draft: str | None = "off", draft_max: int | None = None,
+               draft_min: int | None = None) -> tuple[Backend, ModelSpec]:
     """Resolve and load a model. `n_seq` sequences share one context of `n_ctx` × `n_seq` tokens
     (a server's slots: `--ctx` stays what one request may use)."""
     model = model or settings.model
@@ -82,9 +83,36 @@ def load_model(settings: Settings, model: str | None = None, backend: str | None
     opts = LoadOptions(n_ctx=settings.n_ctx * n_seq, n_threads=settings.threads,
                        gpu_layers=settings.gpu_layers,
                        chat_template=chat_template, n_batch=max(512, settings.n_batch or 0),
-                       prefill_step=settings.n_batch, n_seq=n_seq)
+                       prefill_step=settings.n_batch, n_seq=n_seq,
+                       **draft_options(settings, model, instance, draft, draft_max, draft_min))
     instance.load(spec, opts)
     return instance, spec
+
+
+def draft_options(settings: Settings, model: str, instance: Backend, draft: str | None,
+                  draft_max: int | None = None, draft_min: int | None = None) -> dict:
+    """`--draft` for LoadOptions: `auto` resolved through the saved tune (off where nothing won or
+    the backend cannot batch), a draft model id resolved to its GGUF; a backend without the
+    batched step refuses an explicit choice."""
+    from edgeai.runtime.decode import BatchedStep
+    from edgeai.runtime.speculative import DRAFT_MAX, DRAFT_MIN, check_draft_lengths, resolve_draft
+
+    lengths = {"draft_max": DRAFT_MAX if draft_max is None else draft_max,
+               "draft_min": DRAFT_MIN if draft_min is None else draft_min}
+    check_draft_lengths(lengths["draft_max"], lengths["draft_min"])
+    choice = resolve_draft(draft, settings.home, model)
+    if choice != "off" and not isinstance(instance, BatchedStep):
+        if (draft or "auto") == "auto":
+            return {"draft": "off", **lengths}
+        raise BadInput(f"--draft {choice} needs the batched step, which the {instance.name} backend "
+                       "does not have (it decodes one token at a time)",
+                       "use --draft off, or the llamacpp backend")
+    path = None
+    if choice not in ("off", "ngram"):
+        path = model_spec(settings, choice, None).artifact("gguf")
+        if path is None:
+            raise BadInput(f"draft model {choice} has no GGUF file", "a draft model runs on llama.cpp")
+    return {"draft": choice, "draft_path": str(path) if path else None, **lengths}
 
 
 def check_overrides(overrides: Mapping[str, Any]) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 JSON_KEYS = {"text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "ttft_s",
-             "prompt_tps", "gen_tps", "peak_mem_mb", "model", "backend"}
+             "prompt_tps", "gen_tps", "peak_mem_mb", "model", "backend", "format",
+             "draft", "drafted", "accepted"}  # --draft auto (the default) reports drafting
 
 
 def test_run_streams_a_reply_from_the_default_model(cli, default_gguf):
@@ -23,6 +24,7 @@ def test_run_json_prints_one_object_with_the_contract_fields(cli, default_gguf):
     assert set(report) == JSON_KEYS
     assert "4" in report["text"]
     assert report["backend"] == "llamacpp" and report["model"].startswith("qwen2.5-coder-0.5b")
+    assert report["format"] == "gguf" and report["draft"] == "off" and report["drafted"] == 0  # nothing tuned
     assert report["completion_tokens"] >= 1 and report["prompt_tokens"] > 10
     assert abs(report["prompt_tps"] - report["prompt_tokens"] / report["ttft_s"]) < 1e-6
     assert report["gen_tps"] > 0 and report["peak_mem_mb"] > 100
