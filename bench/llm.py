@@ -43,6 +43,7 @@ class Plan:
     quick: bool = False
     sustained_s: float = 0.0  # > 0: repeat tgN for this long and keep every sample (throttling)
     n_batch: int | None = None  # prompt tokens per evaluation step (None: the backend's default)
+    draft: str = "off"  # speculative decoding (`--draft`): off, ngram, a draft model, auto (tuned.json)
     wait_policy: str | None = None  # OMP_WAIT_POLICY of the child (None: the headless setting)
 
 
@@ -112,14 +113,14 @@ def child_main(plan: Plan, backend_name: str, device: dict | None = None) -> Non
     from edgeai.bench.llm_protocol import measure, sustained
     from edgeai.config import default_threads, load_settings
     from edgeai.memory import peak_rss_mb
-    from edgeai.runtime.base import Offload
+    from edgeai.runtime.base import Drafting, Offload
     from edgeai.runtime.loader import load_model
 
     settings = load_settings({"threads": plan.threads, "gpu_layers": plan.gpu_layers, "n_ctx": plan.n_ctx,
                               "n_batch": plan.n_batch})
     settings = replace(settings, threads=settings.threads or default_threads())
     start = time.perf_counter()
-    backend, spec = load_model(settings, plan.model, backend_name)
+    backend, spec = load_model(settings, plan.model, backend_name, draft=plan.draft)
     load_s = time.perf_counter() - start
     gpu_layers = backend.gpu_layers if isinstance(backend, Offload) else settings.gpu_layers
     source = energy_source(device, on_gpu=bool(gpu_layers))
@@ -140,6 +141,7 @@ def child_main(plan: Plan, backend_name: str, device: dict | None = None) -> Non
     _emit(done={"load_s": load_s, "samples": samples, "sustained": timeline, "peak_rss_mb": peak_rss_mb(),
                 "energy": energy,
                 "threads": settings.threads, "gpu_layers": gpu_layers,
+                "draft": backend.draft if isinstance(backend, Drafting) else "off",
                 "versions": backend_versions(backend_name), **_model_facts(spec, backend_name)})
 
 
@@ -214,7 +216,8 @@ def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | 
 
     common = {"backend": backend, "model": done["model"], "quant": done["quant"],
               "model_bytes": done["model_bytes"], "n_params": None, "threads": done["threads"],
-              "gpu_layers": done["gpu_layers"], "peak_rss_mb": done["peak_rss_mb"]}
+              "gpu_layers": done["gpu_layers"], "peak_rss_mb": done["peak_rss_mb"],
+              "draft": done.get("draft", "off")}
     add_row(result, **common, test="load", n_prompt=0, n_gen=0, depth=0, unit="s",
             samples=[done["load_s"]])
     groups: dict[tuple[str, int], list[dict]] = {}
@@ -227,6 +230,10 @@ def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | 
         if test == "ttft":  # ppN/tgN rows take their token counts from the name (speeds use the exact ones)
             row.update(n_prompt=samples[0]["n_prompt"], n_gen=1)
         joules = [s["joules"] for s in samples]
+        if test.startswith("tg") and common["draft"] != "off":  # what drafting did in these runs
+            drafted, accepted = (sum(s.get(k) or 0 for s in samples) for k in ("drafted", "accepted"))
+            row.update(drafted=drafted, accepted=accepted,
+                       accept_rate=round(accepted / drafted, 3) if drafted else None)
         if test.startswith("tg") and all(j for j in joules):
             row["tokens_per_joule"] = round(sum(s["n_gen"] for s in samples) / sum(joules), 3)
         counted = done.get("token_bytes")

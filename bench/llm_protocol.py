@@ -39,6 +39,8 @@ class Timing:
     last: float
     n_prompt: int | None
     n_gen: int
+    drafted: int | None = None  # speculative decoding's draft ids verified / accepted
+    accepted: int | None = None
 
 
 def _counter(backend) -> Callable[[str], list[int]]:
@@ -77,7 +79,8 @@ def timed_stream(backend, prompt: str, max_tokens: int, *, ignore_eos: bool = Fa
     if first is None:
         raise RuntimeError("the backend produced no token")
     n_gen = final.completion_tokens if final and final.completion_tokens is not None else 1
-    return Timing(first - start, first, last, final.prompt_tokens if final else None, n_gen)
+    return Timing(first - start, first, last, final.prompt_tokens if final else None, n_gen,
+                  final.drafted if final else None, final.accepted if final else None)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class Sample:
     n_gen: int
     at_s: float = 0.0  # seconds since the sustained run began (0 elsewhere)
     joules: float | None = None  # energy of a tg run, where the platform reports power
+    drafted: int | None = None  # a tg run with --draft: draft ids verified / accepted
+    accepted: int | None = None
 
 
 def measure(backend, name: str, *, pp: int, tg: int, depths: list[int], warmup: int, repeats: int,
@@ -121,7 +126,8 @@ def measure(backend, name: str, *, pp: int, tg: int, depths: list[int], warmup: 
                 tick(f"tg{tg}@{depth}")
                 if timed and t.n_gen > 1 and t.last > t.first:
                     yield Sample(f"tg{tg}", depth, (t.n_gen - 1) / (t.last - t.first), 0, t.n_gen,
-                                 joules=getattr(meter, "joules", None))
+                                 joules=getattr(meter, "joules", None), drafted=t.drafted,
+                                 accepted=t.accepted)
 
 
 def sustained(backend, tg: int, seconds: float) -> Iterator[Sample]:

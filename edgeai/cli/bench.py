@@ -35,8 +35,10 @@ def bench() -> None:
 @click.option("--ctx", "n_ctx", type=int, default=4096, show_default=True, help="Context window.")
 @click.option("--sustained", type=float, default=0.0, metavar="SECONDS",
               help="Also decode back to back this long to show thermal throttling.")
+@click.option("--draft", default="off", show_default=True, metavar="MODEL|ngram|auto|off",
+              help="Speculative decoding in the decode test (a `draft` column; accept rate in tg rows).")
 def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads, wait_policy, gpu_layers,
-        n_ctx, sustained) -> None:
+        n_ctx, sustained, draft) -> None:
     """Load time, TTFT, prefill and decode speed, peak memory, % of the memory-bandwidth ceiling."""
     from dataclasses import replace
 
@@ -54,7 +56,7 @@ def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads
     given = {"backends": tuple(backends), "pp": pp, "tg": tg, "depths": tuple(depths) or None,
              "repeats": repeats, "warmup": warmup, "threads": threads, "wait_policy": wait_policy,
              "gpu_layers": gpu_layers,
-             "n_ctx": n_ctx, "sustained_s": sustained}
+             "n_ctx": n_ctx, "sustained_s": sustained, "draft": draft}
     plan = replace(base, **{k: v for k, v in given.items() if v is not None})
     path = result_path(output, "llm")
     result = with_progress(lambda start, tick: run_llm(plan, settings, on_start=start, on_tick=tick))
