@@ -7,19 +7,23 @@ entry per machine (`machine_key`: CPU model, cores, RAM); knows nothing about mo
 Why each choice (the first probe, one 256 MiB reduce, read 19-63 GB/s run to run on the 2-core
 VM this was written on, whose 260 MiB L3 is shared with other guests):
 - buffer: 4x the last-level cache (at least 512 MiB, at most 2 GiB and a quarter of the free
-  memory) and its first half, so no pass can be served from a cache the neighbours left warm;
+  memory), read in order, so no read can be served from a cache the neighbours left warm;
+- reads: whole passes over the buffer, and the buffer in pieces (1/16th on a small machine),
+  each timed on its own: a piece was last read a buffer's length before (evicted), and a short
+  read can fall between a neighbour's time slices where a whole pass cannot;
 - threads: 1, 2, 4, ... and all cores, each pinned to its own core (`os.sched_setaffinity`,
   where the OS has it), started once and released together by a barrier; a pass is timed from
   the release to the last thread's finish;
 - kernel: `np.maximum.reduce` over int64: SIMD, no copy, no temporary. Measured there (1 GiB,
   2 threads): 25-29 GB/s, float32 the same; `np.add.reduce` float32 14-15 (pairwise summation
   does not stream); BLAS sgemv 12 and `dot` 10 (1 thread); `count_nonzero` 7;
-- a warm-up pass per configuration, not kept; then rounds that interleave the configurations,
+- a warm-up read per configuration, not kept; then rounds that interleave the configurations,
   so a neighbour's burst costs every configuration a little rather than one of them entirely,
   until the best has stopped improving (or a time cap);
-- the ceiling is the fastest warmed pass: interference only ever slows a pass down, so the max
-  is what the machine can do. Its spread (min/median/max of that configuration's passes) and
-  the load average at the start go with it, and every probe is kept in the entry's history.
+- the ceiling is the fastest warmed read: interference only ever slows a read down, so the max
+  is what the machine can do. Its spread is that of each round's fastest read (min/median/max:
+  how far the ceiling moves from round to round); it and the load average at the start go with
+  it, and every probe is kept in the entry's history.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import threading
 import time
 from pathlib import Path
 
-PROBE_VERSION = 1  # entries measured by another method are measured again
+PROBE_VERSION = 2  # entries measured by another method are measured again
 KERNEL = "numpy max-reduce int64"
 HISTORY = 20  # probes kept per machine, newest last
 
@@ -101,7 +105,7 @@ def device_entry(result: dict, cached: bool) -> dict:
 
 def busy(result: dict) -> bool:
     """The 1-minute load average at the start was over half the cores: others were running, so
-    the figure is likely low (a neighbour's thread takes the core a reader is pinned to)."""
+    the figure may be low (a neighbour's thread takes the core a reader is pinned to)."""
     load = result.get("loadavg")
     return bool(load) and load[0] > 0.5 * len(usable_cpus())
 
@@ -194,13 +198,24 @@ class _Readers:
             thread.join()
 
 
+def chunks_per_pass(buffer_mb_: int, threads: int) -> int:
+    """How many timed pieces a pass over the buffer is cut into: 16 where each thread's share
+    stays >= 16 MiB (so the barrier's microseconds stay under 1% of a piece), fewer on a big
+    machine, 1 (whole passes only) where even that would be too short."""
+    return max(1, min(16, buffer_mb_ // (16 * threads)))
+
+
 def probe(*, size_mb: int | None = None, threads: list[int] | None = None, min_s: float = 1.5,
-          max_s: float = 6.0, settle: int = 4) -> dict:
+          max_s: float = 4.0, settle: int = 4) -> dict:
     """Measure the read bandwidth (GB/s, 10^9 bytes/s) as the module docstring describes.
 
-    Rounds go on until `min_s` has passed and the best pass has not improved by 0.5% for
-    `settle` rounds, or `max_s` has passed (at least 3 rounds). Returns the ceiling (`gbps`, with
-    its configuration), its `spread` and every configuration's max/median/min."""
+    A round, for each thread count: one timed pass over the whole buffer, then the buffer again
+    in `chunks_per_pass` timed pieces, in order — so every piece was last read a buffer's length
+    minus one piece ago (evicted), and a short piece can fall between a neighbour's time slices
+    where a whole pass cannot (on the shared VM: whole passes 14-17 GB/s at load 2.6, pieces 31).
+    Rounds go on until `min_s` has passed and the best has not improved by 0.5% for `settle`
+    rounds, or `max_s` has passed (at least 3 rounds). Returns the ceiling (`gbps`, with its
+    configuration), its `spread` and every configuration's max/median/min."""
     import numpy as np
 
     from edgeai.bench.schema import utc_now
@@ -216,20 +231,25 @@ def probe(*, size_mb: int | None = None, threads: list[int] | None = None, min_s
     began = time.perf_counter()
     data = np.empty(size_mb * 2**20 // 8, dtype=np.int64)
     data.fill(1)  # first touch maps every page (and numpy asks for huge pages)
-    halves = (data, data[: data.size // 2])
-    configs = [(t, part) for part in halves for t in counts]
-    passes: list[list[float]] = [[] for _ in configs]
+    # (threads, pieces): the whole buffer as one timed pass, then as timed pieces
+    configs = [(t, n) for t in counts for n in sorted({1, chunks_per_pass(size_mb, t)})]
+    work = {(t, n): [np.array_split(piece, t) for piece in np.array_split(data, n)] for t, n in configs}
+    samples: dict[tuple[int, int], list[float]] = {c: [] for c in configs}
+    round_best: dict[tuple[int, int], list[float]] = {c: [] for c in configs}  # each round's fastest
     readers = _Readers(cpus[: max(counts)], np.maximum.reduce)
     try:
-        for t, part in configs:  # warm-up: page tables, frequency, the threads' first wake-up
-            readers.timed_pass(np.array_split(part, t))
+        for config in configs:  # warm-up: page tables, frequency, the threads' first wake-up
+            readers.timed_pass(work[config][0])
         best, stale, rounds = 0.0, 0, 0
         measuring = time.perf_counter()
         while True:
-            for i, (t, part) in enumerate(configs):
-                passes[i].append(part.nbytes / readers.timed_pass(np.array_split(part, t)) / 1e9)
+            for config in configs:
+                reads = [sum(s.nbytes for s in slices) / readers.timed_pass(slices) / 1e9
+                         for slices in work[config]]
+                samples[config] += reads
+                round_best[config].append(max(reads))
             rounds += 1
-            top = max(max(p) for p in passes)
+            top = max(max(v) for v in samples.values())
             stale = 0 if top > best * 1.005 else stale + 1
             best = max(best, top)
             elapsed = time.perf_counter() - measuring
@@ -237,20 +257,23 @@ def probe(*, size_mb: int | None = None, threads: list[int] | None = None, min_s
                 break
     finally:
         readers.close()
-    table = [{"threads": t, "size_mb": round(part.nbytes / 2**20), "max": round(max(p), 2),
-              "median": round(statistics.median(p), 2), "min": round(min(p), 2), "passes": len(p)}
-             for (t, part), p in zip(configs, passes, strict=True)]
-    top = max(range(len(configs)), key=lambda i: max(passes[i]))
-    winner = table[top]
+    table = [{"threads": t, "size_mb": round(size_mb / n), "max": round(max(v), 2),
+              "median": round(statistics.median(v), 2), "min": round(min(v), 2), "samples": len(v)}
+             for (t, n), v in samples.items()]
+    top = max(range(len(configs)), key=lambda i: table[i]["max"])
+    winner, bests = table[top], round_best[configs[top]]
     pinned = " pinned" if readers.pinned else ""
-    llc_text = f", {winner['size_mb'] / llc:.1f}x the {llc:g} MiB LLC" if llc else ""
+    llc_text = f" ({size_mb / llc:.1f}x the {llc:g} MiB LLC)" if llc else ""
+    piece = (f"{winner['size_mb']} MiB pieces of a {size_mb} MiB buffer{llc_text}" if configs[top][1] > 1
+             else f"whole passes over a {size_mb} MiB buffer{llc_text}")
     return {
         "probe_version": PROBE_VERSION, "gbps": winner["max"], "threads": winner["threads"],
-        "size_mb": winner["size_mb"], "kernel": KERNEL, "pinned": bool(pinned),
-        "spread": {"min": winner["min"], "median": winner["median"], "max": winner["max"],
-                   "pct": spread_pct(passes[top])},
+        "size_mb": winner["size_mb"], "buffer_mb": size_mb, "kernel": KERNEL, "pinned": bool(pinned),
+        # how far the ceiling moves from round to round: each round's fastest read
+        "spread": {"min": round(min(bests), 2), "median": round(statistics.median(bests), 2),
+                   "max": winner["max"], "pct": spread_pct(bests), "rounds": len(bests)},
         "method": (f"{KERNEL}, {winner['threads']} thread{'s' if winner['threads'] > 1 else ''}{pinned}, "
-                   f"{winner['size_mb']} MiB{llc_text}; best of {winner['passes']} warmed passes"),
+                   f"{piece}; best of {winner['samples']} warmed reads"),
         "configs": table, "llc_mb": llc, "loadavg": loadavg, "rounds": rounds,
         "seconds": round(time.perf_counter() - began, 2), "measured_utc": utc_now(),
     }
@@ -263,11 +286,12 @@ def describe(entry: dict, cached: bool, path: Path) -> str:
     lines = [f"memory read bandwidth: {entry['gbps']:g} GB/s ({when}"
              + (f", load average {load[0]:g})" if load else ")"),
              f"  {entry['method']}",
-             f"  its passes: min {spread['min']:g} · median {spread['median']:g} · max {spread['max']:g}"
-             f" GB/s (spread {spread['pct']:g}% = (max - min) / median)",
-             "", "threads  buffer MiB     max  median     min  passes"]
-    lines += [f"{c['threads']:>7}  {c['size_mb']:>10}  {c['max']:>6.2f}  {c['median']:>6.2f}"
-              f"  {c['min']:>6.2f}  {c['passes']:>6}" for c in entry["configs"]]
+             f"  the best read of each of its {spread['rounds']} rounds: min {spread['min']:g} · median "
+             f"{spread['median']:g} · max {spread['max']:g} GB/s"
+             f" (spread {spread['pct']:g}% = (max - min) / median)",
+             "", "threads  read MiB     max  median     min  samples"]
+    lines += [f"{c['threads']:>7}  {c['size_mb']:>8}  {c['max']:>6.2f}  {c['median']:>6.2f}"
+              f"  {c['min']:>6.2f}  {c['samples']:>7}" for c in entry["configs"]]
     history = entry.get("history", [])
     across = history_spread(history)
     if across is not None:
@@ -275,7 +299,7 @@ def describe(entry: dict, cached: bool, path: Path) -> str:
         lines += ["", f"the last {len(last)} probes here: " + " ".join(f"{h['gbps']:g}" for h in last)
                   + f" GB/s, spread {across:g}%"]
     if busy(entry):
-        lines.append(f"note: the machine was busy (load {load[0]:g} on {len(usable_cpus())} cores), so this "
-                     "is likely low; measure again when it is idle")
+        lines.append(f"note: the machine was busy (load {load[0]:g} on {len(usable_cpus())} cores): the "
+                     "figure may be low; measure again when it is idle")
     lines.append(f"cache: {path} (--remeasure to measure again)")
     return "\n".join(lines)

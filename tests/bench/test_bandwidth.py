@@ -20,21 +20,27 @@ from edgeai.bench.device import detect
 TINY = {"size_mb": 32, "threads": [1], "min_s": 0.0, "max_s": 0.05}
 
 
-def test_the_probe_reports_its_best_configuration_with_the_spread_of_its_passes():
+def test_the_probe_reports_its_best_configuration_with_the_spread_of_its_rounds():
     result = bp.probe(size_mb=64, threads=[1], min_s=0.0, max_s=0.2)
     assert result["probe_version"] == bp.PROBE_VERSION and result["kernel"] == bp.KERNEL
-    # the buffer and its first half
-    assert [(c["threads"], c["size_mb"]) for c in result["configs"]] == [(1, 64), (1, 32)]
+    # whole passes over the buffer, and the buffer in 16 MiB pieces (one thread)
+    assert [(c["threads"], c["size_mb"]) for c in result["configs"]] == [(1, 64), (1, 16)]
     best = max(result["configs"], key=lambda c: c["max"])
-    assert result["gbps"] == best["max"] > 0
+    assert result["gbps"] == best["max"] > 0 and result["buffer_mb"] == 64
     assert result["threads"] == 1 and result["size_mb"] == best["size_mb"]
-    spread = result["spread"]
+    spread = result["spread"]  # each round's fastest read of the winning configuration
     assert spread["min"] <= spread["median"] <= spread["max"] == result["gbps"]
     assert spread["pct"] == pytest.approx(100 * (spread["max"] - spread["min"]) / spread["median"], abs=0.2)
-    assert all(c["passes"] >= 3 for c in result["configs"])  # at least three rounds after the warm-up
-    assert result["rounds"] >= 3 and result["measured_utc"].endswith("Z")
-    assert result["method"].startswith(f"{bp.KERNEL}, 1 thread") and "warmed passes" in result["method"]
+    assert spread["rounds"] == result["rounds"] >= 3  # at least three rounds after the warm-up
+    assert [c["samples"] for c in result["configs"]] == [result["rounds"], 4 * result["rounds"]]
+    assert result["measured_utc"].endswith("Z")
+    assert result["method"].startswith(f"{bp.KERNEL}, 1 thread") and "warmed reads" in result["method"]
     assert result["pinned"] == hasattr(os, "sched_setaffinity")
+
+
+def test_pieces_stay_long_enough_for_the_barrier_not_to_matter():
+    assert bp.chunks_per_pass(1040, 1) == bp.chunks_per_pass(1040, 2) == 16
+    assert bp.chunks_per_pass(2048, 32) == 4 and bp.chunks_per_pass(1024, 64) == 1  # whole passes only
 
 
 def test_every_core_count_is_measured_on_a_small_machine_and_a_sample_on_a_big_one():
@@ -130,7 +136,7 @@ def test_the_text_shows_the_spread_the_table_and_the_last_probes(tmp_path):
     entry, cached = bp.cached_probe(path=tmp_path / "b.json", remeasure=True, **TINY)
     text = bp.describe({**entry, "loadavg": [0.1, 0.1, 0.1]}, cached, tmp_path / "b.json")
     assert f"memory read bandwidth: {entry['gbps']:g} GB/s" in text
-    assert f"spread {entry['spread']['pct']:g}%" in text and "threads  buffer MiB" in text
+    assert f"spread {entry['spread']['pct']:g}%" in text and "threads  read MiB" in text
     assert "the last 2 probes here:" in text and "busy" not in text
     busy = bp.describe({**entry, "loadavg": [1000.0, 1000.0, 1000.0]}, cached, tmp_path / "b.json")
     assert "the machine was busy (load 1000 on" in busy
