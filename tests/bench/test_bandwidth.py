@@ -162,3 +162,15 @@ def test_ceiling_needs_positive_inputs():
         ceiling_tok_s(0, 1e9)
     with pytest.raises(ValueError):
         pct_of_ceiling(10, 100, 0)
+
+
+def test_the_command_prints_the_cached_probe(cli):
+    entry, _ = bp.cached_probe(**TINY)  # the session's cache, so the command measures nothing
+    shown = cli("bench", "bandwidth", "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["cached"] is True and data["gbps"] == entry["gbps"] and data["key"] == bp.machine_key()
+    text = cli("bench", "bandwidth")
+    out = text.stdout.decode()
+    assert text.returncode == 0 and f"memory read bandwidth: {entry['gbps']:g} GB/s (cached" in out
+    assert str(bp.cache_path()) in out
