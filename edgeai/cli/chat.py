@@ -24,7 +24,7 @@ from edgeai.cli.common import (
     sampling_options,
     settings_from,
 )
-from edgeai.errors import BadInput
+from edgeai.errors import BadInput, EdgeAIError
 
 if TYPE_CHECKING:
     from edgeai.config import Settings
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 HELP = """commands:
   /system TEXT   set the system prompt (clears nothing)
   /rag on NAME   answer from the documents of collection NAME (`edgeai rag add`); /rag off
+  /draft [WHAT]  speculative decoding: ngram, off, auto or a draft MODEL (no argument: the state)
   /clear         forget the conversation
   /bye           leave (also /exit, Ctrl-D)
   \"\"\"            start and end a multi-line message"""
@@ -68,6 +69,11 @@ def handle_command(line: str, session: PlainSession) -> bool:
             click.secho(f"(RAG is on: answers use the collection {words[1]!r})", dim=True)
         else:
             click.echo("usage: /rag on NAME, or /rag off")
+    elif name == "/draft":
+        try:
+            click.secho(f"({session.draft(arg.strip())})", dim=True)
+        except EdgeAIError as exc:  # a refused drafter keeps the REPL
+            click.echo(f"edgeai: error: {exc.message}", err=True)
     elif name == "/system":
         session.set_system(arg.strip() or None)
         click.secho("(system prompt set)" if arg.strip() else "(system prompt removed)", dim=True)
@@ -87,6 +93,7 @@ class PlainSession:
         self.db = ChatDB.in_memory()
         self.conversation = self.db.create_conversation(system=system, model=model.request,
                                                         backend=model.backend_name)
+        self.last_stats: dict = {}
 
     def clear(self) -> None:
         from edgeai.chat.conversations import clear_conversation
@@ -100,6 +107,18 @@ class PlainSession:
 
     def set_system(self, system: str | None) -> None:
         self.conversation = self.db.update_settings(self.conversation.id, system=system)
+
+    def draft(self, value: str) -> str:
+        """`/draft`: switch drafting, or (no argument) say what drafts and how the last reply went."""
+        from edgeai.runtime.base import Drafting
+        from edgeai.runtime.speculative import draft_note, switch_draft
+
+        if value:
+            with self.model.lock:
+                return switch_draft(self.settings, self.model.request, self.model.backend, value)
+        now = self.model.backend.draft if isinstance(self.model.backend, Drafting) else "off"
+        note = draft_note(self.last_stats)
+        return f"drafting: {now}" + (f"; last reply: {note}" if note else "")
 
     def say(self, text: str) -> None:
         from edgeai.chat.turn import begin_turn, run_turn
@@ -120,6 +139,7 @@ class PlainSession:
         except KeyboardInterrupt:  # saved as interrupted: the partial reply stays in the history
             click.secho("\n(stopped)", dim=True)
         out = outcomes[-1] if outcomes else None
+        self.last_stats = dict(out.stats) if out is not None else {}
         if out is not None and out.error:  # one bad turn (a dropped endpoint, a template) keeps the REPL
             click.echo(f"edgeai: error: {out.error}", err=True)
         dropped = out.stats.get("dropped") if out is not None else None
@@ -172,7 +192,8 @@ def plain_chat(settings: Settings, system: str | None, opts: dict) -> None:
     from edgeai.runtime.loaded import LoadedModel
     from edgeai.runtime.loader import gen_params
 
-    backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), chat=True)
+    backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), chat=True,
+                               draft="auto")  # what the tune measured; /draft switches
     try:
         if not spec.chat:
             raise BadInput(f"{spec.id} is a base model: it completes text but cannot chat",

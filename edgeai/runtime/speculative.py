@@ -67,6 +67,30 @@ def resolve_draft(value: str | None, home, model: str) -> str:
     return tuning.draft
 
 
+def switch_draft(settings, model: str, backend, value: str) -> str:
+    """The chat's `/draft ngram|off|auto|MODEL` on a loaded backend (between replies, under the
+    model's lock): the line to show. A backend without the batched step refuses an explicit
+    drafter, as `--draft` does."""
+    from edgeai.runtime.base import Drafting
+    from edgeai.runtime.loader import draft_options
+
+    chosen = draft_options(settings, model, backend, value or "auto")  # checks, resolves auto
+    if not isinstance(backend, Drafting):
+        return f"drafting is off: the {backend.name} backend decodes one token at a time"
+    backend.set_draft(chosen["draft"], chosen["draft_path"])
+    if chosen["draft"] == "off":
+        return "drafting is off" + (" (auto: nothing measured a win here)" if value == "auto" else "")
+    return f"drafting with {chosen['draft']}: the model verifies the drafts, the output is unchanged"
+
+
+def draft_note(stats: dict) -> str | None:
+    """'drafts 42/57 accepted (74%)' for a reply's statistics; None where nothing was drafted."""
+    drafted, accepted = stats.get("drafted") or 0, stats.get("accepted") or 0
+    if not drafted:
+        return None
+    return f"drafts {accepted}/{drafted} accepted ({accepted / drafted:.0%})"
+
+
 def check_draft_lengths(draft_max: int, draft_min: int) -> None:
     if draft_max < 1 or draft_min < 0 or draft_min > draft_max:
         raise BadInput("--draft-max must be at least 1 and --draft-min between 0 and --draft-max")

@@ -54,3 +54,23 @@ def test_auto_drafts_where_the_tune_saw_a_win_and_not_where_it_saw_a_loss(cli, d
     save_tune("ngram", 0.7)
     lost = run_json(cli, "--max-tokens", "48", QUOTE)
     assert (lost["draft"], lost["drafted"], lost["accepted"]) == ("off", 0, 0)
+
+
+def test_chat_plain_draft_switches_and_reports(cli):
+    script = "/draft\n/draft ngram\n/draft off\nhello\n/draft\n"
+    result = cli("chat", "--plain", "--backend", "echo", "--temperature", "0", input=script)
+    assert result.returncode == 0, result.stderr.decode()
+    out, err = result.stdout.decode(), result.stderr.decode()
+    assert "(drafting: off)" in out and "Echo: hello" in out
+    assert "--draft ngram needs the batched step" in err  # refused, and the REPL goes on
+    assert "(drafting is off: the echo backend decodes one token at a time)" in out
+
+
+@pytest.mark.model
+def test_chat_plain_drafts_with_ngram_and_shows_the_accept_rate(cli, default_gguf):
+    script = f"/draft ngram\n\"\"\"\n{QUOTE}\n\"\"\"\n/draft\n"
+    result = cli("chat", "--plain", "--temperature", "0", "--max-tokens", "48", input=script)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert "(drafting with ngram" in out
+    assert "(drafting: ngram; last reply: drafts " in out and "accepted (" in out

@@ -282,3 +282,13 @@ def test_seq_input_logits_only_at_the_verified_positions():
     for n, rows in model.calls[2:]:
         assert rows == n  # a verify asks for logits at its k + 1 positions, nothing in between
     assert SeqInput(0, [1]).logits_at == (-1,)
+
+
+def test_the_draft_note_of_a_reply():
+    from edgeai.runtime.speculative import draft_note
+    from edgeai.tui.widgets.message import format_stats
+
+    assert draft_note({"drafted": 57, "accepted": 42}) == "drafts 42/57 accepted (74%)"
+    assert draft_note({"drafted": 0, "accepted": 0}) is None and draft_note({}) is None
+    assert "drafts 42/57 accepted" in format_stats({"completion_tokens": 80, "drafted": 57, "accepted": 42})
+    assert "drafts" not in format_stats({"completion_tokens": 80})  # not drafting: the line is as before

@@ -61,6 +61,8 @@ def format_stats(stats: dict[str, Any]) -> str:
     if stats.get("prompt_tokens") is not None:
         rate = f" at {stats['prompt_tps']:.0f} tok/s" if stats.get("prompt_tps") else ""
         parts.append(f"prompt {stats['prompt_tokens']} tokens{rate}")
+    if stats.get("drafted"):  # speculative decoding: how many drafts the model accepted
+        parts.append(f"drafts {stats.get('accepted') or 0}/{stats['drafted']} accepted")
     if stats.get("peak_mem_mb"):
         parts.append(f"{stats['peak_mem_mb']:.0f} MB peak")
     if stats.get("dropped"):
