@@ -9,10 +9,12 @@ VM this was written on, whose 260 MiB L3 is shared with other guests):
 - buffer: 4x the last-level cache (at least 512 MiB, at most 2 GiB and a quarter of the free
   memory), read in order, so no read can be served from a cache the neighbours left warm;
 - reads: whole passes over the buffer, and the buffer in pieces (1/16th on a small machine),
-  each timed on its own: a piece was last read a buffer's length before (evicted), and a short
-  read can fall between a neighbour's time slices where a whole pass cannot;
+  each timed on its own: a piece was last read a buffer's length before (evicted: 65 MiB pieces
+  peaked at the same 31-32 GB/s in 520, 1040 and 2080 MiB buffers), and a short read can fall
+  between a neighbour's time slices where a whole pass cannot (at load 3-4 on the 2 cores whole
+  passes peaked at 10-16 GB/s, pieces at 28-32, five probes within 11% of each other);
 - threads: 1, 2, 4, ... and all cores, each pinned to its own core (`os.sched_setaffinity`,
-  where the OS has it), started once and released together by a barrier; a pass is timed from
+  where the OS has it), started once and released together by a barrier; a read is timed from
   the release to the last thread's finish;
 - kernel: `np.maximum.reduce` over int64: SIMD, no copy, no temporary. Measured there (1 GiB,
   2 threads): 25-29 GB/s, float32 the same; `np.add.reduce` float32 14-15 (pairwise summation
