@@ -177,9 +177,8 @@ def optimize(model_id: str | None, target: str | None, max_ratio: float | None, 
         ratio = f"ratio {outcome.ratio:.3f}" if outcome.ratio is not None else "ratio -"
         state = "kept" if outcome.kept else f"deleted ({outcome.why})" if outcome.ratio else outcome.why
         built = "built earlier" if outcome.reused else f"{outcome.seconds:.0f} s"
-        peak = f", peak {outcome.peak_rss_mb / 1024:.1f} GB" if outcome.peak_rss_mb else ""
         size = _size(outcome.size)
-        click.echo(f"candidate {outcome.name:<18} {ratio:<12} {size:>7}  {built}{peak}  {state}")
+        click.echo(f"candidate {outcome.name:<18} {ratio:<12} {size:>7}  {built}  {state}")
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())

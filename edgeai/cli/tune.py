@@ -71,7 +71,7 @@ def tune_model(settings, items, choice: dict, cores: int) -> None:
                    "for run, serve and bench")
         click.echo(f"chat: {chat.label if chat else 'no installed artifact does all the chat needs'}"
                    + (f" — {formats.chat_why}" if formats.chat_why else ""))
-    draft = _probe_draft(settings, tuning, threads)
+    draft = _probe_draft(settings, tuning, threads, choice.get("wait_policy"))
     if draft is not None:
         choice_, speedup, _rows = draft
         tuning = ModelTuning(**{**tuning.__dict__, "draft": choice_, "draft_speedup": speedup})
@@ -82,9 +82,11 @@ def tune_model(settings, items, choice: dict, cores: int) -> None:
         click.echo(f"saved to {save_model_tuning(settings.home, settings.model, tuning)}")
 
 
-def _probe_draft(settings, tuning, threads: int):
-    """The speculative engineer's drafting probe, where it exists (edgeai.bench.draft)."""
+def _probe_draft(settings, tuning, threads: int, wait_policy: str | None):
+    """Whether drafting wins on the chosen artifact (edgeai.bench.draft, where it exists);
+    None when there is no probe or it could not run (then `--draft auto` keeps what it had)."""
     from edgeai.cli.common import with_progress
+    from edgeai.errors import EdgeAIError
     from edgeai.formats import FORMAT_BACKENDS
 
     try:
@@ -93,4 +95,9 @@ def _probe_draft(settings, tuning, threads: int):
         return None
     backend = FORMAT_BACKENDS.get(tuning.format or "gguf", "llamacpp")
     model = tuning.path or settings.model
-    return with_progress(lambda start, tick: probe_draft(model, backend, threads, start, tick))
+    try:
+        return with_progress(lambda start, tick: probe_draft(model, backend, threads, start, tick,
+                                                             wait_policy=wait_policy))
+    except (EdgeAIError, RuntimeError) as exc:
+        click.echo(f"draft: not measured on {backend} ({exc})")
+        return None
