@@ -37,6 +37,7 @@ def default_loader(settings: Settings, chat_template: str | None = None) -> Load
              ) -> tuple[Backend, ModelSpec]:
         from edgeai.runtime.loader import load_model
 
-        return load_model(settings, request, backend, chat_template, progress=progress, chat=True)
+        return load_model(settings, request, backend, chat_template, progress=progress, chat=True,
+                          draft="auto")  # drafting where the tune measured a win; /draft switches
 
     return load

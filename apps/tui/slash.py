@@ -36,6 +36,7 @@ COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand("copy", "", "copy the last reply to the clipboard"),
     SlashCommand("regen", "", "regenerate the last reply"),
     SlashCommand("stats", "", "show or hide each reply's statistics"),
+    SlashCommand("draft", "[ngram|off|auto|MODEL]", "speculative decoding (no argument: show what drafts)"),
     SlashCommand("search", "TEXT", "search conversations (titles and messages)"),
     SlashCommand("rag", "[on NAME|off]", "answer from a document collection (no argument: show the state)"),
     SlashCommand("attach", "PATH...", "index files or folders for this conversation and answer from them"),

@@ -178,6 +178,28 @@ async def _stats(screen: ChatScreen, arg: str) -> None:
     screen.action_toggle_stats()
 
 
+async def _draft(screen: ChatScreen, arg: str) -> None:
+    from edgeai.runtime.base import Drafting
+    from edgeai.runtime.speculative import switch_draft
+
+    model = screen.chat_app.model
+    if model is None:
+        screen.transcript.notice("no model is loaded", error=True)
+        return
+    if not arg:
+        now = model.backend.draft if isinstance(model.backend, Drafting) else "off"
+        screen.transcript.notice(f"drafting: {now} (/draft ngram|off|auto|MODEL; "
+                                 "/stats shows the drafts accepted)")
+        return
+    if not model.lock.acquire(blocking=False):  # a reply is streaming: never block the UI on it
+        screen.transcript.notice("/draft: wait for the reply to finish", error=True)
+        return
+    try:
+        screen.transcript.notice(switch_draft(screen.chat_app.settings, model.request, model.backend, arg))
+    finally:
+        model.lock.release()
+
+
 async def _search(screen: ChatScreen, arg: str) -> None:
     screen.action_search(arg)
 
@@ -193,6 +215,6 @@ async def _quit(screen: ChatScreen, arg: str) -> None:
 HANDLERS: dict[str, Callable[[ChatScreen, str], Awaitable[None]]] = {
     "new": _new, "system": _system, "model": _model, "set": _set, "unset": _unset,
     "rename": _rename, "delete": _delete, "clear": _clear, "export": _export, "copy": _copy,
-    "regen": _regen, "stats": _stats, "search": _search, "help": _help, "quit": _quit,
+    "regen": _regen, "stats": _stats, "draft": _draft, "search": _search, "help": _help, "quit": _quit,
     "rag": rag_commands.rag, "attach": rag_commands.attach, "sources": rag_commands.sources,
 }
