@@ -66,7 +66,8 @@ def tune_model(settings, items, choice: dict, cores: int) -> None:
         win, chat = formats.winner, formats.chat
         tuning = ModelTuning(format=win.format, path=win.path, chat_format=chat.format if chat else None,
                              chat_path=chat.path if chat else None, chat_why=formats.chat_why,
-                             measured=measured_rows(formats))
+                             measured=measured_rows(formats), draft=old.draft,
+                             draft_speedup=old.draft_speedup)
         click.echo(f"fastest: {win.label} ({win.decode_tps:.1f} tok/s at {win.threads} threads) "
                    "for run, serve and bench")
         click.echo(f"chat: {chat.label if chat else 'no installed artifact does all the chat needs'}"

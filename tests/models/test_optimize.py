@@ -179,3 +179,31 @@ def test_optimize_on_the_real_default_model_prints_candidates_and_the_one_kept(c
     assert re.search(r"^kept: gguf:q4_0 \(×1\.\d{3}\)", out, re.M), out
     listed = cli("models", "list", env=env).stdout.decode()
     assert re.search(r"qwen2.5-coder-0.5b-instruct +optimized +q4_0@gguf", listed), listed
+
+
+def test_tune_records_the_winner_and_the_chats_choice_in_tuned_json(entry, settings, monkeypatch, capsys):
+    """doctor --tune's per-model step over measured probes: tuned.json gets the fastest artifact
+    for run/serve/bench and the chat's (with why) — and a saved drafting choice survives."""
+    from edgeai.bench import tune_formats
+    from edgeai.bench.tune_formats import FormatChoice, FormatProbe, choose
+    from edgeai.cli.tune import tune_model
+    from edgeai.models.resolve import installed
+    from edgeai.tuned import model_tuning
+
+    fake_export(settings, "onnx", "int4-kquant", 900, 1.08)
+    items = installed("tiny-model", settings)
+    gguf = str(items[0].path)
+    onnx = str(items[1].path)
+    measured = choose(FormatChoice(probes=[FormatProbe("gguf", "q8_0", gguf, "llamacpp", 2, 150.0, 36.0),
+                                           FormatProbe("onnx", "int4-kquant", onnx, "onnx", 2, 300.0, 57.0)]))
+    monkeypatch.setattr(tune_formats, "probe_formats", lambda *a, **k: measured)
+    monkeypatch.setattr("edgeai.cli.tune._probe_draft", lambda *a: None)
+    save_model_tuning(settings.home, "tiny-model", ModelTuning(draft="ngram", draft_speedup=1.3))
+    settings = replace(settings, model="tiny-model")
+    tune_model(settings, items, {"threads": 2, "wait_policy": "active"}, cores=2)
+    saved = model_tuning(settings.home, "tiny-model")
+    assert (saved.format, saved.path) == ("onnx", onnx)
+    assert (saved.chat_format, saved.chat_path) == ("gguf", gguf) and "saved KV state" in saved.chat_why
+    assert saved.draft == "ngram" and len(saved.measured) == 2 and saved.at
+    out = capsys.readouterr().out
+    assert "fastest: int4-kquant@onnx (57.0 tok/s" in out and "chat: q8_0@gguf" in out
