@@ -17,8 +17,9 @@ from pathlib import Path
 
 import click
 
-from edgeai.cli.common import model_options, settings_from
+from edgeai.cli.common import draft_options, model_options, settings_from
 from edgeai.errors import BadInput, MissingExtra
+from edgeai.runtime.base import Drafting
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -88,6 +89,7 @@ def bind(host: str, port: int) -> socket.socket:
 @click.option("--store", is_flag=True, help="Keep API conversations in chat.db (they show in the chat app).")
 @click.option("--max-tokens", "max_tokens", default=4096, show_default=True, type=int,
               help="The most tokens one reply may ask for.")
+@draft_options
 def serve(host: str, port: int, parallel: int, queue_size: int, api_key_file: str | None,
           api_key: str | None, allow_remote: bool, cors: tuple[str, ...], store: bool, max_tokens: int,
           **opts) -> None:
@@ -130,7 +132,9 @@ def _run(sock: socket.socket, settings, opts, *, parallel: int, queue: int, opti
     from edgeai.serve.engine import ServeEngine
 
     with ExitStack() as stack:
-        backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), n_seq=parallel)
+        backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), n_seq=parallel,
+                                   draft=opts.get("draft"), draft_max=opts.get("draft_max"),
+                                   draft_min=opts.get("draft_min"))  # drafts while one request runs
         stack.callback(backend.close)
         if store:
             from edgeai.chat.store import open_chat_db
@@ -147,6 +151,8 @@ def _run(sock: socket.socket, settings, opts, *, parallel: int, queue: int, opti
         host, port = sock.getsockname()[:2]
         click.echo(f"http://{f'[{host}]' if ':' in host else host}:{port}/v1")
         kept = ", conversations kept in chat.db" if store else ""
+        if isinstance(backend, Drafting) and backend.draft != "off":
+            kept += f", drafting with {backend.draft} while one request runs"
         click.echo(f"serving {engine.model_id} ({backend.name}, {parallel} sequences of "
                    f"{settings.n_ctx} tokens{kept}); Ctrl-C stops", err=True)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",

@@ -83,6 +83,12 @@ class Drafting(Protocol):
     def set_draft(self, draft: str, path: str | None = None, draft_max: int | None = None,
                   draft_min: int | None = None) -> None: ...
 
+    def drafter(self):
+        """A drafter for one reply (runtime/drafts.py)."""
+
+    def draft_policy(self):
+        """A reply's `speculative.DraftPolicy`, sharing the costs measured so far."""
+
 
 @dataclass(frozen=True)
 class Result:

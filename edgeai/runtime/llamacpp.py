@@ -175,14 +175,23 @@ class LlamaCppBackend:
         self._draft_model, self.draft, self._draft_lengths = drafter, draft, lengths
         self._draft_costs = {}
 
-    def _speculate(self, seqs: Sequences, plan: PromptPlan, params: GenParams, sampler: Sampler):
+    def drafter(self):
+        """The drafter for one reply: the loaded draft model, else a fresh prompt lookup."""
         from edgeai.runtime.drafts import NgramDrafter
-        from edgeai.runtime.speculative import DraftPolicy, speculate
 
-        policy = DraftPolicy(*self._draft_lengths, costs=self._draft_costs)
-        drafter = self._draft_model or NgramDrafter()
+        return self._draft_model or NgramDrafter()
+
+    def draft_policy(self):
+        """A reply's draft length policy, with the verify costs measured so far."""
+        from edgeai.runtime.speculative import DraftPolicy
+
+        return DraftPolicy(*self._draft_lengths, costs=self._draft_costs)
+
+    def _speculate(self, seqs: Sequences, plan: PromptPlan, params: GenParams, sampler: Sampler):
+        from edgeai.runtime.speculative import speculate
+
         keep = common_prefix(seqs.cached[CHAT_SEQ], plan.tokens[:-1])
-        return speculate(self, CHAT_SEQ, plan, params, drafter, policy=policy, keep=keep,
+        return speculate(self, CHAT_SEQ, plan, params, self.drafter(), policy=self.draft_policy(), keep=keep,
                          eos=self.end_tokens, detokenizer=self.detokenizer(), sampler=sampler,
                          on_close=sampler.close)
 

@@ -13,6 +13,12 @@ history is). A backend without the batched step is served one job at a time thro
 
 Waiting jobs are bounded (`QueueFull` at once, never a hang); a cancelled job (its client left)
 gives its sequence back before the next step.
+
+Speculative decoding (`serve --draft`, a backend with `Drafting` on): while ONE job decodes and
+none waits or reads its prompt, its step input is its last token plus the drafts, logits at all
+of them, accepted row by row with its own sampler (runtime/speculative.py's round and policy).
+With several jobs the batch itself already shares each pass over the weights among them, and
+a CPU verify costs about its size, so drafts there would mostly add cost: they stop at once.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgeai.errors import EdgeAIError
+from edgeai.runtime.base import Drafting
 from edgeai.runtime.decode import BatchedStep, PromptPlan, Reply, SeqInput, common_prefix
 from edgeai.types import Chunk, GenParams, Message
 
@@ -65,6 +72,10 @@ class Job:
     todo: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
     reply: Reply | None = None
     token: int | None = None  # sampled, to be evaluated next step
+    history: list[int] = field(default_factory=list)  # prompt + reply ids (what a drafter looks at)
+    drafter: Any = None  # speculative decoding: this job's drafter, when the backend drafts
+    drafted: int = 0
+    accepted: int = 0
     pending_logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
@@ -80,6 +91,8 @@ class Batcher:
         self.batched = isinstance(backend, BatchedStep) and backend.n_seq >= 1
         self.slots = backend.n_seq if self.batched else 1
         self.prefill_step = getattr(backend, "prefill_step", 128)
+        self.drafting = self.batched and isinstance(backend, Drafting) and backend.draft != "off"
+        self._policy = backend.draft_policy() if self.drafting else None
         self._on_step, self._on_done = on_step, on_done
         self._waiting: deque[Job] = deque()
         self._active: list[Job] = []
@@ -193,23 +206,29 @@ class Batcher:
             job.seq, job.todo = seq, list(tokens[keep:])
             job.reply = Reply(job.plan, job.params, eos=self.backend.end_tokens,
                               detokenizer=self.backend.detokenizer())
+            if self.drafting and job.params.response_format is None:  # a grammar cannot be rewound
+                job.drafter, job.history = self.backend.drafter(), list(tokens)
             self._active.append(job)
 
     def _step(self) -> None:
         """One model call: a token for every decoding sequence, prompt tokens for the others."""
         inputs: list[SeqInput] = []
         jobs: list[Job] = []
+        reading = [j for j in self._active if j.token is None and j.todo]
+        solo = len(self._active) == 1 and not reading and not self._waiting
+        drafts: list[int] = []
         for job in self._active:
             if job.token is not None:
-                inputs.append(SeqInput(job.seq, [job.token]))
+                drafts = self._drafts(job) if solo and job.drafter is not None else []
+                inputs.append(SeqInput(job.seq, [job.token, *drafts], range(len(drafts) + 1)))
                 jobs.append(job)
-        reading = [j for j in self._active if j.token is None and j.todo]
         for job, size in self._prefill_shares(reading):
             part = job.todo[:size]
             inputs.append(SeqInput(job.seq, part, (-1,) if len(part) == len(job.todo) else ()))
             jobs.append(job)
         if not inputs:
             return
+        start = time.perf_counter()
         try:
             rows = self.backend.evaluate(inputs)
         except Exception as exc:  # the whole call failed: its jobs fail, their sequences reset
@@ -218,15 +237,52 @@ class Batcher:
             return
         self._on_step(len(inputs))
         now = time.perf_counter()
+        if solo and self._policy is not None:
+            self._policy.timed(len(inputs[0].tokens), now - start)
         for job, item, row in zip(jobs, inputs, rows, strict=True):
+            base = len(self._held[job.seq])
             self._held[job.seq].extend(item.tokens)
             self._used[job.seq] = now
             if job.token is not None:
                 job.token = None
+                if len(item.tokens) > 1:
+                    self._verify(job, row, list(item.tokens[1:]), base)
+                    continue
             else:
                 del job.todo[:len(item.tokens)]
             if len(row):
                 self._next_token(job, row[0])
+
+    def _drafts(self, job: Job) -> list[int]:
+        """This step's drafts for the one decoding job (none where they do not pay)."""
+        room = job.plan.budget - job.reply.count  # a verify emits at most k + 1 tokens
+        want = min(self._policy.want(job.drafter.context), room - 1)
+        if want <= 0:
+            return []
+        start = time.perf_counter()
+        guess = job.drafter.draft(job.history, want)
+        self._policy.drafting(min(want, len(guess) + 1), time.perf_counter() - start)
+        return self._policy.take(guess, job.drafter.context)
+
+    def _verify(self, job: Job, rows, drafts: list[int], base: int) -> None:
+        """Accept the drafts while the job's sampler picks them; its first other pick (or the
+        bonus after them all) is the next token; the rejected positions leave the sequence."""
+        accepted = 0
+        for i, row in enumerate(rows):
+            self._next_token(job, row)
+            if job not in self._active:  # finished (or failed): nothing more to take
+                break
+            if i == len(drafts) or job.token != drafts[i]:
+                break
+            accepted += 1
+            job.token = None
+        job.drafted += len(drafts)
+        job.accepted += accepted
+        self._policy.result(job.drafter.context, len(drafts), accepted)
+        keep = base + 1 + accepted
+        if len(self._held[job.seq]) > keep:  # finished or not, the cache holds what was accepted
+            self.backend.truncate(job.seq, keep)
+            del self._held[job.seq][keep:]
 
     def _prefill_shares(self, reading: list[Job]) -> list[tuple[Job, int]]:
         """This step's prompt tokens per job: `prefill_step` in all, shortest prompt first (a
@@ -253,6 +309,7 @@ class Batcher:
         if job.logprobs is not None:
             job.pending_logprobs.append(self._logprob(row, token, job.logprobs))
         chunk = job.reply.accept(token)
+        job.history.append(token)
         if chunk is not None:
             job.deliver(Event(chunk, self._take_logprobs(job)))
         if job.reply.done:
@@ -262,6 +319,8 @@ class Batcher:
 
     def _finish(self, job: Job) -> None:
         final = job.reply.final()
+        if job.drafter is not None:
+            final = replace(final, drafted=job.drafted, accepted=job.accepted)
         job.deliver(Event(final, self._take_logprobs(job)))
         self._close(job)
         self._on_done(job, final)

@@ -74,3 +74,9 @@ def test_chat_plain_drafts_with_ngram_and_shows_the_accept_rate(cli, default_ggu
     out = result.stdout.decode()
     assert "(drafting with ngram" in out
     assert "(drafting: ngram; last reply: drafts " in out and "accepted (" in out
+
+
+def test_serve_refuses_an_explicit_draft_on_a_backend_that_cannot_batch(cli):
+    result = cli("serve", "--backend", "echo", "--port", "0", "--draft", "ngram", timeout=60)
+    assert result.returncode == 2
+    assert b"--draft ngram needs the batched step" in result.stderr
