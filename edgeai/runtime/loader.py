@@ -109,7 +109,7 @@ def draft_options(settings: Settings, model: str, instance: Backend, draft: str 
                        "use --draft off, or the llamacpp backend")
     path = None
     if choice not in ("off", "ngram"):
-        path = model_spec(settings, choice, None).artifact("gguf")
+        path = model_spec(settings, choice, "llamacpp").artifact("gguf")  # its GGUF, whatever was tuned
         if path is None:
             raise BadInput(f"draft model {choice} has no GGUF file", "a draft model runs on llama.cpp")
     return {"draft": choice, "draft_path": str(path) if path else None, **lengths}
