@@ -8,8 +8,9 @@ Why each choice (the first probe, one 256 MiB reduce, read 19-63 GB/s run to run
 VM this was written on, whose 260 MiB L3 is shared with other guests):
 - buffer: 4x the last-level cache (at least 512 MiB, at most 2 GiB and a quarter of the free
   memory), read in order, so no read can be served from a cache the neighbours left warm;
-- reads: whole passes over the buffer, and the buffer in pieces (1/16th on a small machine),
-  each timed on its own: a piece was last read a buffer's length before (evicted: 65 MiB pieces
+- reads: the buffer in order, in pieces (1/16th on a small machine) each timed on its own, a
+  round's pieces also timed together as a whole pass: a piece was last read a buffer's length
+  before (evicted: 65 MiB pieces
   peaked at the same 31-32 GB/s in 520, 1040 and 2080 MiB buffers), and a short read can fall
   between a neighbour's time slices where a whole pass cannot (at load 3-4 on the 2 cores whole
   passes peaked at 10-16 GB/s, pieces at 28-32, five probes within 11% of each other);
@@ -37,7 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-PROBE_VERSION = 2  # entries measured by another method are measured again
+PROBE_VERSION = 3  # entries measured by another method are measured again
 KERNEL = "numpy max-reduce int64"
 HISTORY = 20  # probes kept per machine, newest last
 
@@ -211,10 +212,10 @@ def probe(*, size_mb: int | None = None, threads: list[int] | None = None, min_s
           max_s: float = 4.0, settle: int = 4) -> dict:
     """Measure the read bandwidth (GB/s, 10^9 bytes/s) as the module docstring describes.
 
-    A round, for each thread count: one timed pass over the whole buffer, then the buffer again
-    in `chunks_per_pass` timed pieces, in order — so every piece was last read a buffer's length
-    minus one piece ago (evicted), and a short piece can fall between a neighbour's time slices
-    where a whole pass cannot (on the shared VM: whole passes 14-17 GB/s at load 2.6, pieces 31).
+    A round, for each thread count: the buffer in order, in `chunks_per_pass` timed pieces (their
+    sum is the round's whole pass) — so every piece was last read a buffer's length minus one
+    piece ago (evicted), and a short piece can fall between a neighbour's time slices where a
+    whole pass cannot (on the shared VM: whole passes 14-17 GB/s at load 2.6, pieces 31).
     Rounds go on until `min_s` has passed and the best has not improved by 0.5% for `settle`
     rounds, or `max_s` has passed (at least 3 rounds). Returns the ceiling (`gbps`, with its
     configuration), its `spread` and every configuration's max/median/min."""
@@ -234,22 +235,30 @@ def probe(*, size_mb: int | None = None, threads: list[int] | None = None, min_s
     data = np.empty(size_mb * 2**20 // 8, dtype=np.int64)
     data.fill(1)  # first touch maps every page (and numpy asks for huge pages)
     # (threads, pieces): the whole buffer as one timed pass, then as timed pieces
-    configs = [(t, n) for t in counts for n in sorted({1, chunks_per_pass(size_mb, t)})]
-    work = {(t, n): [np.array_split(piece, t) for piece in np.array_split(data, n)] for t, n in configs}
+    # each thread count reads the buffer in order, in timed pieces; a round's pieces together are
+    # also a whole pass (timed as their sum): (threads, 1) whole passes, (threads, n) the pieces
+    pieces = {t: [np.array_split(piece, t) for piece in np.array_split(data, chunks_per_pass(size_mb, t))]
+              for t in counts}
+    configs = [(t, n) for t in counts for n in sorted({1, len(pieces[t])})]
     samples: dict[tuple[int, int], list[float]] = {c: [] for c in configs}
     round_best: dict[tuple[int, int], list[float]] = {c: [] for c in configs}  # each round's fastest
     readers = _Readers(cpus[: max(counts)], np.maximum.reduce)
     try:
-        for config in configs:  # warm-up: page tables, frequency, the threads' first wake-up
-            readers.timed_pass(work[config][0])
+        for t in counts:  # warm-up: page tables, frequency, the threads' first wake-up
+            readers.timed_pass(pieces[t][0])
         best, stale, rounds = 0.0, 0, 0
         measuring = time.perf_counter()
         while True:
-            for config in configs:
-                reads = [sum(s.nbytes for s in slices) / readers.timed_pass(slices) / 1e9
-                         for slices in work[config]]
-                samples[config] += reads
-                round_best[config].append(max(reads))
+            for t in counts:
+                times = [readers.timed_pass(slices) for slices in pieces[t]]
+                reads = [sum(s.nbytes for s in slices) / dt / 1e9
+                         for slices, dt in zip(pieces[t], times, strict=True)]
+                whole = data.nbytes / sum(times) / 1e9
+                samples[t, 1].append(whole)
+                round_best[t, 1].append(whole)
+                if len(reads) > 1:
+                    samples[t, len(reads)] += reads
+                    round_best[t, len(reads)].append(max(reads))
             rounds += 1
             top = max(max(v) for v in samples.values())
             stale = 0 if top > best * 1.005 else stale + 1
