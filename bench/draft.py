@@ -187,6 +187,8 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--draft", action="append", help="candidates (default: ngram)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--wait-policy", choices=("active", "passive", "default"),
+                        help="OpenMP wait policy of the child (default: the headless surface's)")
     args = parser.parse_args(argv)
     def dot(label: str) -> None:
         print(".", end="", file=sys.stderr, flush=True)
@@ -194,7 +196,7 @@ def _main(argv: list[str]) -> int:
     for threads in args.threads or [1, 2]:
         choice, speedup, rows = probe_draft(args.model, args.backend, threads, on_tick=dot,
                                             candidates=args.draft or ("ngram",), repeats=args.repeats,
-                                            max_tokens=args.max_tokens)
+                                            max_tokens=args.max_tokens, wait_policy=args.wait_policy)
         print(file=sys.stderr)
         print(json.dumps({"threads": threads, "choice": choice, "speedup": speedup, "rows": rows}))
     return 0
