@@ -41,7 +41,6 @@ from edgeai.types import Chunk, GenParams
 
 DRAFT_MAX = 16  # llama-server's --draft-max default
 DRAFT_MIN = 0  # llama-server's --draft-min default: any draft is worth verifying
-DRAFT_CHOICES = "MODEL|ngram|auto|off"
 PRIOR_COST = 0.45  # a verify of n ids costs 1 + 0.45(n-1) single steps until measured (this CPU's
 #                    shape: 1 -> 35.6 ms, 4 -> 89, 11 -> 197); a GPU measures ~flat and drafts more
 PRIOR_ACCEPT = (3.0, 1.0)  # pseudo-counts (accepted, rejected): start optimistic, learn fast
