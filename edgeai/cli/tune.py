@@ -13,16 +13,18 @@ def run_tune(model: str | None) -> None:
     from edgeai.bench.tune import tune, write_config
     from edgeai.cli.common import with_progress
     from edgeai.config import config_path, default_threads, load_settings
-    from edgeai.formats import FORMAT_BACKENDS
+    from edgeai.models import resolve
     from edgeai.models.resolve import installed
+    from edgeai.runtime.loader import pick_backend
 
     settings = load_settings({"model": model})
-    items = installed(settings.model, settings)  # fails fast on a missing model
-    first = items[0]
-    backend = settings.backend or FORMAT_BACKENDS.get(first.format) or "llamacpp"
+    spec = resolve(settings.model, settings)  # fails fast on a missing model; the catalog's first
+    backend = pick_backend(spec, settings.backend)
+    items = installed(settings.model, settings)
+    # threads are probed on one fixed artifact (the catalog's), whatever a last tune chose
+    first = str(items[0].path) if items else settings.model
     cores = default_threads()
-    result = with_progress(lambda start, tick: tune(str(first.path), backend, cores,
-                                                   on_probe=start, on_tick=tick))
+    result = with_progress(lambda start, tick: tune(first, backend, cores, on_probe=start, on_tick=tick))
     for probe in result.probes:
         click.echo(f"{probe.what:>8} = {probe.value!s:<10} {_figures(probe)}")
     for note in result.notes:
@@ -33,7 +35,7 @@ def run_tune(model: str | None) -> None:
     write_config(path, result.choice)
     chosen = ", ".join(f"{key} = {value}" for key, value in result.choice.items())
     click.echo(f"saved to {path}: {chosen}")
-    tune_model(settings, items, result.choice, cores)
+    tune_model(settings, items, result.choice, cores, backend)
 
 
 def _figures(probe) -> str:
@@ -42,7 +44,7 @@ def _figures(probe) -> str:
         (("prefill", probe.prefill_tps), ("decode", probe.decode_tps)) if value)
 
 
-def tune_model(settings, items, choice: dict, cores: int) -> None:
+def tune_model(settings, items, choice: dict, cores: int, backend: str = "llamacpp") -> None:
     """The per-model choices: the fastest installed artifact, the chat's, and drafting."""
     from datetime import datetime, timezone
 
@@ -52,7 +54,7 @@ def tune_model(settings, items, choice: dict, cores: int) -> None:
 
     threads = choice.get("threads") or cores
     if len(items) < 2:
-        click.echo(f"format: only {items[0].label} is installed for {settings.model}; "
+        click.echo(f"format: only one format is installed for {settings.model}; "
                    "`edgeai models optimize` builds faster exports")
         formats = None
     else:
@@ -72,7 +74,7 @@ def tune_model(settings, items, choice: dict, cores: int) -> None:
                    "for run, serve and bench")
         click.echo(f"chat: {chat.label if chat else 'no installed artifact does all the chat needs'}"
                    + (f" — {formats.chat_why}" if formats.chat_why else ""))
-    draft = _probe_draft(settings, tuning, threads, choice.get("wait_policy"))
+    draft = _probe_draft(settings, tuning, threads, choice.get("wait_policy"), backend)
     if draft is not None:
         choice_, speedup, _rows = draft
         tuning = ModelTuning(**{**tuning.__dict__, "draft": choice_, "draft_speedup": speedup})
@@ -80,10 +82,10 @@ def tune_model(settings, items, choice: dict, cores: int) -> None:
     if tuning.format or tuning.draft != "off":
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         tuning = ModelTuning(**{**tuning.__dict__, "at": now})
-        click.echo(f"saved to {save_model_tuning(settings.home, settings.model, tuning)}")
+        click.echo(f"tuned.json: {save_model_tuning(settings.home, settings.model, tuning)}")
 
 
-def _probe_draft(settings, tuning, threads: int, wait_policy: str | None):
+def _probe_draft(settings, tuning, threads: int, wait_policy: str | None, backend: str):
     """Whether drafting wins on the chosen artifact (edgeai.bench.draft, where it exists);
     None when there is no probe or it could not run (then `--draft auto` keeps what it had)."""
     from edgeai.cli.common import with_progress
@@ -94,7 +96,7 @@ def _probe_draft(settings, tuning, threads: int, wait_policy: str | None):
         from edgeai.bench.draft import probe_draft
     except ImportError:
         return None
-    backend = FORMAT_BACKENDS.get(tuning.format or "gguf", "llamacpp")
+    backend = FORMAT_BACKENDS.get(tuning.format or "", backend)
     model = tuning.path or settings.model
     try:
         return with_progress(lambda start, tick: probe_draft(model, backend, threads, start, tick,

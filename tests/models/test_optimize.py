@@ -200,7 +200,7 @@ def test_tune_records_the_winner_and_the_chats_choice_in_tuned_json(entry, setti
     monkeypatch.setattr("edgeai.cli.tune._probe_draft", lambda *a: None)
     save_model_tuning(settings.home, "tiny-model", ModelTuning(draft="ngram", draft_speedup=1.3))
     settings = replace(settings, model="tiny-model")
-    tune_model(settings, items, {"threads": 2, "wait_policy": "active"}, cores=2)
+    tune_model(settings, items, {"threads": 2, "wait_policy": "active"}, 2, "llamacpp")
     saved = model_tuning(settings.home, "tiny-model")
     assert (saved.format, saved.path) == ("onnx", onnx)
     assert (saved.chat_format, saved.chat_path) == ("gguf", gguf) and "saved KV state" in saved.chat_why
