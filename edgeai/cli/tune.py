@@ -74,6 +74,15 @@ def tune_model(settings, items, choice: dict, cores: int, backend: str = "llamac
                    "for run, serve and bench")
         click.echo(f"chat: {chat.label if chat else 'no installed artifact does all the chat needs'}"
                    + (f" — {formats.chat_why}" if formats.chat_why else ""))
+        if win.threads != threads:
+            # headless commands now run the winner, at the count it was measured best at (the
+            # thread probes measured llama.cpp's)
+            from edgeai.bench.tune import write_config
+            from edgeai.config import config_path
+
+            write_config(config_path(settings.home), {"threads": win.threads})
+            click.echo(f"threads = {win.threads} for run, serve and bench: {win.label}'s best count")
+            threads = win.threads
     draft = _probe_draft(settings, tuning, threads, choice.get("wait_policy"), backend)
     if draft is not None:
         choice_, speedup, _rows = draft
