@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgeai.config import Settings
@@ -96,7 +96,8 @@ def import_source(model: str, settings: Settings, progress=None):
     except BadInput as exc:
         raise BadInput(f"{entry.id} has no source edgeai can import to Hugging Face form: {exc.message}",
                        "models optimize needs a GGUF or HF checkpoint of a supported family") from exc
-    return entry, open_source(hf_folder(source, settings, progress))
+    # the artifacts are named after the model, not after the import's cache folder
+    return entry, replace(open_source(hf_folder(source, settings, progress)), name=entry.id)
 
 
 def optimize(model: str, settings: Settings, *, to: tuple[str, str] | None = None,

@@ -93,3 +93,25 @@ def doctor(tune: bool, model: str | None) -> None:
     except Exception as exc:
         state = f"not resolvable: {exc}"
     click.echo(f"{'model':<12}{settings.model}: {state}")
+    _installed(settings)
+
+
+def _installed(settings) -> None:
+    """The model's optimized exports and what `doctor --tune` chose among them."""
+    from edgeai.models import find_entry, parse_id
+    from edgeai.models.installed import exports
+    from edgeai.tuned import model_tuning
+
+    try:
+        made = exports(find_entry(parse_id(settings.model)[0]), settings)
+    except Exception:
+        return
+    for item in made:
+        ratio = f"ppl ×{item.ratio:.3f}" if item.ratio else "not checked"
+        click.echo(f"{'':<12}optimized {item.label} ({ratio}) {item.path}")
+    tuning = model_tuning(settings.home, settings.model)
+    if tuning and tuning.format:
+        click.echo(f"{'tuned':<12}run/serve/bench: {tuning.format} ({tuning.path}); "
+                   f"chat: {tuning.chat_format or 'the catalog artifact'}")
+    elif made:
+        click.echo(f"{'tuned':<12}not yet: `edgeai doctor --tune` measures the installed formats")
