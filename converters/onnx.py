@@ -13,6 +13,7 @@ is also the validation runner. Build recipes per `--quant` (measured in
     int4         RTN 4-bit, block 32, the embedding Gather quantized too: the smallest
     int4-kquant  k_quant_mixed: 4-bit k-quants, LM head and sensitive layers 8-bit; ~11 GB RAM for 0.5B
     int4-klast   k_quant_last: 4-bit k-quants, only the LM head 8-bit (smaller and faster than kquant)
+    int4-kquant-h4  k-quants, the sensitive layers 8-bit as in kquant, the LM head 4-bit (faster decode)
 
 The builder runs with the hub switched off, dies with edgeai (kill -9 included), and its
 last lines become a one-line error (the whole tail is in the `--debug` traceback).
@@ -48,6 +49,7 @@ RECIPES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "int4": ("int4", "cpu", ("op_types_to_quantize=MatMul/Gather",)),
     "int4-kquant": ("int4", "cpu", ("algo_config=k_quant_mixed",)),
     "int4-klast": ("int4", "cpu", ("algo_config=k_quant_last",)),
+    "int4-kquant-h4": ("int4", "cpu", ("algo_config=k_quant", "matmul_mixed_precision=mixed_layers:int8")),
 }
 NOTES = {
     "fp16": "fp16: the builder's GPU graph (-e cuda, fused attention); it runs on the CPU as well",
@@ -59,6 +61,8 @@ NOTES = {
                    "layers in 8 bits); needs about 11 GB of RAM per 0.5B parameters to build",
     "int4-klast": "int4-klast: k_quant_last (4-bit k-quants everywhere but the LM head, which is 8-bit); "
                   "needs about 11 GB of RAM per 0.5B parameters to build",
+    "int4-kquant-h4": "int4-kquant-h4: k-quants with the most sensitive layers 8-bit, as int4-kquant, "
+                      "but the LM head 4-bit (a large vocabulary's head is read on every token)",
 }
 # Hugging Face architectures this target has been validated on (the builder knows more).
 ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Gemma3ForCausalLM")

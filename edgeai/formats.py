@@ -37,7 +37,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("mlx", backend="mlx", quants=("fp32", "bf16", "fp16", "8bit", "4bit"), not_for_gemma=("fp16",),
            folder=True, dist="mlx_lm"),
     Format("onnx", backend="onnx", quants=("fp32", "fp16", "int8", "int4", "int4-kquant",
-                                                        "int4-klast"),
+                                                        "int4-klast", "int4-kquant-h4"),
            not_for_gemma=("fp16",), folder=True, marker="genai_config.json", dist="onnxruntime_genai"),
     Format("coreml", backend="coreml", quants=("fp16", "int8", "palette4", "int4-block"), folder=True,
            dist="coremltools"),

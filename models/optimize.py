@@ -32,6 +32,7 @@ BLOCK = 32  # every candidate quantizes rows in blocks of 32 weights
 CANDIDATES: tuple[tuple[str, str], ...] = (
     ("onnx", "int4-klast"),  # k-quant 4-bit, the LM head 8-bit
     ("onnx", "int4-kquant"),  # k_quant_mixed: also the most sensitive layers 8-bit
+    ("onnx", "int4-kquant-h4"),  # those layers 8-bit, the LM head 4-bit: fewer bytes per token
     ("gguf", "Q4_0"),
     ("gguf", "IQ4_NL"),
 )
