@@ -60,7 +60,7 @@ class LlamaCppBackend:
             raise BadInput(f"model file does not exist: {path}")
         header = read_header(path)  # a clear error for non-GGUF or truncated files
         check_context_fits(header, opts.n_ctx)  # before any weights load
-        lib = import_llama_cpp()
+        lib = import_llama_cpp(opts.wait_policy)
         from llama_cpp._internals import LlamaModel
         from llama_cpp._logger import set_verbose
 

@@ -15,6 +15,7 @@ from edgeai.errors import BadInput
 from edgeai.formats import FORMAT_BACKENDS
 from edgeai.runtime import get_backend
 from edgeai.runtime.base import Backend
+from edgeai.runtime.threads import HEADLESS, for_surface
 from edgeai.types import GenParams, LoadOptions, ModelSpec
 
 _GEN_FIELDS = {f.name for f in fields(GenParams)}
@@ -75,13 +76,16 @@ def load_model(settings: Settings, model: str | None = None, backend: str | None
                chat: bool = False, draft: str | None = "off", draft_max: int | None = None,
                draft_min: int | None = None) -> tuple[Backend, ModelSpec]:
     """Resolve and load a model. `n_seq` sequences share one context of `n_ctx` × `n_seq` tokens
-    (a server's slots: `--ctx` stays what one request may use)."""
+    (a server's slots: `--ctx` stays what one request may use). Threads and the wait policy
+    are the headless surface's unless `settings` were resolved for another
+    (`threads.for_surface`: the chat app's)."""
     model = model or settings.model
     backend = backend or settings.backend
     spec = model_spec(settings, model, backend, progress, chat=chat)  # chat: the chat's tuned artifact
     instance = get_backend(pick_backend(spec, backend))
+    settings = for_surface(settings, HEADLESS)  # keeps what the chat's loader resolved for the app
     opts = LoadOptions(n_ctx=settings.n_ctx * n_seq, n_threads=settings.threads,
-                       gpu_layers=settings.gpu_layers,
+                       wait_policy=settings.wait_policy, gpu_layers=settings.gpu_layers,
                        chat_template=chat_template, n_batch=max(512, settings.n_batch or 0),
                        prefill_step=settings.n_batch, n_seq=n_seq,
                        **draft_options(settings, model, instance, draft, draft_max, draft_min))
