@@ -72,7 +72,7 @@ def edgeai_home(tmp_path, monkeypatch, session_models) -> Path:
     monkeypatch.setenv("EDGEAI_SHARED_CACHE", str(session_models.parent / "shared-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for var in ("EDGEAI_MODEL", "EDGEAI_BACKEND", "EDGEAI_CTX", "EDGEAI_THREADS", "EDGEAI_CONFIG",
-                "EDGEAI_GPU_LAYERS"):
+                "EDGEAI_GPU_LAYERS", "EDGEAI_WAIT_POLICY"):
         monkeypatch.delenv(var, raising=False)
     return home
 
