@@ -116,7 +116,7 @@ def test_quantized_exports_are_smaller_and_generate(exports, family, quant):
 def test_unknown_quant_and_gemma_fp16_are_refused_before_any_work(tiny_models, tmp_path):
     with pytest.raises(BadInput, match="q4_k_m") as info:
         convert(tiny_models("llama"), tmp_path / "out", to="onnx", quant="q4_k_m")
-    assert info.value.hint == "onnx takes: fp32 fp16 int8 int4 int4-kquant"
+    assert info.value.hint == "onnx takes: fp32 fp16 int8 int4 int4-kquant int4-klast int4-kquant-h4"
     with pytest.raises(BadInput, match="Gemma"):
         convert(tiny_models("gemma3"), tmp_path / "out", to="onnx", quant="fp16")
     assert list(tmp_path.iterdir()) == []
