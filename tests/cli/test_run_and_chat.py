@@ -89,7 +89,7 @@ def plain_repl(monkeypatch, backend, spec, lines: str) -> int:
     from edgeai.cli import run_cli
 
     module = importlib.import_module("edgeai.cli.chat")  # `edgeai.cli.chat` is also the command's name
-    monkeypatch.setattr(module, "open_model", lambda settings, name, template: (backend, spec))
+    monkeypatch.setattr(module, "open_model", lambda settings, name, template, **how: (backend, spec))
     monkeypatch.setattr("sys.stdin", io.StringIO(lines))
     return run_cli(["chat", "--plain", "--temperature", "0", "--max-tokens", "40"])
 
