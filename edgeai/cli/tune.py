@@ -95,18 +95,25 @@ def tune_model(settings, items, choice: dict, cores: int, backend: str = "llamac
 
 
 def _probe_draft(settings, tuning, threads: int, wait_policy: str | None, backend: str):
-    """Whether drafting wins on the chosen artifact (edgeai.bench.draft, where it exists);
+    """Whether drafting wins on the chosen artifact that can draft (edgeai.bench.draft);
     None when there is no probe or it could not run (then `--draft auto` keeps what it had)."""
     from edgeai.cli.common import with_progress
     from edgeai.errors import EdgeAIError
     from edgeai.formats import FORMAT_BACKENDS
+    from edgeai.runtime import get_backend
+    from edgeai.runtime.base import Drafting
 
     try:
         from edgeai.bench.draft import probe_draft
     except ImportError:
         return None
-    backend = FORMAT_BACKENDS.get(tuning.format or "", backend)
-    model = tuning.path or settings.model
+    # the run's artifact, or the chat's where only that one's backend can draft (an ONNX winner
+    # cannot; the chat's llama.cpp artifact is what `--draft auto` then matters for)
+    choices = [(FORMAT_BACKENDS.get(tuning.format or "", backend), tuning.path or settings.model)]
+    if tuning.chat_format and tuning.chat_format != tuning.format:
+        choices.append((FORMAT_BACKENDS.get(tuning.chat_format, backend), tuning.chat_path))
+    backend, model = next(((name, path) for name, path in choices
+                           if isinstance(get_backend(name), Drafting)), choices[0])
     try:
         return with_progress(lambda start, tick: probe_draft(model, backend, threads, start, tick,
                                                              wait_policy=wait_policy))
