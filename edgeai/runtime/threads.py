@@ -2,9 +2,11 @@
 
 llama.cpp runs its CPU work on OpenMP threads. Between two decode calls those threads either
 spin (`OMP_WAIT_POLICY=active`: the next call starts at once, but the cores stay busy) or sleep
-(`passive`: the cores are free for other work and each call pays a wake-up). On a 2-core VM
-(issue #14) decode ran 36.6 tok/s at 2 threads with `active` and 20.0 with `passive`: passive
-only pays where something else needs a core while the model runs — the chat app's UI.
+(`passive`: the cores are free for other work and each call pays a wake-up); `default` leaves
+the runtime's own (GNU: a short spin, then sleep). Decode of the default model at 2 threads on
+a 2-core VM, 3 interleaved `bench llm --quick` rounds: active 30.0 tok/s, default 25.5, passive
+16.9 (1 thread: 15.6). Passive only pays where something else needs a core while the model runs
+— the chat app's UI — and `active` is bounded (`SPIN_BOUNDS`) so an idle server does not spin.
 
 Two surfaces, each with its settings (config.toml; `edgeai doctor --tune` measures and writes them):
 - headless — `run`, `bench`, `serve`, `convert`'s validation, `chat --plain`: `threads`
@@ -29,6 +31,12 @@ HEADLESS, CHAT = "headless", "chat"
 # "default" leaves OMP_WAIT_POLICY unset: the OpenMP runtime's own (GNU: spin ~300k rounds, then sleep)
 WAIT_POLICIES = ("active", "passive", "default")
 DEFAULT_POLICY = {HEADLESS: "active", CHAT: "passive"}
+
+# `active` spins between calls, but not forever: unbounded (GNU OpenMP's 30 billion rounds) an
+# idle server or chat kept a core at 100% (2.9 s of CPU in 3 s idle, measured); these bounds
+# let the threads sleep ~0.2 s after the last call, at 0.97x unbounded decode speed (GNU's
+# GOMP_SPINCOUNT; LLVM's KMP_BLOCKTIME in ms). A value the user exported wins.
+SPIN_BOUNDS = {"GOMP_SPINCOUNT": "30000000", "KMP_BLOCKTIME": "200"}
 
 _ours: list[str] = []  # values this process put into OMP_WAIT_POLICY (anything else is the user's)
 _loaded: list[str] = []  # the policy the OpenMP runtime loaded with (set at `import llama_cpp`)
@@ -74,6 +82,9 @@ def apply(policy: str | None) -> str:
         else:
             os.environ["OMP_WAIT_POLICY"] = policy
             _ours.append(policy)
+    if os.environ.get("OMP_WAIT_POLICY") == "active":
+        for name, value in SPIN_BOUNDS.items():
+            os.environ.setdefault(name, value)
     return os.environ.get("OMP_WAIT_POLICY") or "default"
 
 
@@ -82,6 +93,8 @@ def child_env(policy: str, base: dict | None = None) -> dict[str, str]:
     edgeai child reads it as its `wait_policy` setting too, "default" included)."""
     env = {**(os.environ if base is None else base), "EDGEAI_WAIT_POLICY": policy}
     env.pop("OMP_WAIT_POLICY", None)
+    if policy == "active":
+        env = {**SPIN_BOUNDS, **env}
     return env if policy == "default" else {**env, "OMP_WAIT_POLICY": policy}
 
 

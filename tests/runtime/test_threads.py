@@ -35,6 +35,9 @@ def test_each_surface_has_its_own_threads_and_policy(monkeypatch):
 def test_a_child_gets_the_policy_and_default_unsets_it():
     env = child_env("active", {"OMP_WAIT_POLICY": "passive", "PATH": "/bin"})
     assert (env["OMP_WAIT_POLICY"], env["EDGEAI_WAIT_POLICY"], env["PATH"]) == ("active", "active", "/bin")
+    assert env["GOMP_SPINCOUNT"] == threads.SPIN_BOUNDS["GOMP_SPINCOUNT"]  # spins, but not forever
+    assert child_env("active", {"GOMP_SPINCOUNT": "INFINITY"})["GOMP_SPINCOUNT"] == "INFINITY"  # the user's
+    assert "GOMP_SPINCOUNT" not in child_env("passive", {})
     env = child_env("default", {"OMP_WAIT_POLICY": "passive"})
     assert "OMP_WAIT_POLICY" not in env and env["EDGEAI_WAIT_POLICY"] == "default"
 
@@ -68,3 +71,23 @@ def test_a_headless_load_takes_the_configured_policy(edgeai_home, default_gguf, 
     assert out.returncode == 0, out.stderr
     loaded, exported = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == policy and exported == (None if policy == "default" else policy)
+
+
+@pytest.mark.model
+def test_an_idle_process_under_active_stops_spinning(edgeai_home, default_gguf):
+    """`active` spins between calls, not forever: after a reply, an idle process (a server
+    between requests) gives the cores back. Unbounded, it kept one at 100% (2.9 s of CPU in 3 s)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    probe = ("import time\n"
+             "from dataclasses import replace\n"
+             "from edgeai.config import load_settings\n"
+             "from edgeai.runtime.loader import load_model\n"
+             "from edgeai.types import GenParams, Message\n"
+             "backend, _ = load_model(replace(load_settings(), threads=2, wait_policy='active'))\n"
+             "list(backend.stream([Message('user', 'hi')], GenParams(max_tokens=8, temperature=0)))\n"
+             "start = time.process_time()\n"
+             "time.sleep(3)\n"
+             "print(time.process_time() - start)\n")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout.strip().splitlines()[-1]) < 1.5  # seconds of CPU while idle for 3 s
