@@ -17,12 +17,10 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 
-from edgeai.bench.llm import EVENT, _emit
+from edgeai.bench.llm import _emit, run_event_child
 from edgeai.bench.texts import PASSAGES
 
 TASKS = {
@@ -104,29 +102,7 @@ def _run_child(job: dict, on_tick: Callable[[str], None], wait_policy: str | Non
     from edgeai.runtime.threads import child_env, headless_policy
 
     env = child_env(wait_policy or headless_policy(load_settings()))
-    done = None
-    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errors:
-        proc = subprocess.Popen([sys.executable, "-m", "edgeai.bench.draft", "--child", json.dumps(job)],
-                                stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
-        try:
-            for line in proc.stdout:
-                if line.startswith(EVENT):
-                    event = json.loads(line[len(EVENT):])
-                    if "tick" in event:
-                        on_tick(event["tick"])
-                    done = event.get("done", done)
-            proc.wait()
-        except BaseException:  # Ctrl-C: never leave a child running a model
-            proc.kill()
-            proc.wait()
-            raise
-        errors.seek(0)
-        stderr = errors.read()
-    if proc.returncode or done is None:
-        lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-        ours = [ln.partition("edgeai: error: ")[2] for ln in lines if "edgeai: error:" in ln]
-        raise RuntimeError((ours[-1] if ours else lines[-1] if lines else f"exit {proc.returncode}").strip())
-    return done
+    return run_event_child(["edgeai.bench.draft", "--child", json.dumps(job)], env, on_tick)
 
 
 def child_main(job: dict) -> None:

@@ -179,10 +179,16 @@ def run_child(plan: Plan, backend: str, on_tick: Callable[[str], None], device: 
 
     payload = json.dumps({"plan": asdict(plan), "backend": backend, "device": device})
     env = child_env(plan.wait_policy or headless_policy(load_settings()))  # a headless command
+    return run_event_child(["edgeai.bench.llm", "--child", payload], env, on_tick)
+
+
+def run_event_child(module_args: list[str], env: dict[str, str], on_tick: Callable[[str], None]) -> dict:
+    """Run `python -m MODULE ARGS...`, a child that speaks EVENT lines: each tick to `on_tick`;
+    return its `done` payload, or raise RuntimeError with the reason its stderr gives."""
     done = None
     # stderr goes to a file: a chatty child (llama.cpp logs) can never fill a pipe and stall
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errors:
-        proc = subprocess.Popen([sys.executable, "-m", "edgeai.bench.llm", "--child", payload],
+        proc = subprocess.Popen([sys.executable, "-m", *module_args],
                                 stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
         try:
             for line in proc.stdout:

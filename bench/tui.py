@@ -37,6 +37,7 @@ from pathlib import Path
 
 from edgeai.fileio import atomic_write
 
+KEY_TIMEOUT_S = 30.0  # a probe that cannot deliver a key fails, never hangs the tuner waiting
 PASSAGE = ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
            "age of foolishness, it was the epoch of belief, it was the epoch of incredulity. ")
 
@@ -132,6 +133,8 @@ async def _key_to_frame(app, prompt) -> float:
     key.set_sender(app)
     app._driver.send_message(key)
     while prompt.text == before:
+        if time.perf_counter() - start > KEY_TIMEOUT_S:
+            raise RuntimeError(f"a key did not reach the prompt within {KEY_TIMEOUT_S:.0f} s")
         await asyncio.sleep(0.0005)
     app.call_after_refresh(rendered.set)
     await rendered.wait()
@@ -154,7 +157,10 @@ async def _press_latencies(keys: int, streaming: bool, settings=None) -> list[fl
             if streaming:
                 prompt.text = "Write a very long story about the sea, in many chapters."
                 await pilot.press("enter")
+                waited = time.perf_counter()
                 while "-generating" not in app.screen.query_one("Composer").classes:
+                    if time.perf_counter() - waited > KEY_TIMEOUT_S:
+                        raise RuntimeError(f"no reply started within {KEY_TIMEOUT_S:.0f} s")
                     await pilot.pause(0.05)
                 await pilot.pause(1.0)  # well into the reply
             latencies = [await _key_to_frame(app, prompt) for _ in range(keys)]

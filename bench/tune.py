@@ -154,7 +154,7 @@ def _chat_probe(setting: Threads, on_probe, on_tick, keys: int = 30) -> Probe:
     on_probe(f"chat={setting}", 1)
     cmd = [sys.executable, "-m", "edgeai.bench.tui", "--keys", str(keys), "--chat-probe",
            str(setting.threads), setting.policy]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                           env=child_env(setting.policy))
     on_tick(str(setting))
     lines = proc.stdout.strip().splitlines()
