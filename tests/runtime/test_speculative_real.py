@@ -53,7 +53,12 @@ def check_identical(backend, prompt, plain, other, label) -> int:
 
 
 @pytest.mark.model
-def test_greedy_ngram_drafting_gives_the_plain_tokens(llama_backend):
+def test_greedy_ngram_drafting_gives_the_plain_tokens(llama_backend, monkeypatch):
+    """Drafting is made to pay whatever this machine's timings say (the policy measures verify
+    costs as it goes and may rightly back off under load): the test is about the tokens."""
+    from edgeai.runtime import speculative
+
+    monkeypatch.setattr(speculative, "MARGIN", 0.0)
     plain, _ = tokens(llama_backend, QUOTE, "off")
     drafted, final = tokens(llama_backend, QUOTE, "ngram")
     compared = check_identical(llama_backend, QUOTE, plain, drafted, "ngram")
