@@ -39,9 +39,13 @@ def run_tune(model: str | None) -> None:
 
 
 def _figures(probe) -> str:
-    return probe.error or "  ".join(
-        f"{name} {value:7.1f} tok/s" for name, value in
-        (("prefill", probe.prefill_tps), ("decode", probe.decode_tps)) if value)
+    if probe.error:
+        return probe.error
+    figures = "  ".join(f"{name} {value:7.1f} tok/s" for name, value in
+                        (("prefill", probe.prefill_tps), ("decode", probe.decode_tps)) if value)
+    if probe.keypress_p95_s is not None:  # the chat probe's: typing while a reply streams
+        figures += f"  keypress p95 {probe.keypress_p95_s * 1000:5.1f} ms"
+    return figures
 
 
 def tune_model(settings, items, choice: dict, cores: int, backend: str = "llamacpp") -> None:
