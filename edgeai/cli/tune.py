@@ -26,7 +26,9 @@ def run_tune(model: str | None) -> None:
     cores = default_threads()
     result = with_progress(lambda start, tick: tune(first, backend, cores, on_probe=start, on_tick=tick))
     for probe in result.probes:
-        click.echo(f"{probe.what:>8} = {probe.value!s:<10} {_figures(probe)}")
+        p95 = probe.keypress_p95_s  # the chat probes': typing while a reply streams
+        typing = "" if p95 is None else f"  keypress p95 {p95 * 1000:5.1f} ms"
+        click.echo(f"{probe.what:>8} = {probe.value!s:<10} {_figures(probe)}{typing}")
     for note in result.notes:
         click.echo(f"note: {note}")
     if not result.choice:
@@ -39,13 +41,9 @@ def run_tune(model: str | None) -> None:
 
 
 def _figures(probe) -> str:
-    if probe.error:
-        return probe.error
-    figures = "  ".join(f"{name} {value:7.1f} tok/s" for name, value in
-                        (("prefill", probe.prefill_tps), ("decode", probe.decode_tps)) if value)
-    if probe.keypress_p95_s is not None:  # the chat probe's: typing while a reply streams
-        figures += f"  keypress p95 {probe.keypress_p95_s * 1000:5.1f} ms"
-    return figures
+    return probe.error or "  ".join(
+        f"{name} {value:7.1f} tok/s" for name, value in
+        (("prefill", probe.prefill_tps), ("decode", probe.decode_tps)) if value)
 
 
 def tune_model(settings, items, choice: dict, cores: int, backend: str = "llamacpp") -> None:
