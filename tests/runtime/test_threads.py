@@ -54,11 +54,19 @@ def test_an_exported_policy_wins(monkeypatch):
     assert threads.apply("default") == "passive" and threads.loaded_policy() == "passive"
 
 
+def _fresh_process(code: str) -> str:
+    """Run `code` in a fresh Python with no wait policy or spin count exported (as a user's
+    shell); its last line of output."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
 @pytest.mark.model
 @pytest.mark.parametrize("policy", ["active", "default"])
 def test_a_headless_load_takes_the_configured_policy(edgeai_home, default_gguf, policy):
     """A fresh process on the real model, no policy exported: the config's `wait_policy`."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     edgeai_home.mkdir(parents=True, exist_ok=True)
     (edgeai_home / "config.toml").write_text(f'wait_policy = "{policy}"\nthreads = 2\n')
     probe = ("import json, os\n"
@@ -67,9 +75,7 @@ def test_a_headless_load_takes_the_configured_policy(edgeai_home, default_gguf, 
              "from edgeai.runtime import threads\n"
              "backend, spec = load_model(load_settings())\n"
              "print(json.dumps([threads.loaded_policy(), os.environ.get('OMP_WAIT_POLICY')]))\n")
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    loaded, exported = json.loads(out.stdout.strip().splitlines()[-1])
+    loaded, exported = json.loads(_fresh_process(probe))
     assert loaded == policy and exported == (None if policy == "default" else policy)
 
 
@@ -77,7 +83,6 @@ def test_a_headless_load_takes_the_configured_policy(edgeai_home, default_gguf, 
 def test_an_idle_process_under_active_stops_spinning(edgeai_home, default_gguf):
     """`active` spins between calls, not forever: after a reply, an idle process (a server
     between requests) gives the cores back. Unbounded, it kept one at 100% (2.9 s of CPU in 3 s)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     probe = ("import time\n"
              "from dataclasses import replace\n"
              "from edgeai.config import load_settings\n"
@@ -88,6 +93,4 @@ def test_an_idle_process_under_active_stops_spinning(edgeai_home, default_gguf):
              "start = time.process_time()\n"
              "time.sleep(3)\n"
              "print(time.process_time() - start)\n")
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert float(out.stdout.strip().splitlines()[-1]) < 1.5  # seconds of CPU while idle for 3 s
+    assert float(_fresh_process(probe)) < 1.5  # seconds of CPU while idle for 3 s
