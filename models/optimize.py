@@ -62,7 +62,8 @@ def parse_target(text: str) -> tuple[str, str]:
     fmt = fmt.lower()
     if fmt not in FORMATS or not FORMATS[fmt].backend or not FORMATS[fmt].quants or not quant:
         runnable = [f for f in FORMATS.values() if f.backend and f.quants]
-        raise BadInput(f"--to {text!r} is not FORMAT:QUANT",
+        what = "is not FORMAT:QUANT" if not quant else f"names no format edgeai can export and run ({fmt})"
+        raise BadInput(f"--to {text!r} {what}",
                        "e.g. " + ", ".join(f"{f.name}:{f.quants[-1]}" for f in runnable))
     names = {q.lower(): q for q in FORMATS[fmt].quants}
     if quant.lower() not in names:
