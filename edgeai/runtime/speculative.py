@@ -261,8 +261,3 @@ def speculate(target: BatchedStep, seq: int, plan: PromptPlan, params: GenParams
         on_close()
     final = reply.final(peak_mem())
     yield replace(final, drafted=policy.drafted, accepted=policy.accepted)
-
-
-def accept_rate(drafted: int | None, accepted: int | None) -> float | None:
-    return round(accepted / drafted, 3) if drafted else None
-
