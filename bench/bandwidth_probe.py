@@ -234,7 +234,6 @@ def probe(*, size_mb: int | None = None, threads: list[int] | None = None, min_s
     began = time.perf_counter()
     data = np.empty(size_mb * 2**20 // 8, dtype=np.int64)
     data.fill(1)  # first touch maps every page (and numpy asks for huge pages)
-    # (threads, pieces): the whole buffer as one timed pass, then as timed pieces
     # each thread count reads the buffer in order, in timed pieces; a round's pieces together are
     # also a whole pass (timed as their sum): (threads, 1) whole passes, (threads, n) the pieces
     pieces = {t: [np.array_split(piece, t) for piece in np.array_split(data, chunks_per_pass(size_mb, t))]
@@ -279,7 +278,7 @@ def probe(*, size_mb: int | None = None, threads: list[int] | None = None, min_s
              else f"whole passes over a {size_mb} MiB buffer{llc_text}")
     return {
         "probe_version": PROBE_VERSION, "gbps": winner["max"], "threads": winner["threads"],
-        "size_mb": winner["size_mb"], "buffer_mb": size_mb, "kernel": KERNEL, "pinned": bool(pinned),
+        "size_mb": winner["size_mb"], "buffer_mb": size_mb, "kernel": KERNEL, "pinned": readers.pinned,
         # how far the ceiling moves from round to round: each round's fastest read
         "spread": {"min": round(min(bests), 2), "median": round(statistics.median(bests), 2),
                    "max": winner["max"], "pct": spread_pct(bests), "rounds": len(bests)},
