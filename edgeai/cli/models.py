@@ -165,7 +165,7 @@ def optimize(model_id: str | None, target: str | None, max_ratio: float | None, 
     from rich.progress import Progress as Bar
 
     from edgeai.cli.convert import LineProgress, RichProgress
-    from edgeai.models.optimize import THRESHOLD, import_source, optimize, parse_target
+    from edgeai.models.optimize import THRESHOLD, optimize, parse_target
 
     settings = load_settings()
     to = parse_target(target) if target else None
@@ -184,9 +184,9 @@ def optimize(model_id: str | None, target: str | None, max_ratio: float | None, 
                TimeElapsedColumn())
     with Bar(*columns, console=console, transient=True, disable=not console.is_terminal) as bar:
         progress = RichProgress(bar) if console.is_terminal else LineProgress()
-        import_source(model, settings, progress)  # the refusals and the import, before any build
+        # the refusals and the import come first, before any build; stdout: the bar is on stderr
         outcomes = optimize(model, settings, to=to, threshold=threshold, force=force, progress=progress,
-                            on_outcome=say)  # stdout: the bar is on stderr
+                            on_outcome=say)
     kept = [o for o in outcomes if o.kept]
     if kept:
         click.echo("kept: " + ", ".join(f"{o.name} (×{o.ratio:.3f}) {o.path}" for o in kept))
