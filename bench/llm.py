@@ -81,7 +81,7 @@ def planned_ticks(plan: Plan, backend: str) -> int:
 def _model_facts(spec, backend: str | None = None) -> dict:
     """Size, quantization and the bytes a decode step streams (bench/token_bytes.py) of the
     artifact `backend` runs, where they are known."""
-    from edgeai.bench.token_bytes import file_estimate, token_bytes
+    from edgeai.bench.token_bytes import file_estimate, gguf_token_bytes, token_bytes
     from edgeai.formats import FORMAT_BACKENDS
 
     # a catalog id's name without ":quant@format" (the quant has its own column); a file's name
@@ -92,12 +92,14 @@ def _model_facts(spec, backend: str | None = None) -> dict:
     path = spec.artifact(fmt) if fmt else next(iter(spec.artifacts.values()), None)
     if path is None or not Path(path).exists():
         return facts
+    header = None
     if Path(path).suffix == ".gguf":
         from edgeai.gguf_info import quant_name, read_header
 
-        facts["quant"] = quant_name(read_header(path))
-    try:
-        counted = token_bytes(Path(path))
+        header = read_header(path)
+        facts["quant"] = quant_name(header)
+    try:  # a GGUF's header is read once, for the quant and the tensor table
+        counted = gguf_token_bytes(Path(path), header) if header else token_bytes(Path(path))
     except Exception:  # a graph or header this reader does not know: the files, marked as an estimate
         counted = file_estimate(Path(path))
     facts.update(model_bytes=counted.file_bytes, token_bytes=counted.as_dict())

@@ -61,10 +61,11 @@ def token_bytes(path: Path) -> TokenBytes:
 
 
 # -- GGUF ---------------------------------------------------------------------------------------------
-def gguf_token_bytes(path: Path) -> TokenBytes:
+def gguf_token_bytes(path: Path, header=None) -> TokenBytes:
+    """`header`: the file's `read_header`, where the caller has read it already."""
     from edgeai.gguf_info import kv_bytes_per_token, read_header
 
-    header = read_header(path)
+    header = header or read_header(path)
     arch = header.architecture
     names = {t.name for t in header.tensors}
     tied = "output.weight" not in names
