@@ -221,6 +221,7 @@ def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | 
     row's share counts the bytes a step streams at its average context (bench/token_bytes.py)
     and carries the bandwidth it used and that bandwidth's spread (None for a spec figure)."""
     from edgeai.bench.schema import add_row, ceiling_pct
+    from edgeai.bench.token_bytes import TokenBytes
 
     common = {"backend": backend, "model": done["model"], "quant": done["quant"],
               "model_bytes": done["model_bytes"], "n_params": None, "threads": done["threads"],
@@ -247,7 +248,7 @@ def add_backend_rows(result: dict, backend: str, done: dict, bandwidth: float | 
         counted = done.get("token_bytes")
         if test.startswith("tg") and bandwidth and counted and counted["weights"]:
             context = depth + 8 + samples[0]["n_gen"] // 2  # the average context while decoding
-            per_token = counted["weights"] + (counted["kv_per_position"] or 0) * context
+            per_token = TokenBytes(**counted).at_context(context)
             row.update(bw_ceiling_pct=ceiling_pct(statistics.median(values), per_token, bandwidth),
                        bytes_per_token=per_token, bw_gbps=bandwidth, bw_spread_pct=spread_pct)
         add_row(result, **row)
