@@ -16,6 +16,7 @@ are never counted. Counting the whole file overstated the default GGUF's bytes 1
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,9 +112,7 @@ def _initializer_bytes(tensor, folder: Path) -> int:
         return (folder / external["location"]).stat().st_size - int(external.get("offset", 0))
     if tensor.raw_data:
         return len(tensor.raw_data)
-    count = 1
-    for d in tensor.dims:
-        count *= d
+    count = math.prod(tensor.dims)
     if tensor.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
         return (count + 1) // 2
     return count * onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize

@@ -8,6 +8,7 @@ large tokenizer arrays are skipped by seeking, so reading the header of a 1 GB m
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,7 @@ class TensorInfo:
     @property
     def rows(self) -> int:
         """Rows of the tensor viewed as a matrix of ne0-wide rows (an embedding table: tokens)."""
-        n = 1
-        for d in self.dims[1:]:
-            n *= d
-        return n
+        return math.prod(self.dims[1:])
 
 
 @dataclass(frozen=True)
@@ -150,10 +148,7 @@ def tensor_nbytes(ggml_type: int, dims: tuple[int, ...]) -> int | None:
     if ggml_type not in GGML_TYPE_SIZES:
         return None
     block, nbytes = GGML_TYPE_SIZES[ggml_type]
-    n = 1
-    for d in dims:
-        n *= d
-    return n // block * nbytes
+    return math.prod(dims) // block * nbytes
 
 
 # llama.cpp's `general.file_type` (enum llama_ftype) -> the quantization name users know
