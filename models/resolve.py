@@ -239,19 +239,28 @@ def resolve(model: str, settings: Settings, progress=None, prefer: str | Path | 
         return spec_from_path(model)
     name, quant, fmt = parse_id(model)
     entry = find_entry(name)
-    try:
-        art = entry.artifact(quant, fmt)
-    except ModelNotFound:
-        found = find_export(entry, settings, quant, fmt)
-        if found is None:
-            raise
-        return export_spec(entry, found, {found.format: found.path})
+    art = find_artifact(entry, settings, quant, fmt)
+    if isinstance(art, Installed):
+        return export_spec(entry, art, {art.format: art.path})
     if art.kind == "builtin":
         return spec_for(entry, art, None)
     spec = spec_for(entry, art, ensure_artifact(entry, art, settings, progress))
     if quant is not None or fmt is not None:
         return spec
     return _with_exports(entry, art, spec, settings, prefer)
+
+
+def find_artifact(entry: Entry, settings: Settings, quant: str | None,
+                  fmt: str | None) -> Artifact | Installed:
+    """What `:quant`/`@format` name: the catalog's artifact, else an export `models optimize` kept
+    (ModelNotFound when neither has it)."""
+    try:
+        return entry.artifact(quant, fmt)
+    except ModelNotFound:
+        found = find_export(entry, settings, quant, fmt)
+        if found is None:
+            raise
+        return found
 
 
 def export_spec(entry: Entry, item: Installed, artifacts: dict[str, Path]) -> ModelSpec:
@@ -290,10 +299,9 @@ def installed(model: str, settings: Settings, progress=None) -> list[Installed]:
     name, quant, fmt = parse_id(model)
     entry = find_entry(name)
     if quant is not None or fmt is not None:  # one artifact was named
-        item = find_export(entry, settings, quant, fmt)
-        if item is not None and spec.source == "optimized":
-            return [item]
-        art = entry.artifact(quant, fmt)
+        art = find_artifact(entry, settings, quant, fmt)
+        if isinstance(art, Installed):
+            return [art]
         return [Installed(art.format, art.quant, Path(spec.artifacts[art.format]), "catalog")]
     art = entry.artifact()
     return [Installed(art.format, art.quant, Path(spec.artifacts[art.format]), "catalog"),

@@ -62,23 +62,17 @@ def list_models() -> None:
 @click.argument("model_id")
 def info(model_id: str) -> None:
     """Show a model's source, hash state, license and defaults."""
-    from edgeai.errors import ModelNotFound
     from edgeai.models import find_entry, parse_id
-    from edgeai.models.resolve import artifact_path
+    from edgeai.models.installed import Installed
+    from edgeai.models.resolve import artifact_path, find_artifact
 
     settings = load_settings()
     name, quant, fmt = parse_id(model_id)
     entry = find_entry(name)
-    try:
-        art = entry.artifact(quant, fmt)
-    except ModelNotFound:
-        from edgeai.models.installed import find_export
-
-        item = find_export(entry, settings, quant, fmt)
-        if item is None:
-            raise
-        click.echo(f"{'id':<12} {entry.id}:{item.label}\n{'optimized':<12} {_size(item.size)} "
-                   f"{_fidelity(item)}\n{'path':<12} {item.path}")
+    art = find_artifact(entry, settings, quant, fmt)
+    if isinstance(art, Installed):  # an export `models optimize` kept
+        click.echo(f"{'id':<12} {entry.id}:{art.label}\n{'optimized':<12} {_size(art.size)} "
+                   f"{_fidelity(art)}\n{'path':<12} {art.path}")
         return
     source = dict(art.source)
     kind = source.pop("kind")
