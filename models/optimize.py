@@ -159,6 +159,6 @@ def _build(entry: Entry, source, fmt: str, quant: str, settings: Settings, thres
     elif ratio > threshold:
         why = f"perplexity ratio {ratio:.3f} > {threshold:.2f}"
     else:
-        return Outcome(**{**outcome.__dict__, "kept": True})
+        return replace(outcome, kept=True)
     shutil.rmtree(out, ignore_errors=True)
-    return Outcome(**{**outcome.__dict__, "why": why})
+    return replace(outcome, why=why)

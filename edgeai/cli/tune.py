@@ -48,6 +48,7 @@ def _figures(probe) -> str:
 
 def tune_model(settings, items, choice: dict, cores: int, backend: str = "llamacpp") -> None:
     """The per-model choices: the fastest installed artifact, the chat's, and drafting."""
+    from dataclasses import replace
     from datetime import datetime, timezone
 
     from edgeai.bench.tune_formats import measured_rows, probe_formats
@@ -68,10 +69,9 @@ def tune_model(settings, items, choice: dict, cores: int, backend: str = "llamac
     tuning = ModelTuning(draft=old.draft, draft_speedup=old.draft_speedup)
     if formats and formats.winner:
         win, chat = formats.winner, formats.chat
-        tuning = ModelTuning(format=win.format, path=win.path, chat_format=chat.format if chat else None,
-                             chat_path=chat.path if chat else None, chat_why=formats.chat_why,
-                             measured=measured_rows(formats), draft=old.draft,
-                             draft_speedup=old.draft_speedup)
+        tuning = replace(tuning, format=win.format, path=win.path, chat_format=chat.format if chat else None,
+                         chat_path=chat.path if chat else None, chat_why=formats.chat_why,
+                         measured=measured_rows(formats))
         click.echo(f"fastest: {win.label} ({win.decode_tps:.1f} tok/s at {win.threads} threads) "
                    "for run, serve and bench")
         click.echo(f"chat: {chat.label if chat else 'no installed artifact does all the chat needs'}"
@@ -88,11 +88,11 @@ def tune_model(settings, items, choice: dict, cores: int, backend: str = "llamac
     draft = _probe_draft(settings, tuning, threads, choice.get("wait_policy"), backend)
     if draft is not None:
         choice_, speedup, _rows = draft
-        tuning = ModelTuning(**{**tuning.__dict__, "draft": choice_, "draft_speedup": speedup})
+        tuning = replace(tuning, draft=choice_, draft_speedup=speedup)
         click.echo(f"draft: {choice_}" + (f" (×{speedup:.2f})" if speedup else ""))
     if tuning.format or tuning.draft != "off":
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        tuning = ModelTuning(**{**tuning.__dict__, "at": now})
+        tuning = replace(tuning, at=now)
         click.echo(f"tuned.json: {save_model_tuning(settings.home, settings.model, tuning)}")
 
 
