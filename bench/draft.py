@@ -45,9 +45,9 @@ def probe_draft(model: str, backend: str, threads: int,
         total = (warmup + repeats) * len(TASKS) * 2
         on_probe(f"draft={candidate} threads={threads}", total)
         try:
-            done = _run_child({"model": model, "backend": backend, "threads": threads, "draft": candidate,
-                               "repeats": repeats, "warmup": warmup, "max_tokens": max_tokens},
-                              on_tick, wait_policy)
+            job = {"model": model, "backend": backend, "threads": threads, "draft": candidate,
+                   "repeats": repeats, "warmup": warmup, "max_tokens": max_tokens}
+            done = run_event_child(["edgeai.bench.draft", "--child", json.dumps(job)], wait_policy, on_tick)
         except RuntimeError as exc:
             rows.append({"draft": candidate, "threads": threads, "error": str(exc)})
             continue
@@ -97,14 +97,6 @@ def summarize(runs: list[dict], candidate: str, threads: int) -> list[dict]:
 
 
 # -- the child: one model, one candidate, the answers interleaved ----------------------------
-def _run_child(job: dict, on_tick: Callable[[str], None], wait_policy: str | None) -> dict:
-    from edgeai.config import load_settings
-    from edgeai.runtime.threads import child_env, headless_policy
-
-    env = child_env(wait_policy or headless_policy(load_settings()))
-    return run_event_child(["edgeai.bench.draft", "--child", json.dumps(job)], env, on_tick)
-
-
 def child_main(job: dict) -> None:
     from dataclasses import replace
 

@@ -176,17 +176,18 @@ def backend_versions(name: str) -> dict:
 # -- the parent -----------------------------------------------------------------------------------
 def run_child(plan: Plan, backend: str, on_tick: Callable[[str], None], device: dict | None = None) -> dict:
     """Run one backend's child; return its `done` payload, or raise RuntimeError with the reason."""
+    payload = json.dumps({"plan": asdict(plan), "backend": backend, "device": device})
+    return run_event_child(["edgeai.bench.llm", "--child", payload], plan.wait_policy, on_tick)
+
+
+def run_event_child(module_args: list[str], wait_policy: str | None, on_tick: Callable[[str], None]) -> dict:
+    """Run `python -m MODULE ARGS...`, a child that speaks EVENT lines, with OMP_WAIT_POLICY
+    `wait_policy` (None: the headless setting, as for any headless command): each tick to
+    `on_tick`; return its `done` payload, or raise RuntimeError with the reason its stderr gives."""
     from edgeai.config import load_settings
     from edgeai.runtime.threads import child_env, headless_policy
 
-    payload = json.dumps({"plan": asdict(plan), "backend": backend, "device": device})
-    env = child_env(plan.wait_policy or headless_policy(load_settings()))  # a headless command
-    return run_event_child(["edgeai.bench.llm", "--child", payload], env, on_tick)
-
-
-def run_event_child(module_args: list[str], env: dict[str, str], on_tick: Callable[[str], None]) -> dict:
-    """Run `python -m MODULE ARGS...`, a child that speaks EVENT lines: each tick to `on_tick`;
-    return its `done` payload, or raise RuntimeError with the reason its stderr gives."""
+    env = child_env(wait_policy or headless_policy(load_settings()))
     done = None
     # stderr goes to a file: a chatty child (llama.cpp logs) can never fill a pipe and stall
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as errors:
