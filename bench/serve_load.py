@@ -30,6 +30,9 @@ from typing import Any
 EOS_BIAS = -100  # llama_cpp.server has no ignore_eos: the end tokens get this logit bias instead
 PASSAGE = ("The lighthouse keeper climbed the spiral stairs each evening, counting the steps as his "
            "father had, and lit the great lamp while the gulls wheeled over the grey harbour below. ")
+# a reply that holds its sequence for long (the queue-bound and client-leaves phases)
+LONG_REPLY = {"stream": True, "max_tokens": 512, "ignore_eos": True,
+              "messages": [{"role": "user", "content": "Write a long story."}]}
 
 
 @dataclass
@@ -216,8 +219,7 @@ def run_queue_bound(server: Server, model: str, parallel: int, queue: int, probe
     import httpx
 
     async def main() -> list[float]:
-        body = {"model": model, "stream": True, "max_tokens": 512, "ignore_eos": True,
-                "messages": [{"role": "user", "content": "Write a long story."}]}
+        body = {**LONG_REPLY, "model": model}
         url = f"{server.root}/v1/chat/completions"
         limits = httpx.Limits(max_connections=parallel + queue + 8)
         async with httpx.AsyncClient(timeout=600, limits=limits) as http:
@@ -250,8 +252,7 @@ def run_after_leave(server: Server, model: str, parallel: int, short: dict) -> f
     import httpx
 
     async def main() -> float | None:
-        long = {"model": model, "stream": True, "max_tokens": 512, "ignore_eos": True,
-                "messages": [{"role": "user", "content": "Write a long story."}]}
+        long = {**LONG_REPLY, "model": model}
         async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=parallel + 4)) as http:
             runs = [ClientRun() for _ in range(parallel)]
             held = [asyncio.create_task(stream_one(http, f"{server.root}/v1/chat/completions", long, run,
