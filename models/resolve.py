@@ -293,16 +293,17 @@ def _one_per_format(items: list[Installed]) -> dict[str, Path]:
 def installed(model: str, settings: Settings, progress=None) -> list[Installed]:
     """Every installed artifact of a catalog model, the catalog's first: what `doctor --tune`
     measures. A path is its one artifact."""
-    spec = resolve(model, settings, progress)
-    if looks_like_path(model) or spec.source == "builtin":
+    if looks_like_path(model) or model.startswith(("http://", "https://")):  # resolve refuses an address
+        spec = resolve(model, settings, progress)
         return [Installed(fmt, "", Path(path), "path") for fmt, path in spec.artifacts.items()]
     name, quant, fmt = parse_id(model)
     entry = find_entry(name)
+    art = find_artifact(entry, settings, quant, fmt)
+    if isinstance(art, Installed):
+        return [art]
+    if art.kind == "builtin":
+        return []
+    catalog = Installed(art.format, art.quant, ensure_artifact(entry, art, settings, progress), "catalog")
     if quant is not None or fmt is not None:  # one artifact was named
-        art = find_artifact(entry, settings, quant, fmt)
-        if isinstance(art, Installed):
-            return [art]
-        return [Installed(art.format, art.quant, Path(spec.artifacts[art.format]), "catalog")]
-    art = entry.artifact()
-    return [Installed(art.format, art.quant, Path(spec.artifacts[art.format]), "catalog"),
-            *exports(entry, settings)]
+        return [catalog]
+    return [catalog, *exports(entry, settings)]
