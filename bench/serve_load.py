@@ -310,12 +310,7 @@ def run_serve_bench(model: str, *, counts: list[int], n_gen: int, load_clients: 
         on_tick("queue bound")
     finally:
         edgeai.stop()
-    rows = list(batching)
-    for row in batching:
-        add_row(result, **common, backend="edgeai-serve", test=f"decode@{row['clients']}", unit="tok/s",
-                samples=[row["window_tps"] or row["whole_tps"]], clients=row["clients"],
-                whole_run_tps=round(row["whole_tps"], 2), errors=row["errors"],
-                mean_batch_size=mean_batch)
+    _add_decode_rows(result, common, "edgeai-serve", batching, mean_batch_size=mean_batch)
     add_row(result, **common, backend="edgeai-serve", test=f"load@{load['clients']}", unit="ms",
             samples=load["ttft_ms"] or [0.0], p95_ttft_ms=load["p95_ttft_ms"], errors=load["errors"],
             rejected_429=load["rejected_429"], aggregate_tps=round(load["whole_tps"], 2))
@@ -333,15 +328,23 @@ def run_serve_bench(model: str, *, counts: list[int], n_gen: int, load_clients: 
                 reference_rows = run_batching(other, model, texts, counts, n_gen, eos, on_tick)
             finally:
                 other.stop()
-            for row in reference_rows:
-                add_row(result, **common, backend="llama_cpp.server", test=f"decode@{row['clients']}",
-                        unit="tok/s", samples=[row["window_tps"] or row["whole_tps"]], clients=row["clients"],
-                        whole_run_tps=round(row["whole_tps"], 2), errors=row["errors"])
-    result["summary"] = {"batching": rows + reference_rows, "queue_full_429_ms": refusals,
+            _add_decode_rows(result, common, "llama_cpp.server", reference_rows)
+    result["summary"] = {"batching": batching + reference_rows, "queue_full_429_ms": refusals,
                          "ttft_after_leave_ms": after_leave,
                          "load": {k: v for k, v in load.items() if k != "ttft_ms"},
                          "mean_batch_size": mean_batch}
     return result
+
+
+def _add_decode_rows(result: dict, common: dict, backend: str, rows: list[dict], **extra) -> None:
+    """The batching phase's rows of one server: tok/s while every client decodes (the whole
+    run's where they never overlapped)."""
+    from edgeai.bench.schema import add_row
+
+    for row in rows:
+        add_row(result, **common, backend=backend, test=f"decode@{row['clients']}", unit="tok/s",
+                samples=[row["window_tps"] or row["whole_tps"]], clients=row["clients"],
+                whole_run_tps=round(row["whole_tps"], 2), errors=row["errors"], **extra)
 
 
 def _end_tokens(root: str) -> list[int]:
