@@ -47,11 +47,10 @@ def run_command(cmd: list[str], timeout: float = 10.0) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def detect(*, root: Path = Path("/"), run: Runner = run_command, measure_bandwidth: bool = False,
-           remeasure: bool = False) -> dict:
+def detect(*, root: Path = Path("/"), run: Runner = run_command, measure_bandwidth: bool = False) -> dict:
     """The `device` object: {os, hostname_hash, cpu, memory_gb, apple, nvidia, jetson, bandwidth}.
     `measure_bandwidth` adds the machine's read bandwidth with its spread: the cached probe
-    (bench/bandwidth_probe.py), measured first (a few seconds) when there is none or `remeasure`."""
+    (bench/bandwidth_probe.py), measured first (a few seconds) when there is none."""
     root = Path(root)
     apple = jetson = None
     if (root / "proc/cpuinfo").is_file():
@@ -68,7 +67,7 @@ def detect(*, root: Path = Path("/"), run: Runner = run_command, measure_bandwid
     if measure_bandwidth:
         from edgeai.bench.bandwidth_probe import cached_probe, device_entry
 
-        device["bandwidth"] = device_entry(*cached_probe(remeasure=remeasure))
+        device["bandwidth"] = device_entry(*cached_probe())
     return device
 
 
