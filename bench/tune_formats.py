@@ -102,9 +102,9 @@ def choose(result: FormatChoice) -> FormatChoice:
     if not ranked:
         return result
     result.winner = ranked[0]
-    able = [p for p in ranked if not chat_missing(p.backend)]
-    result.chat = able[0] if able else None
-    missing = chat_missing(result.winner.backend)
+    lacks = {p.backend: chat_missing(p.backend) for p in ranked}  # one backend instance each
+    result.chat = next((p for p in ranked if not lacks[p.backend]), None)
+    missing = lacks[result.winner.backend]
     if missing:
         why = f"{result.winner.label} decodes fastest ({result.winner.decode_tps:.1f} tok/s) but " \
               f"its backend ({result.winner.backend}) lacks {', '.join(missing)}"
