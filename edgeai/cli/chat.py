@@ -110,13 +110,13 @@ class PlainSession:
 
     def draft(self, value: str) -> str:
         """`/draft`: switch drafting, or (no argument) say what drafts and how the last reply went."""
-        from edgeai.runtime.base import Drafting
+        from edgeai.runtime.base import draft_of
         from edgeai.runtime.speculative import draft_note, switch_draft
 
         if value:
             with self.model.lock:
                 return switch_draft(self.settings, self.model.request, self.model.backend, value)
-        now = self.model.backend.draft if isinstance(self.model.backend, Drafting) else "off"
+        now = draft_of(self.model.backend)
         note = draft_note(self.last_stats)
         return f"drafting: {now}" + (f"; last reply: {note}" if note else "")
 

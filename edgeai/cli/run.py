@@ -16,7 +16,7 @@ from edgeai.cli.common import (
     settings_from,
 )
 from edgeai.errors import BadInput
-from edgeai.runtime.base import Drafting
+from edgeai.runtime.base import draft_of
 from edgeai.types import Message
 
 
@@ -80,7 +80,7 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
         report = _report(answer, reasoning, final, spec.id, backend.name)
         report["format"] = loaded_format(spec, backend.name)
         if draft != "off":  # the contract: draft stats whenever drafting was not switched off
-            report.update(draft=backend.draft if isinstance(backend, Drafting) else "off",
+            report.update(draft=draft_of(backend),
                           drafted=report["drafted"] or 0, accepted=report["accepted"] or 0)
         else:
             del report["drafted"], report["accepted"]

@@ -19,7 +19,7 @@ import click
 
 from edgeai.cli.common import draft_options, model_options, settings_from
 from edgeai.errors import BadInput, MissingExtra
-from edgeai.runtime.base import Drafting
+from edgeai.runtime.base import draft_of
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -151,7 +151,7 @@ def _run(sock: socket.socket, settings, opts, *, parallel: int, queue: int, opti
         host, port = sock.getsockname()[:2]
         click.echo(f"http://{f'[{host}]' if ':' in host else host}:{port}/v1")
         kept = ", conversations kept in chat.db" if store else ""
-        if isinstance(backend, Drafting) and backend.draft != "off":
+        if draft_of(backend) != "off":
             kept += f", drafting with {backend.draft} while one request runs"
         click.echo(f"serving {engine.model_id} ({backend.name}, {parallel} sequences of "
                    f"{settings.n_ctx} tokens{kept}); Ctrl-C stops", err=True)

@@ -90,6 +90,11 @@ class Drafting(Protocol):
         """A reply's `speculative.DraftPolicy`, sharing the costs measured so far."""
 
 
+def draft_of(backend) -> str:
+    """What `backend` drafts with: "off" where it does not draft or cannot."""
+    return backend.draft if isinstance(backend, Drafting) else "off"
+
+
 @dataclass(frozen=True)
 class Result:
     """A whole reply: the text joined from a stream, plus the last chunk's statistics."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edgeai.errors import EdgeAIError
-from edgeai.runtime.base import Drafting
+from edgeai.runtime.base import draft_of
 from edgeai.runtime.decode import BatchedStep, PromptPlan, Reply, SeqInput, common_prefix
 from edgeai.types import Chunk, GenParams, Message
 
@@ -91,7 +91,7 @@ class Batcher:
         self.batched = isinstance(backend, BatchedStep) and backend.n_seq >= 1
         self.slots = backend.n_seq if self.batched else 1
         self.prefill_step = getattr(backend, "prefill_step", 128)
-        self.drafting = self.batched and isinstance(backend, Drafting) and backend.draft != "off"
+        self.drafting = self.batched and draft_of(backend) != "off"
         self._policy = backend.draft_policy() if self.drafting else None
         self._on_step, self._on_done = on_step, on_done
         self._waiting: deque[Job] = deque()

@@ -179,7 +179,7 @@ async def _stats(screen: ChatScreen, arg: str) -> None:
 
 
 async def _draft(screen: ChatScreen, arg: str) -> None:
-    from edgeai.runtime.base import Drafting
+    from edgeai.runtime.base import draft_of
     from edgeai.runtime.speculative import switch_draft
 
     model = screen.chat_app.model
@@ -187,7 +187,7 @@ async def _draft(screen: ChatScreen, arg: str) -> None:
         screen.transcript.notice("no model is loaded", error=True)
         return
     if not arg:
-        now = model.backend.draft if isinstance(model.backend, Drafting) else "off"
+        now = draft_of(model.backend)
         screen.transcript.notice(f"drafting: {now} (/draft ngram|off|auto|MODEL; "
                                  "/stats shows the drafts accepted)")
         return
