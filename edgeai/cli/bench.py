@@ -55,8 +55,7 @@ def llm(quick, backends, model, output, pp, tg, depths, repeats, warmup, threads
     base = quick_plan(model or DEFAULT_MODEL) if quick else Plan(model=settings.model)
     given = {"backends": tuple(backends), "pp": pp, "tg": tg, "depths": tuple(depths) or None,
              "repeats": repeats, "warmup": warmup, "threads": threads, "wait_policy": wait_policy,
-             "gpu_layers": gpu_layers,
-             "n_ctx": n_ctx, "sustained_s": sustained, "draft": draft}
+             "gpu_layers": gpu_layers, "n_ctx": n_ctx, "sustained_s": sustained, "draft": draft}
     plan = replace(base, **{k: v for k, v in given.items() if v is not None})
     path = result_path(output, "llm")
     result = with_progress(lambda start, tick: run_llm(plan, settings, on_start=start, on_tick=tick))
