@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
           f"(medians of {args.repeats}, interleaved)")
     if args.json:
         facts = {"model": name, "gguf": gguf, "threads": cores, "gen_tokens": args.gen_tokens,
-                    "prompt": ESSAY}
+                 "prompt": ESSAY}
         atomic_write(args.json, json.dumps({"settings": facts, "medians": medians, "ratio": ratio,
                                             "samples": samples}, indent=2))
 
