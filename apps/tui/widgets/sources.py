@@ -9,6 +9,7 @@ panel (`Closed` tells the screen to put the focus back on the prompt).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from textual import on
@@ -55,8 +56,7 @@ def highlighted(text: str, terms: list[str]) -> Content:
 def cited_range(source: Source, shown: str) -> tuple[int, int] | None:
     """Where in `shown` (the passage's stripped text) the narrowed lines of a citation are, as
     character offsets, or None when the citation was not narrowed."""
-    narrowed, whole = (Source(0, "", None, span or "", "", None).lines
-                       for span in (source.span, source.passage_span))
+    narrowed, whole = (replace(source, span=span or "").lines for span in (source.span, source.passage_span))
     if not source.passage_span or narrowed is None or whole is None:
         return None
     first = int(narrowed.split("-")[0]) - int(whole.split("-")[0])
@@ -113,7 +113,7 @@ class SourcesPanel(Vertical):
         source = self.sources[index]
         where = f" · {source.where}" if source.where else ""
         if source.passage_span:  # narrowed by attribution: the cited lines, within the passage shown
-            where += f" (of {Source(0, '', None, source.passage_span, '', None).where})"
+            where += f" (of {replace(source, page=None, span=source.passage_span).where})"
         self.query_one("#source-where", Static).update(f"[{source.number}] {shown_path(source.file)}{where}")
         text = source.text.strip()
         content = highlighted(text, self.terms)
