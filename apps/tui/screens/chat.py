@@ -133,10 +133,12 @@ class ChatScreen(Screen[None]):
     def sidebar_query(self) -> str:
         return self.query_one(Sidebar).search_text.strip()
 
-    def refresh_sidebar(self) -> None:
+    def refresh_sidebar(self, conversations: list[Conversation] | None = None) -> None:
+        """Redraw the chat list (`conversations`: the search's rows, when already read)."""
         query = self.sidebar_query()
         current = self.conversation.id if self.conversation else None
-        conversations = self.db.conversations(search=query or None)
+        if conversations is None:
+            conversations = self.db.conversations(search=query or None)
         self.listed = [(c.id, c.title) for c in conversations]
         self.query_one(Sidebar).show(conversations, current, query)
 

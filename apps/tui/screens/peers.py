@@ -102,6 +102,6 @@ def _shown(screen: ChatScreen) -> list[tuple[int, str, str]]:
 
 def _sidebar(screen: ChatScreen) -> None:
     """Redraw the chat list only when it differs: a redraw moves the highlight back to the open chat."""
-    listed = [(c.id, c.title) for c in screen.db.conversations(search=screen.sidebar_query() or None)]
-    if listed != screen.listed:
-        screen.refresh_sidebar()
+    conversations = screen.db.conversations(search=screen.sidebar_query() or None)
+    if [(c.id, c.title) for c in conversations] != screen.listed:
+        screen.refresh_sidebar(conversations)  # the rows just read: no second query
