@@ -58,7 +58,13 @@ def serve(backend, prompts, draft: str):
     return out
 
 
-def test_a_job_alone_drafts_and_keeps_the_greedy_tokens(backend):
+def test_a_job_alone_drafts_and_keeps_the_greedy_tokens(backend, monkeypatch):
+    """Drafting is made to pay whatever this machine's timings say (the policy measures verify
+    costs as it goes and may rightly back off on a loaded CI runner: 8 drafts there once):
+    the test is about the batcher drafting for a lone job and keeping its tokens."""
+    from edgeai.runtime import speculative
+
+    monkeypatch.setattr(speculative, "MARGIN", 0.0)
     [(plain, final)] = serve(backend, [QUOTE], "off")
     assert final.drafted is None  # not drafting: no draft statistics
     [(drafted, final)] = serve(backend, [QUOTE], "ngram")
@@ -69,6 +75,9 @@ def test_a_job_alone_drafts_and_keeps_the_greedy_tokens(backend):
 
 
 def test_two_jobs_at_once_decode_together_without_drafting_while_both_run(backend, monkeypatch):
+    from edgeai.runtime import speculative
+
+    monkeypatch.setattr(speculative, "MARGIN", 0.0)  # drafting pays once alone, whatever the timings
     calls = []
     evaluate = backend.evaluate
 
