@@ -39,6 +39,8 @@ TRAINER_COPY = ".mlx-lm-adapters.safetensors"  # mlx-lm's own final save (in pla
 class Interrupted(EdgeAIError):
     """Ctrl-C: the run stopped after a step, checkpointed, and can be resumed."""
 
+    exit_code = 130
+
 
 class Reporter:
     """What a run tells its user; the CLI draws it, tests pass this silent one."""

@@ -16,6 +16,7 @@ from edgeai.cli.bench import bench
 from edgeai.cli.chat import chat
 from edgeai.cli.convert import convert
 from edgeai.cli.doctor import doctor
+from edgeai.cli.finetune import finetune
 from edgeai.cli.guard import guard
 from edgeai.cli.models import models
 from edgeai.cli.rag import rag
@@ -40,6 +41,7 @@ cli.add_command(rag)
 cli.add_command(convert)
 cli.add_command(serve)
 cli.add_command(guard)
+cli.add_command(finetune)
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:
