@@ -66,6 +66,7 @@ class LoadOptions:
     draft_max: int = 16  # most ids drafted per verify
     draft_min: int = 0  # fewer drafted ids than this are not verified
     draft_path: str | None = None  # the draft model's GGUF, resolved by the loader
+    adapter_path: str | None = None  # an mlx-lm adapter folder (`edgeai finetune` OUT); mlx backend only
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,19 @@ def ui_settings(settings: Settings) -> Settings:
     return for_surface(settings, CHAT)
 
 
-def default_loader(settings: Settings, chat_template: str | None = None) -> Loader:
-    """The real loader: catalog ids, .gguf paths and OpenAI-compatible URLs, via `load_model`."""
+def default_loader(settings: Settings, chat_template: str | None = None,
+                   adapter: tuple[str, str] | None = None) -> Loader:
+    """The real loader: catalog ids, .gguf paths and OpenAI-compatible URLs, via `load_model`.
+    `adapter` = (request, OUT): `chat --adapter OUT` applies that fine-tune whenever the app
+    loads that request (its base), and never to another model the user switches to."""
     settings = ui_settings(settings)
 
     def load(request: str, backend: str | None, progress: Progress | None = None
              ) -> tuple[Backend, ModelSpec]:
         from edgeai.runtime.loader import load_model
 
+        applied = adapter[1] if adapter and request == adapter[0] else None
         return load_model(settings, request, backend, chat_template, progress=progress, chat=True,
-                          draft="auto")  # drafting where the tune measured a win; /draft switches
+                          draft="auto", adapter=applied)  # drafting where the tune measured a win
 
     return load

@@ -29,6 +29,31 @@ def model_options(fn: Callable) -> Callable:
     return fn
 
 
+def adapter_option(fn: Callable) -> Callable:
+    """`--adapter OUT`: a fine-tuned adapter (`edgeai finetune`'s OUT), on the mlx backend."""
+    return click.option("--adapter", metavar="OUT",
+                        help="Apply a fine-tuned adapter (the OUT of `edgeai finetune`) on the mlx backend; "
+                             "without --model, to the base it was tuned on.")(fn)
+
+
+def adapter_from(opts: dict[str, Any]) -> str | None:
+    """The adapter folder `--adapter` names (None: none), after pointing `opts` at what runs it:
+    the run's MLX base when no --model was given, and the mlx backend when none was asked for
+    (another one is refused by the loader)."""
+    if not opts.get("adapter"):
+        return None
+    from pathlib import Path
+
+    from edgeai.converters.finetune.export import base_mlx, run_manifest
+
+    run = Path(opts["adapter"]).expanduser()
+    info = run_manifest(run)  # a clear error for anything but a finished run
+    if not opts.get("model"):
+        opts["model"] = str(base_mlx(run, info))
+    opts["backend"] = opts.get("backend") or "mlx"
+    return str(run.resolve())
+
+
 def sampling_options(fn: Callable) -> Callable:
     options = [
         click.option("--max-tokens", type=int, metavar="N", help="Most tokens to generate."),
@@ -107,12 +132,12 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def open_model(settings: Settings, backend: str | None, chat_template: str | None, n_seq: int = 1,
-               chat: bool = False, **draft):
+               chat: bool = False, adapter: str | None = None, **draft):
     from edgeai.runtime.loader import load_model
 
     with progress_bar("assembling model weights (first use only)") as advance:
         return load_model(settings, settings.model, backend or settings.backend, chat_template,
-                          progress=advance, n_seq=n_seq, chat=chat, **draft)
+                          progress=advance, n_seq=n_seq, chat=chat, adapter=adapter, **draft)
 
 
 def with_progress(work: Callable):

@@ -8,6 +8,8 @@ import sys
 import click
 
 from edgeai.cli.common import (
+    adapter_from,
+    adapter_option,
     draft_options,
     model_options,
     open_model,
@@ -42,6 +44,7 @@ def read_prompt(prompt: str | None) -> str:
               help="Constrain the reply to JSON matching this schema.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with text and stats.")
 @draft_options
+@adapter_option
 def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_schema: str | None,
         as_json: bool, draft: str, draft_max: int | None, draft_min: int | None, **opts) -> None:
     """Generate a reply to PROMPT (or stdin) and stream it to stdout."""
@@ -52,9 +55,10 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
     if not text.strip():
         raise BadInput("the prompt is empty")
     schema = load_json_schema(json_schema) if json_schema else None
+    adapter = adapter_from(opts)  # the run's base and the mlx backend, unless given
     settings = settings_from(opts)
     check_overrides(sampling_from(opts))  # before the model loads
-    backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"),
+    backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), adapter=adapter,
                                draft=draft, draft_max=draft_max, draft_min=draft_min)
     try:
         params = gen_params(spec, {**sampling_from(opts), "stop": stop or None,

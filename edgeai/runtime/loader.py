@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
 from edgeai.config import Settings
@@ -65,6 +66,11 @@ def model_spec(settings: Settings, model: str, backend: str | None, progress=Non
         from edgeai.runtime.remote import remote_spec
 
         return remote_spec(model)
+    if backend == "mlx" and (Path(model).expanduser() / "config.json").is_file():
+        # mlx-lm loads any HF-layout folder as it is, with or without an edgeai manifest (a
+        # fine-tune's base is often a plain HF folder or a GGUF's cached import)
+        folder = Path(model).expanduser().resolve()
+        return ModelSpec(id=folder.name, artifacts={"mlx": folder}, source="path")
     from edgeai.models import resolve
 
     prefer = tuned_artifact(settings, model, backend, chat)
@@ -74,20 +80,26 @@ def model_spec(settings: Settings, model: str, backend: str | None, progress=Non
 def load_model(settings: Settings, model: str | None = None, backend: str | None = None,
                chat_template: str | None = None, progress=None, n_seq: int = 1,
                chat: bool = False, draft: str | None = "off", draft_max: int | None = None,
-               draft_min: int | None = None) -> tuple[Backend, ModelSpec]:
+               draft_min: int | None = None, adapter: str | None = None) -> tuple[Backend, ModelSpec]:
     """Resolve and load a model. `n_seq` sequences share one context of `n_ctx` × `n_seq` tokens
     (a server's slots: `--ctx` stays what one request may use). Threads and the wait policy
     are the headless surface's unless `settings` were resolved for another
-    (`threads.for_surface`: the chat app's)."""
+    (`threads.for_surface`: the chat app's). `adapter`: an mlx-lm adapter folder (a fine-tune's
+    OUT), which only the mlx backend applies."""
     model = model or settings.model
     backend = backend or settings.backend
     spec = model_spec(settings, model, backend, progress, chat=chat)  # chat: the chat's tuned artifact
-    instance = get_backend(pick_backend(spec, backend))
+    chosen = pick_backend(spec, backend)
+    if adapter and chosen != "mlx":
+        raise BadInput(f"--adapter is an MLX adapter: the {chosen} backend cannot apply it",
+                       "run it on the mlx backend, or run an export of the tuned model "
+                       "(edgeai finetune ... --export gguf:Q4_K_M)")
+    instance = get_backend(chosen)
     settings = for_surface(settings, HEADLESS)  # keeps what the chat's loader resolved for the app
     opts = LoadOptions(n_ctx=settings.n_ctx * n_seq, n_threads=settings.threads,
                        wait_policy=settings.wait_policy, gpu_layers=settings.gpu_layers,
                        chat_template=chat_template, n_batch=max(512, settings.n_batch or 0),
-                       prefill_step=settings.n_batch, n_seq=n_seq,
+                       prefill_step=settings.n_batch, n_seq=n_seq, adapter_path=adapter,
                        **draft_options(settings, model, instance, draft, draft_max, draft_min))
     instance.load(spec, opts)
     return instance, spec

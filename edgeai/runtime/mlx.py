@@ -1,6 +1,7 @@
 """The `mlx` backend: MLX model folders (what `edgeai convert --to mlx` writes) through mlx-lm.
 
-Load + step: one model and its tokenizer as `mlx_lm.load` returns them, prompts through
+Load + step: one model and its tokenizer as `mlx_lm.load` returns them (with a fine-tuned
+adapter applied where `LoadOptions.adapter_path` names one: `edgeai run --adapter OUT`), prompts through
 `decode.ChatPrompt` (the model's own template, else a checked built-in), and a `TokenStep` the
 shared loop (`decode.run`) drives: the prefill in small steps (a closed stream abandons a long
 prompt within one step), then mlx-lm's model call, logits processors and sampler, with the next
@@ -86,10 +87,13 @@ class MlxBackend:
             raise BadInput(f"{path} is not an MLX model folder (no config.json)",
                            "convert a model with: edgeai convert SRC --to mlx -o OUT")
         mlx_lm = _import_mlx_lm()
-        try:
-            self._model, self._tok = mlx_lm.load(str(path))
+        adapter = opts.adapter_path
+        try:  # an adapter's LoRA/DoRA layers stay unfused, as `mlx_lm.generate --adapter-path` runs them
+            self._model, self._tok = mlx_lm.load(str(path), adapter_path=adapter)
         except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
-            raise ModelFormatError(f"mlx-lm could not load {path.name}: {exc}") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # mlx-lm lists every tensor
+            with_adapter = f" with the adapter {adapter}" if adapter else ""
+            raise ModelFormatError(f"mlx-lm could not load {path.name}{with_adapter}: {first}") from None
         self.dequantized = on_cpu() and is_quantized(self._model)
         if self.dequantized:  # see the module docstring: the CPU's quantized kernels crawl
             from mlx_lm.utils import dequantize_model
