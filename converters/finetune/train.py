@@ -141,23 +141,24 @@ def finetune(options: TuneOptions, settings, *, resume: bool = False, force: boo
     have, where = available_mb()
     refuse_if_too_big(plan, options, have, where)
     if dataset.truncated:
-        reporter.say(f"warning: {dataset.truncated} of {len(dataset.train) + len(dataset.valid)} records are "
-                     f"longer than {options.max_seq_len} tokens (the longest {dataset.longest}): truncated")
+        records = len(dataset.train) + len(dataset.valid) + len(dataset.test)
+        reporter.say(f"warning: {dataset.truncated} of {records} records are longer than "
+                     f"{options.max_seq_len} tokens (the longest {dataset.longest}): truncated")
     for line in [*options.chosen, *plan.lines()]:
         reporter.say(line)
     reporter.say(f"data: {len(dataset.train)} train / {len(dataset.valid)} valid records "
                  f"({dataset.format}, {dataset.train_tokens:,} train tokens"
                  + (", valid carved off train" if dataset.valid_carved else "") + ")")
 
-    partial.mkdir(parents=True, exist_ok=True)
     ready = bases.prepare(located, options.method, settings, reporter.stages)
+    model, optimizer = build(ready, options)  # OUT.partial appears only once the base has loaded
     started = time.time()
     if not resume:
+        partial.mkdir(parents=True, exist_ok=True)
         atomic_write(partial / RUN, json.dumps({"options": options.to_json(), "base": ready.to_json(),
                                                 "started": started}, indent=1))
     else:
         started = json.loads((partial / RUN).read_text()).get("started", started)
-    model, optimizer = build(ready, options)
     run = Run(options=options, partial=partial, total=options.iters, done=0, valid=dataset.valid,
               valid_batch=valid_batch(options, len(dataset.valid)))
     found = checkpoint.latest(partial) if resume else None

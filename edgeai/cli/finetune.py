@@ -25,7 +25,7 @@ def _reporter(console, bar):
             self.val = None
 
         def say(self, line: str) -> None:
-            console.print(line, highlight=False, markup=False)
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
 
         def step(self, record: dict, total: int) -> None:
             val = f" · val {self.val:.3f}" if self.val is not None else ""
@@ -40,13 +40,13 @@ def _reporter(console, bar):
                 self.said = time.monotonic()
                 eta = record["seconds"] * (total - record["step"])
                 console.print(f"finetune: step {record['step']}/{total} · {fields} · eta {eta:.0f} s",
-                              highlight=False, markup=False)
+                              highlight=False, markup=False, soft_wrap=True)
 
         def evaluated(self, record: dict) -> None:
             self.val = record["val_loss"]
             if not console.is_terminal or record["step"] == 0:
                 console.print(f"finetune: step {record['step']} · val loss {record['val_loss']:.4f}",
-                              highlight=False, markup=False)
+                              highlight=False, markup=False, soft_wrap=True)
 
     return CliReporter()
 
