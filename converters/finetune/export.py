@@ -157,7 +157,7 @@ def fuse(run: Path, dest: Path, *, progress: Progress | None = None) -> Path:
     require_mlx()
     with staged_output(dest) as stage:
         progress.start("fusing the adapter into its base (mlx-lm)", 2)
-        weights = _fused_weights(run, base)
+        weights = _fused_weights(run, base, config)
         progress.advance()
         dtype = _float_dtype(config, weights)
         shapes = {name: tuple(weights[name].shape) for name in sorted(weights)}
@@ -183,8 +183,11 @@ def fuse(run: Path, dest: Path, *, progress: Progress | None = None) -> Path:
     return dest
 
 
-def _fused_weights(run: Path, base: Path) -> dict:
-    """name -> mx.array of the base with every adapter layer fused in and nothing quantized."""
+def _fused_weights(run: Path, base: Path, config: dict) -> dict:
+    """name -> mx.array of the base with every adapter layer fused in and nothing quantized,
+    computed in the original checkpoint's float dtype: mlx-lm fuses in the dtype of the layer's
+    weights, which for a 4-bit base is its scales' fp16, a rounding the export need not carry."""
+    import mlx.core as mx
     import mlx_lm
     from mlx.utils import tree_flatten, tree_unflatten
     from mlx_lm.utils import dequantize_model
@@ -194,6 +197,9 @@ def _fused_weights(run: Path, base: Path) -> dict:
     except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BadInput(f"mlx-lm could not apply the adapter in {run} to {base}: {first}") from None
+    named = config.get("torch_dtype") or config.get("dtype")
+    if named in SAFETENSORS_DTYPES:
+        model.set_dtype(getattr(mx, named))  # float parameters only: packed 4-bit weights stay as they are
     fused = [(name, module.fuse(dequantize=True)) for name, module in model.named_modules()
              if hasattr(module, "fuse")]  # mlx-lm's adapter layers (LoRA, DoRA, their switch variants)
     if fused:
