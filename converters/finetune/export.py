@@ -19,10 +19,11 @@ trains nothing and converts nothing itself:
 from __future__ import annotations
 
 import json
-import tempfile
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from edgeai.converters.manifest import Manifest
 from edgeai.converters.progress import Progress
 from edgeai.errors import BadInput
 from edgeai.formats import CONVERT_TARGETS, FORMATS
@@ -178,7 +179,7 @@ def fuse(run: Path, dest: Path, *, progress: Progress | None = None) -> Path:
         atomic_write(stage / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
         for name in KEEP:
             if (base / name).is_file():
-                (stage / name).write_bytes((base / name).read_bytes())
+                shutil.copy2(base / name, stage / name)
         copy_notices(base, stage)
     return dest
 
@@ -220,7 +221,7 @@ def _float_dtype(config: dict, weights: dict) -> str:
 
 # -- export_run -------------------------------------------------------------------------------
 def export_run(run: Path, targets, *, progress: Progress | None = None, settings=None,
-               force: bool = False) -> list[tuple[Path, object]]:
+               force: bool = False) -> list[tuple[Path, Manifest]]:
     """Fuse OUT once, export it to each (format, quant) of `targets` (a list, or an --export
     string) under OUT/exports/<format>/, each card also compared with the original base; the
     adapter-only GGUF into OUT/exports/adapter-gguf/ where the base has a GGUF and the method
@@ -238,9 +239,10 @@ def export_run(run: Path, targets, *, progress: Progress | None = None, settings
     base_gguf = _base_gguf(info)
     method = adapter_config(run).get("fine_tune_type", "lora")
     made = []
-    with staged_output(run / EXPORTS, force) as stage, \
-            tempfile.TemporaryDirectory(dir=run, prefix=".fuse-") as scratch:
-        fused = fuse(run, Path(scratch) / run.name, progress=progress)  # named so artifacts are too
+    with staged_output(run / EXPORTS, force) as stage:
+        # inside the stage: a failed or killed export takes the fused copy with it
+        scratch = stage / ".fused"
+        fused = fuse(run, scratch / run.name, progress=progress)  # named as the run, so the artifacts are
         for fmt, quant in chosen:
             out = stage / fmt
             manifest = convert(fused, out, to=fmt, quant=quant, progress=progress, settings=settings)
@@ -249,10 +251,11 @@ def export_run(run: Path, targets, *, progress: Progress | None = None, settings
             made.append((run / EXPORTS / fmt, manifest))
         if base_gguf is not None and method == "lora":
             write_adapter_gguf(run, stage / ADAPTER_GGUF, base_gguf)
+        shutil.rmtree(scratch)
     return made
 
 
-def _record_origin(out: Path, manifest, run: Path, info: dict):
+def _record_origin(out: Path, manifest: Manifest, run: Path, info: dict) -> Manifest:
     """The export's manifest names the run, not the temporary fused folder it was made from."""
     from edgeai.converters.manifest import MANIFEST, write_json
 
@@ -281,7 +284,7 @@ def _base_gguf(info: dict) -> Path | None:
     return Path(path).expanduser() if path and Path(path).expanduser().is_file() else None
 
 
-def _against_base(reference, out: Path, manifest, progress: Progress) -> None:
+def _against_base(reference, out: Path, manifest: Manifest, progress: Progress) -> None:
     """report.json's `vs_base`: the export compared with the original base, by the same card."""
     from edgeai.converters.manifest import REPORT, write_json
     from edgeai.converters.validate import validate

@@ -150,7 +150,8 @@ def test_a_q4_k_m_export_runs_in_llama_cpp_and_its_card_says_what_tuning_changed
     assert vs_base["source"] == str(bases["hf"]) and vs_base["numbers_checked"]
     # the export is much closer to the tuned model (only quantization apart) than to the base
     assert vs_base["top1_agreement"] < report["top1_agreement"]
-    assert not list(run.glob(".fuse-*")) and not list(run.glob(".exports*"))
+    assert not list(run.glob(".*")) and sorted(p.name for p in (run / "exports").iterdir()) == [
+        "adapter-gguf", "gguf"]  # no fused copy or stage left behind
 
     gguf = next(folder.glob("*.gguf"))
     backend = get_backend("llamacpp")
