@@ -224,6 +224,30 @@ def test_the_adapter_gguf_turns_the_base_gguf_into_the_fused_model(runs, bases, 
     assert np.abs(tuned - target).max() < 0.05  # llama.cpp + adapter = the fused model
 
 
+@pytest.mark.parametrize("family", ["qwen2", "gemma3"])
+def test_the_adapter_gguf_works_for_the_other_families_too(tiny_models, family, tmp_path):
+    """Qwen2: a tied head, biased projections, no Q/K permutation; Gemma 3: its own norms and
+    sliding window. The adapter must still turn the base GGUF into the fused model."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    hf = tiny_models(family)
+    convert(hf, tmp_path / "mlx", to="mlx", quant="fp32", check=False)
+    convert(hf, tmp_path / "gguf", to="gguf", quant="F32", check=False)
+    gguf = next((tmp_path / "gguf").glob("*.gguf"))
+    run = make_run(tmp_path / "run", tmp_path / "mlx", hf=hf, gguf=gguf, layers=3)
+    adapter = write_adapter_gguf(run, tmp_path / "adapter", gguf)
+    llm = Llama(model_path=str(gguf), n_ctx=256, n_threads=2, logits_all=True, verbose=False,
+                lora_path=str(adapter))
+    try:
+        ids = llm.tokenize(TEXT.encode(), add_bos=False)
+        llm.eval(ids)
+        tuned = np.array(llm.scores[: len(ids)])
+    finally:
+        llm.close()
+    assert np.abs(tuned - torch_logits(fuse(run, tmp_path / "fused"), ids)).max() < 0.05
+
+
 def test_the_adapter_gguf_has_llama_cpp_s_layout(runs, bases, tmp_path):
     from edgeai.gguf_info import read_header
 
