@@ -7,9 +7,9 @@ The estimate adds what a training step holds at its peak: the frozen weights (4-
 mlx-lm's mixed 4/6-bit recipe at group 32, about 5 bits a weight), the trainable parameters with
 their gradients and Adam's two moments (4 × fp32), the activations kept for the backward pass
 (every trained layer's, or only its input with `--grad-checkpoint`, plus one layer in full),
-the logits with their float32 softmax and gradient (large: the vocabulary is wide), and MLX's
-own working set. The per-token activation count is calibrated against `mx.get_peak_memory()`
-on real runs (see `ACTIVATION_WIDTH`).
+and the logits with their float32 softmax and gradient (large: the vocabulary is wide): what
+`mx.get_peak_memory()` will report. The fit check adds the process around it (`PROCESS_MB`).
+The per-token activation count is calibrated against measured peaks (see `ACTIVATION_WIDTH`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ MB = 1024 * 1024
 # and the product); attention probabilities are counted apart (heads × sequence per token).
 ACTIVATION_WIDTH = (10, 4)
 LOGIT_COPIES = 3  # the logits, their float32 log-softmax, and its gradient
-RUNTIME_MB = 150  # MLX's allocator, the compiled step and the tokenizer
+PROCESS_MB = 400  # Python, the libraries and the tokenizer: outside MLX's count, inside the RAM
 FITS = 0.9  # of the available memory: the rest is the OS's and the page cache's
 
 
@@ -221,18 +221,16 @@ class MemoryPlan:
     trainable: float
     activations: float
     logits: float
-    runtime: float
     trainable_params: int
 
     @property
     def total(self) -> float:
-        return self.weights + self.trainable + self.activations + self.logits + self.runtime
+        return self.weights + self.trainable + self.activations + self.logits
 
     def lines(self) -> list[str]:
         return [f"peak memory ≈ {self.total:,.0f} MB: weights {self.weights:,.0f} + trainable "
                 f"{self.trainable:,.0f} ({self.trainable_params / 1e6:.2f} M params with grads and Adam) + "
-                f"activations {self.activations:,.0f} + logits {self.logits:,.0f} + "
-                f"runtime {self.runtime:.0f}"]
+                f"activations {self.activations:,.0f} + logits {self.logits:,.0f}"]
 
 
 def trained_modules(shape: Shape, options: TuneOptions) -> dict[str, tuple[int, int]]:
@@ -268,7 +266,7 @@ def estimate(shape: Shape, options: TuneOptions) -> MemoryPlan:
         activations = layers * per_layer_act
     logits = LOGIT_COPIES * tokens * shape.vocab * 4
     return MemoryPlan(weights=weights / MB, trainable=trainable * 16 / MB, activations=activations / MB,
-                      logits=logits / MB, runtime=RUNTIME_MB, trainable_params=int(trainable))
+                      logits=logits / MB, trainable_params=int(trainable))
 
 
 def available_mb() -> tuple[float, str]:
@@ -285,7 +283,7 @@ def available_mb() -> tuple[float, str]:
 
 def refuse_if_too_big(plan: MemoryPlan, options: TuneOptions, have_mb: float, where: str) -> None:
     """A plan over the budget stops here, with the numbers and what would bring it down."""
-    budget = have_mb * FITS
+    budget = have_mb * FITS - PROCESS_MB
     if plan.total <= budget:
         return
     hints = []
@@ -297,6 +295,6 @@ def refuse_if_too_big(plan: MemoryPlan, options: TuneOptions, have_mb: float, wh
         hints.append("--max-seq-len 512")
     if options.method in ("lora", "dora", "full"):
         hints.append("--method qlora")
-    raise BadInput(f"this plan needs about {plan.total:,.0f} MB at its peak and {budget:,.0f} MB is "
-                   f"usable ({have_mb:,.0f} MB {where}); "
+    raise BadInput(f"this plan needs about {plan.total:,.0f} MB at its peak and {max(budget, 0):,.0f} MB "
+                   f"is usable ({have_mb:,.0f} MB {where}, less {PROCESS_MB} MB for the process); "
                    + (f"try {', '.join(hints)}" if hints else "use a smaller model"))

@@ -170,6 +170,23 @@ def _export(folder: Path, targets, settings) -> None:
         report_file = Path(export_folder) / "report.json"
         report = json.loads(report_file.read_text()) if report_file.is_file() else None
         click.echo(card(Path(export_folder), manifest, report))
+        click.echo(vs_base_line((report or {}).get("vs_base")))
+    adapter = folder / "exports" / "adapter-gguf"
+    if adapter.is_dir():
+        click.echo(f"adapter-only GGUF (llama.cpp --lora, Ollama ADAPTER) → {adapter}")
+
+
+def vs_base_line(vs_base: dict | None) -> str:
+    """What tuning changed, apart from quantization: the export against the original base."""
+    if not vs_base:
+        return "  vs base: no base to compare with"
+    if not vs_base.get("numbers_checked"):
+        return f"  vs base: not compared ({vs_base.get('why_not_checked')})"
+    greedy = ("identical" if vs_base["greedy_equal"] else
+              f"differs from token {vs_base['greedy_first_divergence']}")
+    return (f"  vs base ({vs_base['reference']}): top-1 {vs_base['top1_agreement']:.1%} of "
+            f"{vs_base['positions']} positions; perplexity {vs_base['perplexity']:.3f} vs "
+            f"{vs_base['perplexity_reference']:.3f} (×{vs_base['perplexity_ratio']:.4f}); greedy {greedy}")
 
 
 def _evaluate(run: Path, data: Path) -> None:
