@@ -11,13 +11,10 @@ import pytest
 
 
 def shipped_text_records() -> list[dict]:
-    """The shipped public-domain passages, a sentence or two a record."""
-    import re
-
+    """The shipped public-domain passages, a paragraph a record."""
     from edgeai.bench.texts import PASSAGES
 
-    sentences = [s for p in PASSAGES for s in re.split(r"(?<=[.;!?])\s+", p) if len(s) > 20]
-    return [{"text": " ".join(sentences[i:i + 2])} for i in range(0, len(sentences), 2)]
+    return [{"text": para} for p in PASSAGES for para in p.split("\n\n") if para.strip()]
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +32,7 @@ def tiny_pretrained(tmp_path_factory) -> Path:
     hf = build_tiny_hf(root / "random", "llama")
     text = root / "text.jsonl"
     text.write_text("".join(json.dumps(r) + "\n" for r in shipped_text_records()))
-    options = TuneOptions(base=str(hf), data=str(text), out=str(root / "run"), method="full", iters=40,
-                          batch_size=4, learning_rate=2e-3, max_seq_len=128)
+    options = TuneOptions(base=str(hf), data=str(text), out=str(root / "run"), method="full", iters=30,
+                          batch_size=2, learning_rate=1e-3, max_seq_len=256)
     run = finetune(options, Settings(home=root / "home"))
     return fuse(run, root / "pretrained")
