@@ -203,8 +203,10 @@ def build(base: Base, options: TuneOptions):
         for layer in model.layers[-options.lora_layers:]:
             layer.unfreeze()
     else:
-        linear_to_lora_layers(model, options.lora_layers, lora_parameters(options),
-                              use_dora=options.method == "dora")
+        params = lora_parameters(options)
+        if options.target_modules:  # kept resolved: run.json, a resume and adapter_config.json use them
+            options.target_modules = params["keys"] = module_keys(model, options.target_modules)
+        linear_to_lora_layers(model, options.lora_layers, params, use_dora=options.method == "dora")
     warmup = int(options.iters * options.warmup)
     rate = options.learning_rate
     decay = optim.cosine_decay(rate, max(1, options.iters - warmup), rate / 10)
@@ -221,6 +223,24 @@ def save_adapter(model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.safetensors")
     mx.save_safetensors(str(tmp), dict(tree_flatten(model.trainable_parameters())))
     os.replace(tmp, path)
+
+
+def module_keys(model, names: list[str]) -> list[str]:
+    """`--target-modules q_proj,v_proj` as mlx-lm's keys inside a block (`self_attn.q_proj`):
+    a name matches a module's full key or its last part; one that matches nothing is an error."""
+    import mlx.nn as nn
+
+    inside = [key for key, module in model.layers[-1].named_modules()
+              if isinstance(module, (nn.Linear, nn.QuantizedLinear))]
+    keys = []
+    for name in names:
+        found = [key for key in inside if key == name or key.rsplit(".", 1)[-1] == name]
+        if not found:
+            short = sorted({key.rsplit(".", 1)[-1] for key in inside})
+            raise BadInput(f"--target-modules: no linear layer named {name!r}",
+                           f"this model's are: {', '.join(short)}")
+        keys += [key for key in found if key not in keys]
+    return keys
 
 
 def lora_parameters(options: TuneOptions) -> dict:
