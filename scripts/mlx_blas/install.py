@@ -13,7 +13,8 @@ reinstalling or upgrading mlx keeps working, with or without this:
     <site-packages>/_edgeai_mlx_blas.py, .pth      the hook, and the line that imports it at start
 Without mlx-cpu (an Apple or a CUDA build), scipy-openblas32 or a C compiler, or when the check
 after building fails, it removes those files and says why: mlx then runs as shipped. Re-running
-it rebuilds the same files. `EDGEAI_MLX_BLAS=0` turns it off for one process.
+it rebuilds the same files. `EDGEAI_MLX_BLAS=0` turns it off for one process; OpenBLAS runs one
+thread unless `EDGEAI_MLX_BLAS_THREADS=N` (shim.c has the measurement behind that default).
 
     .venv/bin/python scripts/mlx_blas/install.py [--remove]     (scripts/setup runs it)
 """
