@@ -241,11 +241,14 @@ def trained_modules(shape: Shape, options: TuneOptions) -> dict[str, tuple[int, 
     return {k: v for k, v in linears.items() if k in wanted or k.split(".")[-1] in wanted}
 
 
-def estimate(shape: Shape, options: TuneOptions) -> MemoryPlan:
-    """The peak memory of one training step at `options`' batch and sequence length."""
+def estimate(shape: Shape, options: TuneOptions, *, dense: bool = False) -> MemoryPlan:
+    """The peak memory of one training step at `options`' batch and sequence length. `dense`:
+    a QLoRA base held dense in float32 (on a CPU, see train.dense_on_this_device)."""
     layers = min(options.lora_layers, shape.layers)
     norm_params = (2 * layers + 1) * shape.hidden
-    if options.method == "qlora":  # 4 bits + a 16-bit scale and bias per 32; the head in 6
+    if options.method == "qlora" and dense:
+        weights = (shape.layers * shape.block_params() + shape.embedding_params()) * 4
+    elif options.method == "qlora":  # 4 bits + a 16-bit scale and bias per 32; the head in 6
         weights = shape.layers * shape.block_params() * 5 / 8 + shape.embedding_params() * 7 / 8
     else:
         weights = (shape.layers * shape.block_params() + shape.embedding_params()) * shape.dtype_bytes

@@ -137,7 +137,7 @@ def finetune(options: TuneOptions, settings, *, resume: bool = False, force: boo
     shape = Shape.from_config(Path(located.hf_path or located.mlx_path) / "config.json")
     clamp_to(options, depth=shape.layers, context=shape.context, train=len(dataset.train),
              valid=len(dataset.valid))
-    plan = estimate(shape, options)
+    plan = estimate(shape, options, dense=held_dense(options.method))
     have, where = available_mb()
     refuse_if_too_big(plan, options, have, where)
     if dataset.truncated:
@@ -197,6 +197,14 @@ def build(base: Base, options: TuneOptions):
         model, _ = load(base.mlx_path)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise BadInput(f"MLX cannot load {base.source}: {str(exc).splitlines()[0]}") from None
+    if base.quantized and held_dense(options.method):
+        # MLX's quantized matmuls on a CPU run ~4.5x slower per step than the same weights held
+        # dense on a BLAS (bench/finetune_step.py; runtime/mlx.py does the same for inference):
+        # train against the 4-bit values, held dense in float32 (the BLAS shim's sgemm)
+        from mlx_lm.utils import dequantize_model
+
+        model = dequantize_model(model)
+        model.set_dtype(mx.float32)
     mx.random.seed(options.seed)  # the LoRA matrices' initialisation
     model.freeze()
     if options.method == "full":
@@ -223,6 +231,15 @@ def save_adapter(model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.safetensors")
     mx.save_safetensors(str(tmp), dict(tree_flatten(model.trainable_parameters())))
     os.replace(tmp, path)
+
+
+def held_dense(method: str) -> bool:
+    """Whether QLoRA's 4-bit base is held dense for training: on a CPU (no Metal, no CUDA)."""
+    if method != "qlora":
+        return False
+    from edgeai.runtime.mlx import on_cpu
+
+    return on_cpu()
 
 
 def module_keys(model, names: list[str]) -> list[str]:
