@@ -3,9 +3,10 @@
 Both sides train the same MLX base on the same data with the same LoRA layers, rank, scale,
 dropout, learning-rate schedule and seed, at batch 1 with every record longer than the
 sequence limit (so both truncate to exactly `--seq` tokens), for `--steps` steps each,
-interleaved in one run (edgeai, raw, edgeai, raw ...: drift on this noisy machine hits both
-alike). The edgeai side is the real command, `edgeai finetune BASE --data D -o OUT --iters N
---batch-size 1 --max-seq-len S --method M --config C`, read back from OUT/train_log.jsonl. The
+interleaved in one run, ABBA (edgeai, raw, raw, edgeai, ...: drift on this noisy machine hits
+both alike, and a steady drift cancels). The edgeai side is the real command, `edgeai finetune
+BASE --data D -o OUT --iters N --batch-size 1 --max-seq-len S --method M --config C`, read
+back from OUT/train_log.jsonl. The
 raw side is `python -m mlx_lm lora --model <the MLX folder edgeai trained on> --train ...` with
 an mlx-lm YAML config of the same values. Its printed table rounds tokens/s to an integer and
 leaves out memory, so the child registers one more `--report-to` callback (mlx-lm's own hook,
@@ -166,17 +167,28 @@ def compare(base: str, *, method: str = "qlora", steps: int = 10, seq: int = 256
     data = write_dataset(work / "data")
     config = edgeai_config(work / "edgeai.yaml")
     samples: dict[str, list[dict]] = {"edgeai": [], "raw": []}
-    raw_yaml = None
+    first = run_edgeai(base, data, work / "edgeai-1", config, method=method, steps=steps, seq=seq)
+    # the base edgeai trained on (QLoRA's 4-bit one) and its LoRA depth (clamped to the model)
+    layers = int(first["hyper"].get("lora_layers", HYPER["lora_layers"]))
+    raw_yaml = raw_config(work / "raw.yaml", method=method, steps=steps, layers=layers)
+    def ours(i: int) -> dict:
+        return first if i == 0 else run_edgeai(base, data, work / f"edgeai-{i + 1}", config, method=method,
+                                               steps=steps, seq=seq)
+
+    def theirs(i: int) -> dict:
+        return run_raw(first["mlx_path"], data, work / f"raw-{i + 1}", raw_yaml, steps=steps, seq=seq)
+
     for i in range(repeats):
-        ours = run_edgeai(base, data, work / f"edgeai-{i + 1}", config, method=method, steps=steps, seq=seq)
-        samples["edgeai"].append(ours)
-        if raw_yaml is None:  # the LoRA depth edgeai resolved (clamped to the model), for both
-            layers = int(ours["hyper"].get("lora_layers", HYPER["lora_layers"]))
-            raw_yaml = raw_config(work / "raw.yaml", method=method, steps=steps, layers=layers)
-        theirs = run_raw(ours["mlx_path"], data, work / f"raw-{i + 1}", raw_yaml, steps=steps, seq=seq)
-        samples["raw"].append(theirs)
-        say(f"[{i + 1}/{repeats}] edgeai {_median(ours, skip):.3f} s/step, "
-            f"raw {_median(theirs, skip):.3f} s/step")
+        if i % 2 == 0:  # ABBA (edgeai, raw, raw, edgeai, ...): a steady drift in the load cancels out
+            edge = ours(i)
+            raw = theirs(i)
+        else:
+            raw = theirs(i)
+            edge = ours(i)
+        samples["edgeai"].append(edge)
+        samples["raw"].append(raw)
+        say(f"[{i + 1}/{repeats}] edgeai {_median(edge, skip):.3f} s/step, "
+            f"raw {_median(raw, skip):.3f} s/step")
     medians = {side: summarize(runs, skip) for side, runs in samples.items()}
     settings = {"base": base, "mlx_path": samples["edgeai"][0]["mlx_path"], "method": method, "steps": steps,
                 "seq": seq, "batch_size": 1, "repeats": repeats, "skip": skip,
