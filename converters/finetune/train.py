@@ -21,7 +21,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgeai.converters.finetune import checkpoint
@@ -137,7 +137,8 @@ def finetune(options: TuneOptions, settings, *, resume: bool = False, force: boo
     shape = Shape.from_config(Path(located.hf_path or located.mlx_path) / "config.json")
     clamp_to(options, depth=shape.layers, context=shape.context, train=len(dataset.train),
              valid=len(dataset.valid))
-    plan = estimate(shape, options, dense=held_dense(options.method))
+    longest = min(options.max_seq_len, dataset.longest)  # batches are padded to their longest record
+    plan = estimate(shape, replace(options, max_seq_len=longest), dense=held_dense(options.method))
     have, where = available_mb()
     refuse_if_too_big(plan, options, have, where)
     if dataset.truncated:
@@ -205,6 +206,8 @@ def build(base: Base, options: TuneOptions):
 
         model = dequantize_model(model)
         model.set_dtype(mx.float32)
+    mx.eval(model.parameters())
+    mx.reset_peak_memory()  # the peak a run reports is training's, not the load's transient copies
     mx.random.seed(options.seed)  # the LoRA matrices' initialisation
     model.freeze()
     if options.method == "full":
