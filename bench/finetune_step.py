@@ -12,6 +12,10 @@ an mlx-lm YAML config of the same values. Its printed table rounds tokens/s to a
 leaves out memory, so the child registers one more `--report-to` callback (mlx-lm's own hook,
 the one wandb uses) that writes the trainer's exact per-step figures; nothing else changes.
 
+On a CPU, edgeai's QLoRA holds the 4-bit base's values dense in float32 (converters/finetune/
+train.py) where `mlx_lm lora` runs mlx's quantized kernels, so a `qlora` ratio there compares
+those two choices; `--method lora` compares the same computation, i.e. edgeai's own overhead.
+
 Both sides time a step the same way, because both are mlx-lm's `train()`: from before the
 compiled step to after its `mx.eval`, evaluation and checkpoints outside. Per side: the median
 step time and tokens/s over steps `--skip`+1.. of every run (steps 1-2 compile and warm up),
