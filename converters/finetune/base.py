@@ -91,3 +91,15 @@ def _stamped(base: Base) -> Base:
         return Base(**{**base.to_json(), "sha256": sha256_file(weights[0])})
     joined = "".join(f"{p.name}:{sha256_file(p)}\n" for p in weights)  # a sharded base: the shards' hashes
     return Base(**{**base.to_json(), "sha256": hashlib.sha256(joined.encode()).hexdigest()})
+
+
+def dense_float32(model):
+    """A quantized MLX model made dense in float32, for a CPU: MLX's quantized CPU matmuls crawl
+    (~4.5x slower per training step than these weights on the BLAS; runtime/mlx.py makes the same
+    trade for inference), and float32 is the precision the BLAS shim accelerates (sgemm)."""
+    import mlx.core as mx
+    from mlx_lm.utils import dequantize_model
+
+    model = dequantize_model(model)
+    model.set_dtype(mx.float32)
+    return model

@@ -92,9 +92,9 @@ def _load(base: Path):
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise BadInput(f"mlx-lm could not load the base {base}: {first}") from None
     if on_cpu() and is_quantized(model):
-        from mlx_lm.utils import dequantize_model
+        from edgeai.converters.finetune.base import dense_float32
 
-        model = dequantize_model(model)
+        model = dense_float32(model)
     model.eval()
     return model, tokenizer
 

@@ -198,14 +198,10 @@ def build(base: Base, options: TuneOptions):
         model, _ = load(base.mlx_path)
     except (ValueError, KeyError, FileNotFoundError) as exc:
         raise BadInput(f"MLX cannot load {base.source}: {str(exc).splitlines()[0]}") from None
-    if base.quantized and held_dense(options.method):
-        # MLX's quantized matmuls on a CPU run ~4.5x slower per step than the same weights held
-        # dense on a BLAS (bench/finetune_step.py; runtime/mlx.py does the same for inference):
-        # train against the 4-bit values, held dense in float32 (the BLAS shim's sgemm)
-        from mlx_lm.utils import dequantize_model
+    if base.quantized and held_dense(options.method):  # trained against the 4-bit values
+        from edgeai.converters.finetune.base import dense_float32
 
-        model = dequantize_model(model)
-        model.set_dtype(mx.float32)
+        model = dense_float32(model)
     mx.eval(model.parameters())
     mx.reset_peak_memory()  # the peak a run reports is training's, not the load's transient copies
     mx.random.seed(options.seed)  # the LoRA matrices' initialisation
