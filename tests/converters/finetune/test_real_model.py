@@ -26,8 +26,12 @@ def test_a_plan_that_cannot_fit_is_refused_before_anything_loads(default_gguf, t
 
     monkeypatch.setattr(base, "prepare", lambda *a: pytest.fail("the 4-bit base was made"))
     monkeypatch.setattr(train, "build", lambda *a: pytest.fail("the model was loaded"))
-    options = TuneOptions(base=str(default_gguf), data=str(FACTS), out=str(tmp_path / "out"), method="full",
-                          batch_size=16, max_seq_len=32768, lora_layers=24)
+    from edgeai.bench.texts import PASSAGES
+
+    book = tmp_path / "book.jsonl"  # four long documents: a 32k-token window of a 151k-word vocabulary
+    book.write_text("".join(json.dumps({"text": " ".join(PASSAGES) * 120}) + "\n" for _ in range(4)))
+    options = TuneOptions(base=str(default_gguf), data=str(book), out=str(tmp_path / "out"), method="full",
+                          batch_size=2, max_seq_len=32768, lora_layers=24)
     with pytest.raises(BadInput, match=r"this plan needs about [\d,]+ MB at its peak") as refused:
         train.finetune(options, Settings(home=tmp_path / "home"))
     assert "--batch-size 1" in refused.value.message and "--grad-checkpoint" in refused.value.message

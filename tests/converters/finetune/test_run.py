@@ -94,10 +94,13 @@ def test_kill_9_then_resume_logs_the_uninterrupted_losses(uninterrupted, tiny_pr
     result = edgeai("finetune", tiny_pretrained, "--data", FACTS, "-o", out, *SHORT, "--resume",
                     home=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "resuming at step 4" in result.stderr  # the checkpoint before the kill (saved every 2)
+    import re
+
+    resumed = int(re.search(r"resuming at step (\d+)", result.stderr).group(1))
+    assert resumed in (4, 6), result.stderr  # the last checkpoint before the kill (saved every 2)
     want, got = losses(log_of(uninterrupted)), losses(log_of(out))
     assert got.keys() == want.keys()
-    after = {key: (got[key], want[key]) for key in want if key[0] > 4}
+    after = {key: (got[key], want[key]) for key in want if key[0] > resumed}
     assert after and all(abs(a - b) <= 1e-4 for a, b in after.values()), after
 
 
@@ -174,9 +177,9 @@ def test_a_plan_that_cannot_fit_is_refused_before_loading(tiny_pretrained, tmp_p
     from edgeai.converters.finetune.plan import TuneOptions
     from edgeai.errors import BadInput
 
-    monkeypatch.setattr(plan, "available_mb", lambda: (500.0, "available RAM"))
+    monkeypatch.setattr(plan, "available_mb", lambda: (450.0, "available RAM"))
     monkeypatch.setattr(train, "build", lambda *a: pytest.fail("the model was loaded"))
     options = TuneOptions(base=str(tiny_pretrained), data=str(FACTS), out=str(tmp_path / "out"), batch_size=4)
-    with pytest.raises(BadInput, match=r"needs about [\d,]+ MB at its peak and 50 MB is usable"):
+    with pytest.raises(BadInput, match=r"needs about [\d,]+ MB at its peak and 5 MB is usable"):
         train.finetune(options, Settings(home=tmp_path))
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
