@@ -97,7 +97,7 @@ def test_kill_9_then_resume_logs_the_uninterrupted_losses(uninterrupted, tiny_pr
     import re
 
     resumed = int(re.search(r"resuming at step (\d+)", result.stderr).group(1))
-    assert resumed in (4, 6), result.stderr  # the last checkpoint before the kill (saved every 2)
+    assert resumed in (2, 4, 6), result.stderr  # the last checkpoint before the kill (saved every 2)
     want, got = losses(log_of(uninterrupted)), losses(log_of(out))
     assert got.keys() == want.keys()
     after = {key: (got[key], want[key]) for key in want if key[0] > resumed}
