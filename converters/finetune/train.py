@@ -21,7 +21,7 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgeai.converters.finetune import checkpoint
@@ -69,7 +69,6 @@ class Run:
     valid_batch: int
     log: io.TextIOBase | None = None
     stop: bool = False
-    last: dict = field(default_factory=dict)
 
 
 def partial_of(out: Path) -> Path:
@@ -341,7 +340,6 @@ def validation_loss(model, run: Run) -> float:
 def _log(run: Run, record: dict, reporter: Reporter) -> None:
     run.log.write(json.dumps(record) + "\n")
     run.log.flush()
-    run.last.update(record)
     if "val_loss" in record:
         reporter.evaluated(record)
 

@@ -145,15 +145,18 @@ def summary(folder: Path) -> str:
 
     manifest = json.loads((folder / "manifest.json").read_text())
     first, last = manifest.get("first_val_loss"), manifest.get("final_val_loss")
-    drop = (f"; valid loss {first:.3f} → {last:.3f} ({(first - last) / first:+.0%})".replace("+", "−")
+    drop = (f"; valid loss {first:.3f} → {last:.3f} ({(last - first) / first:+.0%})".replace("-", "−")
             if first and last is not None else "")
     peak = manifest.get("peak_memory_mb")
+    memory = (f"; peak memory {peak:,.0f} MB (planned {manifest['plan']['peak_memory_mb']:,.0f})"
+              if peak else "")
     return (f"{manifest['method']} · {manifest['steps']} steps in {manifest['seconds']:.0f} s → {folder}\n"
-            f"  train loss {manifest['final_loss']:.3f}{drop}; peak memory "
-            f"{peak:,.0f} MB (planned {manifest['plan']['peak_memory_mb']:,.0f})" if peak else "")
+            f"  train loss {manifest['final_loss']:.3f}{drop}{memory}")
 
 
 def _export(folder: Path, targets, settings) -> None:
+    import json
+
     from rich.console import Console
     from rich.progress import Progress
 
@@ -164,8 +167,6 @@ def _export(folder: Path, targets, settings) -> None:
     with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         progress = RichProgress(bar) if console.is_terminal else LineProgress()
         made = export_run(folder, targets, progress=progress, settings=settings)
-    import json
-
     for export_folder, manifest in made:
         report_file = Path(export_folder) / "report.json"
         report = json.loads(report_file.read_text()) if report_file.is_file() else None
