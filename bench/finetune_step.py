@@ -15,6 +15,9 @@ the one wandb uses) that writes the trainer's exact per-step figures; nothing el
 On a CPU, edgeai's QLoRA holds the 4-bit base's values dense in float32 (converters/finetune/
 train.py) where `mlx_lm lora` runs mlx's quantized kernels, so a `qlora` ratio there compares
 those two choices; `--method lora` compares the same computation, i.e. edgeai's own overhead.
+mlx's CPU quantized kernels in float16 (the 4-bit base's scales and activations) do not finish
+one step of a 0.5B model in half an hour; `--float32-base` trains both sides on a copy of that
+4-bit base with its floating tensors in float32 (same quantized weights, float32 kernels).
 
 Both sides time a step the same way, because both are mlx-lm's `train()`: from before the
 compiled step to after its `mx.eval`, evaluation and checkpoints outside. Per side: the median
@@ -22,7 +25,7 @@ step time and tokens/s over steps `--skip`+1.. of every run (steps 1-2 compile a
 the peak of `mx.get_peak_memory()`; and the ratio edgeai ÷ raw of the median step times.
 
     python -m edgeai.bench.finetune_step BASE [--method qlora] [--steps 10] [--seq 256]
-        [--repeats 1] [--skip 2] [--work DIR] [--json OUT]
+        [--repeats 1] [--skip 2] [--float32-base] [--work DIR] [--json OUT]
 """
 
 from __future__ import annotations
@@ -150,6 +153,35 @@ def child_raw(log: Path, lora_argv: list[str]) -> None:
     sink.close()
 
 
+def float32_base(base: str, dest: Path) -> str:
+    """The 4-bit MLX base edgeai's QLoRA trains on (made through the same cached path), copied
+    to `dest` with every floating tensor in float32; the packed 4-bit weights are unchanged."""
+    import shutil
+
+    import mlx.core as mx
+
+    from edgeai.config import load_settings
+    from edgeai.converters.finetune.base import locate, prepare
+    from edgeai.converters.progress import Progress
+
+    settings = load_settings()
+    located, _ = locate(base, settings)
+    source = Path(prepare(located, "qlora", settings, Progress()).mlx_path)
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.suffix == ".safetensors":
+            weights = mx.load(str(path))
+            mx.save_safetensors(str(dest / path.name), {
+                k: v.astype(mx.float32) if mx.issubdtype(v.dtype, mx.floating) else v
+                for k, v in weights.items()})
+        elif path.name == "config.json":
+            config = json.loads(path.read_text(encoding="utf-8"))
+            (dest / path.name).write_text(json.dumps({**config, "torch_dtype": "float32"}, indent=2))
+        elif path.is_file():
+            shutil.copy2(path, dest / path.name)
+    return str(dest)
+
+
 def counted(steps: list[dict], skip: int) -> list[dict]:
     """The steps after the first `skip` (all of them in a run too short to skip any)."""
     return [s for s in steps if s["step"] > skip] or steps
@@ -166,8 +198,11 @@ def summarize(runs: list[dict], skip: int) -> dict:
 
 
 def compare(base: str, *, method: str = "qlora", steps: int = 10, seq: int = 256, repeats: int = 1,
-            skip: int = 2, work: Path, say=lambda line: None) -> dict:
+            skip: int = 2, work: Path, float32: bool = False, say=lambda line: None) -> dict:
     """Run both sides `repeats` times, interleaved, and return the settings, samples and medians."""
+    if float32:
+        base = float32_base(base, work / "base-float32")
+        say(f"float32 copy of the 4-bit base: {base}")
     data = write_dataset(work / "data")
     config = edgeai_config(work / "edgeai.yaml")
     samples: dict[str, list[dict]] = {"edgeai": [], "raw": []}
@@ -194,8 +229,9 @@ def compare(base: str, *, method: str = "qlora", steps: int = 10, seq: int = 256
         say(f"[{i + 1}/{repeats}] edgeai {_median(edge, skip):.3f} s/step, "
             f"raw {_median(raw, skip):.3f} s/step")
     medians = {side: summarize(runs, skip) for side, runs in samples.items()}
-    settings = {"base": base, "mlx_path": samples["edgeai"][0]["mlx_path"], "method": method, "steps": steps,
-                "seq": seq, "batch_size": 1, "repeats": repeats, "skip": skip,
+    settings = {"base": base, "float32_base": float32, "mlx_path": samples["edgeai"][0]["mlx_path"],
+                "method": method, "steps": steps, "seq": seq, "batch_size": 1, "repeats": repeats,
+                "skip": skip,
                 "hyper": {**HYPER, "lora_layers": layers, "schedule": "cosine decay to a tenth, no warm-up"}}
     return {"settings": settings, "medians": medians,
             "ratio": medians["edgeai"]["step_s"] / medians["raw"]["step_s"], "samples": samples}
@@ -215,6 +251,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--repeats", type=int, default=1, help="runs per side, interleaved")
     ap.add_argument("--skip", type=int, default=2,
                     help="leading steps left out of the medians (compile, warm-up)")
+    ap.add_argument("--float32-base", action="store_true",
+                    help="qlora: both sides train on the 4-bit base with float32 scales and activations "
+                         "(mlx's float16 quantized CPU kernels take tens of minutes a step)")
     ap.add_argument("--work", type=Path,
                     help="keep the data, configs and runs here (default: a temporary folder)")
     ap.add_argument("--json", type=Path, help="also write the settings, samples and medians here")
@@ -228,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="finetune-step-") as tmp:
         result = compare(args.base, method=args.method, steps=args.steps, seq=args.seq, repeats=args.repeats,
-                         skip=args.skip, work=args.work or Path(tmp), say=say)
+                         skip=args.skip, work=args.work or Path(tmp), float32=args.float32_base, say=say)
     med = result["medians"]
     for side in ("edgeai", "raw"):
         m = med[side]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,29 @@ def test_finetune_step_runs_both_sides_on_one_config(tmp_path):
     for key in ("rank", "scale", "dropout"):
         assert edgeai_cfg["lora_parameters"][key] == raw_cfg["lora_parameters"][key]
     assert edgeai_cfg["num_layers"] == raw_cfg["num_layers"]
+
+
+def test_float32_base_keeps_the_4bit_weights_and_widens_the_rest(tmp_path, monkeypatch):
+    pytest.importorskip("mlx_lm")
+    pytest.importorskip("transformers")
+    import mlx.core as mx
+    import numpy as np
+    from edgeai_testing.tiny_models import build_tiny_hf
+
+    from edgeai.bench import finetune_step
+
+    monkeypatch.setenv("EDGEAI_HOME", str(tmp_path / "home"))
+    hf = build_tiny_hf(tmp_path / "hf", "llama")
+    copy = Path(finetune_step.float32_base(str(hf), tmp_path / "f32"))
+
+    (made,) = (tmp_path / "home" / "cache" / "finetune-bases").iterdir()  # the base edgeai's QLoRA uses
+    original, widened = mx.load(str(made / "model.safetensors")), mx.load(str(copy / "model.safetensors"))
+    assert original.keys() == widened.keys()
+    assert any(v.dtype == mx.uint32 for v in original.values())  # really quantized
+    for key, value in original.items():
+        if value.dtype == mx.uint32:
+            assert widened[key].dtype == mx.uint32 and np.array_equal(np.array(value), np.array(widened[key]))
+        else:
+            assert widened[key].dtype == mx.float32
+            assert np.allclose(np.array(value.astype(mx.float32)), np.array(widened[key]))
+    assert json.loads((copy / "config.json").read_text())["quantization"]["bits"] == 4
