@@ -16,7 +16,8 @@ EXTRAS = {
     "llamacpp": ("llama_cpp",), "hub": ("huggingface_hub",), "mlx": ("mlx", "mlx_lm"),
     "convert": ("gguf", "transformers", "onnx", "onnxruntime_genai", "coremltools"),
     "rag": ("tokenizers", "safetensors", "pypdf", "docx", "selectolax", "faiss"),
-    "bench": ("numpy", "matplotlib"), "speech": ("faster_whisper",), "vision": ("PIL",),
+    "bench": ("numpy", "matplotlib"), "speech": ("faster_whisper", "whisper"), "tts": ("piper",),
+    "vision": ("PIL", "rapidocr", "cv2"),
 }
 
 
@@ -26,6 +27,23 @@ def extras_status() -> list[tuple[str, bool, str]]:
         missing = [m for m in modules if importlib.util.find_spec(m) is None]
         rows.append((extra, not missing, f"missing {', '.join(missing)}" if missing else ""))
     return rows
+
+
+def mlx_blas_status() -> str | None:
+    """Which BLAS mlx[cpu]'s float32 matmuls use (scripts/mlx_blas); None where that does not apply."""
+    import os
+
+    if platform.system() != "Linux" or importlib.util.find_spec("mlx") is None:
+        return None
+    try:  # the import hook the venv's .pth loads at start-up (stdlib only, cheap)
+        import _edgeai_mlx_blas as hook
+    except ImportError:
+        return "reference BLAS, as mlx[cpu] ships it (scripts/setup installs the OpenBLAS shim: ~40x matmuls)"
+    if not os.path.exists(hook.LIB):
+        return f"reference BLAS (the shim's library is missing: {hook.LIB}; re-run scripts/setup)"
+    if os.environ.get("EDGEAI_MLX_BLAS", "1") == "0":
+        return "reference BLAS (EDGEAI_MLX_BLAS=0)"
+    return f"OpenBLAS through edgeai's shim ({hook.LIB})"
 
 
 def backend_status(name: str, target: str) -> str:
@@ -85,6 +103,9 @@ def doctor(tune: bool, model: str | None) -> None:
     click.echo("backends")
     for name, target in sorted(all_backends().items()):
         click.echo(f"  {name:<10}{backend_status(name, target)}")
+    blas = mlx_blas_status()
+    if blas:
+        click.echo(f"{'mlx blas':<12}{blas}")
     name, quant, fmt = parse_id(settings.model)
     try:
         entry = find_entry(name)

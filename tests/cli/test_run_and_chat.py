@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 JSON_KEYS = {"text", "reasoning", "finish_reason", "prompt_tokens", "completion_tokens", "ttft_s",
              "prompt_tps", "gen_tps", "peak_mem_mb", "model", "backend", "format",
              "draft", "drafted", "accepted"}  # --draft auto (the default) reports drafting
@@ -147,3 +149,15 @@ def test_chat_plain_keeps_a_reply_cut_by_ctrl_c_in_its_history(monkeypatch, caps
     role, partial = kept[1]
     assert role == "assistant" and 0 < len(partial) < len("A long scripted answer that Ctrl-C will cut.")
     assert "A long scripted answer that Ctrl-C will cut.".startswith(partial)
+
+
+def test_doctor_says_which_blas_mlx_uses(monkeypatch):
+    """With the shim installed (scripts/setup on Linux) doctor names it; EDGEAI_MLX_BLAS=0 says so."""
+    pytest.importorskip("mlx")
+    pytest.importorskip("_edgeai_mlx_blas", reason="the OpenBLAS shim is not installed in this venv")
+    from edgeai.cli.doctor import mlx_blas_status
+
+    monkeypatch.delenv("EDGEAI_MLX_BLAS", raising=False)
+    assert mlx_blas_status().startswith("OpenBLAS through edgeai's shim")
+    monkeypatch.setenv("EDGEAI_MLX_BLAS", "0")
+    assert mlx_blas_status() == "reference BLAS (EDGEAI_MLX_BLAS=0)"
