@@ -22,6 +22,7 @@ from edgeai.cli.models import models
 from edgeai.cli.rag import rag
 from edgeai.cli.run import run
 from edgeai.cli.serve import serve
+from edgeai.cli.speak import speak
 from edgeai.errors import EdgeAIError
 
 
@@ -42,6 +43,7 @@ cli.add_command(convert)
 cli.add_command(serve)
 cli.add_command(guard)
 cli.add_command(finetune)
+cli.add_command(speak)
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:
