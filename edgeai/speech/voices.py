@@ -142,6 +142,8 @@ def find_voice(name: str | None) -> VoiceInfo:
             continue
         if bare == voice.name or bare in voice.aliases:
             return voice
+    if not piper_installed() and any(bare in (v.name, *v.aliases) for v in _packaged_piper_voices()):
+        raise MissingExtra(f"piper-tts (the engine of the voice {bare!r})", INSTALL_PIPER)
     raise BadInput(f"unknown voice {name!r}", known_voices_line())
 
 
