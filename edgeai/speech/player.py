@@ -10,9 +10,12 @@ methods (start, write, abort, close), which is how the tests play into a fake so
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from edgeai.errors import BadInput
@@ -26,9 +29,31 @@ class NoSoundOutput(BadInput):
     """No PortAudio library, or no output device: nothing can be played here."""
 
 
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a block: PortAudio's start-up on a machine without a
+    sound card makes ALSA print a screenful of "cannot find card" lines there, which would bury
+    the one line we say. What fails still reaches the user as our exception."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _sounddevice() -> Any:
     try:
-        import sounddevice
+        with _quiet_stderr():
+            import sounddevice
     except OSError as exc:  # sounddevice's wheel needs the system's libportaudio2 on Linux
         raise NoSoundOutput(f"no sound output: {exc} (apt-get install libportaudio2)",
                             NO_OUTPUT_HINT) from exc
@@ -42,7 +67,8 @@ def check_output() -> None:
     """Fail now, before any synthesis, when there is nowhere to play sound."""
     sd = _sounddevice()
     try:
-        device = sd.query_devices(kind="output")
+        with _quiet_stderr():
+            device = sd.query_devices(kind="output")
     except Exception as exc:  # PortAudioError / ValueError: no default output device
         raise NoSoundOutput(f"no sound output device ({exc})", NO_OUTPUT_HINT) from exc
     if not device or device.get("max_output_channels", 0) < 1:
