@@ -21,6 +21,7 @@ from edgeai.cli.guard import guard
 from edgeai.cli.models import models
 from edgeai.cli.rag import rag
 from edgeai.cli.run import run
+from edgeai.cli.see import see
 from edgeai.cli.serve import serve
 from edgeai.cli.speak import speak
 from edgeai.errors import EdgeAIError
@@ -43,6 +44,7 @@ cli.add_command(convert)
 cli.add_command(serve)
 cli.add_command(guard)
 cli.add_command(finetune)
+cli.add_command(see)
 cli.add_command(speak)
 
 
