@@ -38,3 +38,21 @@ def test_a_big_photo_is_searched_shrunk_and_boxed_in_its_own_pixels(astronaut):
     assert len(faces) == 1
     left, top, right, bottom = faces[0].box
     assert 600 < left < 800 and 900 < right < 1180  # 4x the 512 photo's box
+
+
+def test_an_opencv_without_the_haar_cascades_says_which_to_install(monkeypatch):
+    """OpenCV 5 moved CascadeClassifier and its XML files out of opencv-python-headless."""
+    import sys
+    import types
+
+    from edgeai.errors import MissingExtra
+    from edgeai.vision import faces
+
+    opencv5 = types.ModuleType("cv2")
+    opencv5.__version__ = "5.1.0"
+    opencv5.data = types.SimpleNamespace(haarcascades="/nowhere/")
+    monkeypatch.setattr(faces, "_cascade", None)
+    monkeypatch.setitem(sys.modules, "cv2", opencv5)
+    with pytest.raises(MissingExtra, match="Haar") as caught:
+        find_faces(Image.new("RGB", (64, 64)))
+    assert "opencv-python-headless>=4.8,<5" in caught.value.hint

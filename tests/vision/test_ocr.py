@@ -97,3 +97,16 @@ def test_total_accuracy_over_many_receipts(tmp_path, ocr_engine, draw_receipt, f
     seconds.sort()
     print(f"\nOCR totals: {hits}/30; per receipt median {seconds[15]:.2f} s, max {seconds[-1]:.2f} s")
     assert hits >= 28
+
+
+def test_without_rapidocr_the_error_says_what_to_install(monkeypatch):
+    import sys
+
+    from edgeai.errors import MissingExtra
+    from edgeai.vision import ocr
+
+    monkeypatch.setattr(ocr, "_engine", None)
+    monkeypatch.setitem(sys.modules, "rapidocr", None)  # what an environment without it imports
+    with pytest.raises(MissingExtra, match="OCR") as caught:
+        ocr.engine()
+    assert caught.value.hint == "install it with: pip install 'edgeai[vision]'"

@@ -100,10 +100,11 @@ def test_help_imports_no_image_stack(args):
 
 
 @pytest.mark.model
-@pytest.mark.slow  # ~30 s on a loaded 2-core machine: OCR engine start + OCR + model load + answer
+@pytest.mark.slow  # 14-28 s a receipt on a shared 2-core machine: OCR (~3-4 s) + model load + answer
 def test_the_default_model_answers_the_total(cli, receipts, default_gguf):
+    """The receipts with a Subtotal and a Tax line above the TOTAL: the model must pick the total."""
     answers = []
-    for receipt in receipts[:2]:
+    for receipt in [r for r in receipts if r.layout in ("tax", "tilted")]:
         started = time.perf_counter()
         result = cli("see", str(receipt.path), "what is the total?", "--json")
         assert result.returncode == 0, result.stderr.decode()
