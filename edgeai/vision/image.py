@@ -4,9 +4,10 @@ Boundary: one file in, an `OpenedImage` out (an RGB Pillow image, EXIF orientati
 most `MAX_PIXELS`, and its `ImageFacts`), or a one-line `BadInput`. Nothing here runs a model.
 
 The cap: no analysis sees more than `MAX_PIXELS`. A JPEG over it is shrunk while decoding
-(libjpeg's DCT scaling through Pillow's `draft`: 1/2, 1/4 or 1/8, so a 200 MP photo never
-exists in memory at full size); any other format is decoded whole and then downscaled, which is
-allowed up to `MAX_DECODE_PIXELS` and refused above it with the cap named. Pillow's own
+(libjpeg's DCT scaling through Pillow's `draft`: the largest of 1/2, 1/4 or 1/8 that fits the
+cap, so a 100 MP photo never exists in memory at full size); any other format is decoded whole
+and then downscaled, which is allowed up to `MAX_DECODE_PIXELS` and refused above it with the
+cap named. Pillow's own
 decompression-bomb guard (a warning above 89.5 MP, an error above twice that) sits above our
 limits: its warning is never shown (our check is stricter and follows), its error is a `BadInput`.
 """
@@ -122,9 +123,7 @@ def _decode(source, name: str, max_pixels: int) -> OpenedImage:
     frames = getattr(source, "n_frames", 1)
     orientation = _orientation(source)
     if width * height > max_pixels and fmt in DRAFT_FORMATS:
-        # libjpeg picks the smallest scale (1/8..1) whose result is at least the size asked, i.e.
-        # under 4x its pixels: asking for half the cap keeps the decode under the decode limit
-        source.draft(source.mode, _fit(width, height, max_pixels // 2))
+        source.draft(source.mode, _draft_size(width, height, max_pixels))
     draft = max(1, round(width / source.size[0]))
     if source.size[0] * source.size[1] > decode_limit(max_pixels):
         raise BadInput(f"{name} is {width}x{height} ({_mp(width * height)}): over the {_mp(max_pixels)} cap, "
@@ -143,6 +142,17 @@ def _decode(source, name: str, max_pixels: int) -> OpenedImage:
                        colours=dominant_colours(image), decoded=image.size, orientation=orientation,
                        draft=draft, frames=frames)
     return OpenedImage(image, facts)
+
+
+def _draft_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The size to ask `draft` for: the largest DCT scale (1/2, 1/4, 1/8) whose result is within
+    the cap, so nothing bigger is ever decoded (libjpeg takes the smallest scale whose result is
+    at least the size asked, i.e. exactly this one); past 1/8, the 1/8 result, downscaled after."""
+    for scale in (2, 4, 8):
+        size = (-(-width // scale), -(-height // scale))
+        if size[0] * size[1] <= max_pixels:
+            return size
+    return size
 
 
 def decode_limit(max_pixels: int) -> int:
