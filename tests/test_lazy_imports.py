@@ -5,8 +5,10 @@ import sys
 
 import pytest
 
-HEAVY = ("llama_cpp", "torch", "mlx", "onnxruntime", "transformers", "coremltools", "faster_whisper",
-         "numpy", "huggingface_hub")
+HEAVY = ("llama_cpp", "torch", "mlx", "onnxruntime", "transformers", "coremltools", "numpy",
+         "huggingface_hub",
+         # speech and vision (#15): engines, decoders, devices and image stacks
+         "faster_whisper", "ctranslate2", "whisper", "av", "sounddevice", "piper", "PIL", "cv2", "rapidocr")
 
 PROBE = """
 import sys
@@ -27,7 +29,8 @@ def test_the_chat_app_module_is_light_too():
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["models", "list"]])
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["models", "list"], ["transcribe", "--help"],
+                                  ["speak", "--help"], ["see", "--help"]])
 def test_no_heavy_imports(args):
     result = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)],
                             capture_output=True, text=True, timeout=60)
