@@ -23,7 +23,7 @@ from edgeai.fileio import atomic_write
 
 SCHEMA_VERSION = 1
 KIND = "edgeai-bench-result"
-SUITES = ("llm", "embed", "rag", "stt", "serve", "guard")
+SUITES = ("llm", "embed", "rag", "stt", "tts", "serve", "guard")
 SOURCE_TOOLS = ("edgeai", "llama-bench", "mlx_lm.benchmark", "published")
 # llama-bench's names (pp512, tg128, pp512+tg128) plus ours: time to first token, load time
 LLM_TEST = re.compile(r"^(?:pp(?P<pp>[1-9]\d*)(?:\+tg(?P<pgtg>[1-9]\d*))?|tg(?P<tg>[1-9]\d*)|ttft|load)$")

@@ -1,6 +1,6 @@
-"""`edgeai bench`: run a suite (`llm`, `embed`, `rag`), compare results across machines, and move
-results in and out of the community's formats (llama-bench, mlx_lm.benchmark). The suites live in
-bench/."""
+"""`edgeai bench`: run a suite (`llm`, `embed`, `rag`, `stt`, `tts`, ...), compare results across
+machines, and move results in and out of the community's formats (llama-bench, mlx_lm.benchmark).
+The suites live in bench/."""
 
 from __future__ import annotations
 
@@ -201,6 +201,76 @@ def rag_(sizes, queries, output) -> None:
     rows = [measure_size(n, queries, minilm) for n in counts]
     click.echo(table(rows))  # p50 (p95), ANN recall@10, the faiss-flat ratio, new-process cost
     save_result(as_result(rows, queries), path)
+    click.echo(f"saved: {path}")
+
+
+def _names(value: str, option: str) -> list[str]:
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    if not names:
+        raise click.BadParameter("name at least one", param_hint=option)
+    return names
+
+
+@bench.command(name="stt")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--engines", default="faster-whisper,openai-whisper", show_default=True, metavar="NAME,NAME",
+              help="Speech engines to run on the same clips.")
+@click.option("--models", default="whisper-base,whisper-tiny.en", show_default=True, metavar="ID,ID",
+              help="Whisper models (catalog ids or CTranslate2 folders).")
+@click.option("--beam", default="1,5", show_default=True, metavar="N,N",
+              help="Beam size(s); 1 is greedy, 5 is the default of `edgeai transcribe`.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timed runs per clip.")
+@click.option("--sentences", default="all", show_default=True, metavar="all|none|N,N",
+              help="Which of the 12 evaluation sentences to synthesize (1-based numbers).")
+@click.option("--threads", "-t", type=int, help="CPU threads (default: all cores).")
+@click.option("--no-direct", is_flag=True,
+              help="Skip faster-whisper called directly (the overhead reference).")
+@click.option("--json", "-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Result JSON (default: <data dir>/bench/stt-<time>.json).")
+def stt_(files, engines, models, beam, repeats, sentences, threads, no_direct, output) -> None:
+    """Speech to text: RTF and WER per engine, model and beam on clips piper speaks from the
+    evaluation set (plus FILES, scored against a sibling .txt), edgeai vs faster-whisper called
+    directly, and openai-whisper vs faster-whisper per sentence."""
+    from edgeai.bench.schema import save_result
+    from edgeai.bench.stt import parse_sentences, report, run_stt
+    from edgeai.errors import BadInput
+
+    try:
+        beams = [int(b) for b in _names(beam, "--beam")]
+    except ValueError:
+        raise BadInput(f"--beam takes numbers separated by commas, not {beam!r}") from None
+    picked = parse_sentences(sentences)
+    settings = settings_from({"threads": threads})
+    path = result_path(output, "stt")
+
+    def work(start, tick) -> dict:
+        return run_stt(settings, list(files), sentences=picked, engines=_names(engines, "--engines"),
+                       models=_names(models, "--models"), beams=beams, repeats=repeats, threads=threads,
+                       direct=not no_direct, on_start=start, on_tick=tick)
+
+    result = with_progress(work)
+    click.echo(report(result))
+    save_result(result, path)
+    click.echo(f"saved: {path}")
+
+
+@bench.command(name="tts")
+@click.option("--voices", default=None, metavar="NAME,NAME", help="Voices (default: the default voice, joe).")
+@click.option("--text", default=None, help="The reply to speak (default: a public-domain passage).")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timed runs per way per voice.")
+@click.option("--json", "-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Result JSON (default: <data dir>/bench/tts-<time>.json).")
+def tts_(voices, text, repeats, output) -> None:
+    """Text to speech: time to first audio (a streamed reply vs the whole text) and RTF per voice."""
+    from edgeai.bench.schema import save_result
+    from edgeai.bench.tts import report, run_tts
+
+    names: list[str | None] = list(_names(voices, "--voices")) if voices is not None else [None]
+    path = result_path(output, "tts")
+    result = with_progress(lambda start, tick: run_tts(names, text=text, repeats=repeats,
+                                                       on_start=start, on_tick=tick))
+    click.echo(report(result))
+    save_result(result, path)
     click.echo(f"saved: {path}")
 
 
