@@ -7,8 +7,11 @@ save; on the next open such replies are marked `interrupted` and kept — by a p
 other one holding chat.db open (a lock file), so a second window never relabels a live reply;
 `data_version` and `others_open` let a window see another one's writes. A file that is not a
 SQLite database, or is somebody else's database, raises `ChatDBError` and is left untouched;
-`backup_and_recreate` moves it aside and starts a fresh one. `ChatDB.in_memory()` is the same
-store kept in memory only: `edgeai chat --plain` runs the app's turn on it without persisting.
+`backup_and_recreate` moves it aside and starts a fresh one. A message's attachments (an image sent
+with it) are records in its own row naming a content-addressed copy under the data dir
+(`edgeai.chat.attachments` makes the copies); they are read back with the copy's absolute path.
+`ChatDB.in_memory()` is the same store kept in memory only: `edgeai chat --plain` runs the app's
+turn on it without persisting.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -72,6 +75,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         INSERT INTO meta(key, value) VALUES ('uid', lower(hex(randomblob(16))));
     """),
+    # what a message carried besides its text (#15): a JSON list of attachment records, each
+    # naming its content-addressed copy under the data dir (`attachments/<sha256>.<ext>`), so an
+    # image survives a restart, an export and a regenerate however the original file moves
+    ("m004_attachments", """
+        ALTER TABLE messages ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]';
+    """),
 ]
 
 
@@ -99,6 +108,14 @@ class StoredMessage:
     stats: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0
     rag: dict[str, Any] = field(default_factory=dict)  # {"strategy", "label", "sources": [...]}
+    # {"kind": "image", "name", "file" (relative to the data dir), "sha256", "bytes", "width",
+    # "height"} as stored, plus "path": the copy's absolute path, resolved when read
+    attachments: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def images(self) -> tuple[Path, ...]:
+        """The stored copies of the images sent with this message, in order."""
+        return tuple(Path(a["path"]) for a in self.attachments if a.get("kind") == "image")
 
 
 def _conversation(row: sqlite3.Row) -> Conversation:
@@ -106,16 +123,31 @@ def _conversation(row: sqlite3.Row) -> Conversation:
                         row["model"], row["backend"], json.loads(row["params"]), json.loads(row["rag"]))
 
 
-def _message(row: sqlite3.Row) -> StoredMessage:
+def _message(row: sqlite3.Row, base: Path) -> StoredMessage:
     return StoredMessage(row["id"], row["conversation_id"], row["role"], row["content"],
                          row["reasoning"], row["status"], json.loads(row["stats"]), row["created"],
-                         json.loads(row["rag"]))
+                         json.loads(row["rag"]), _resolved(json.loads(row["attachments"]), base))
+
+
+def _resolved(records: list[dict[str, Any]], base: Path) -> tuple[dict[str, Any], ...]:
+    return tuple({**r, "path": str(base / r["file"])} for r in records)
+
+
+def _stored(records: Sequence[Mapping[str, Any]]) -> str:
+    """Attachment records as kept: the resolved "path" is never written (the data dir may move)."""
+    for record in records:
+        if "file" not in record:
+            raise ValueError(f"an attachment record needs its stored file: {dict(record)}")
+    return json.dumps([{k: v for k, v in r.items() if k != "path"} for r in records])
 
 
 class ChatDB:
     def __init__(self, path: Path | str, clock: Callable[[], float] = time.time):
         self.persistent = str(path) != MEMORY
         self.path = Path(path)
+        # what attachment records' relative "file" names are under: the data dir chat.db is in
+        # (an in-memory chat.db is given absolute ones, which a join leaves as they are)
+        self.base = self.path.parent if self.persistent else Path("/")
         self.clock = clock
         self._lock = threading.Lock()
         self._presence: IO[str] | None = None  # our slot in <chat.db>.open/, locked while open
@@ -320,19 +352,22 @@ class ChatDB:
     def messages(self, conversation_id: int) -> list[StoredMessage]:
         rows = self._read("SELECT * FROM messages WHERE conversation_id=? ORDER BY id",
                           (conversation_id,))
-        return [_message(r) for r in rows]
+        return [_message(r, self.base) for r in rows]
 
     def add_message(self, conversation_id: int, role: str, content: str, status: str = "done",
-                    reasoning: str = "", stats: dict[str, Any] | None = None) -> StoredMessage:
-        """Insert a message; return it as written (built here: the row is not read back)."""
+                    reasoning: str = "", stats: dict[str, Any] | None = None,
+                    attachments: Sequence[Mapping[str, Any]] = ()) -> StoredMessage:
+        """Insert a message (with its attachment records, in the same row: both or neither);
+        return it as written (built here: the row is not read back)."""
         created = self.clock()
+        kept = _stored(attachments)
         cursor = self._write(
-            "INSERT INTO messages(conversation_id, role, content, reasoning, status, stats, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (conversation_id, role, content, reasoning, status, json.dumps(stats or {}), created))
+            "INSERT INTO messages(conversation_id, role, content, reasoning, status, stats, created, "
+            "attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (conversation_id, role, content, reasoning, status, json.dumps(stats or {}), created, kept))
         self._touch(conversation_id)
         return StoredMessage(cursor.lastrowid, conversation_id, role, content, reasoning, status,
-                             dict(stats or {}), created)
+                             dict(stats or {}), created, {}, _resolved(json.loads(kept), self.base))
 
     def add_messages(self, conversation_id: int, rows: list[tuple[str, str, dict[str, Any]]]) -> None:
         """Several (role, content, stats) messages in one transaction: all of them or none."""
@@ -349,7 +384,7 @@ class ChatDB:
         rows = self._read("SELECT * FROM messages WHERE id=?", (message_id,))
         if not rows:
             raise EdgeAIError(f"message {message_id} does not exist")
-        return _message(rows[0])
+        return _message(rows[0], self.base)
 
     def start_reply(self, conversation_id: int, stats: dict[str, Any] | None = None) -> StoredMessage:
         """The assistant's row, empty and `streaming` until `finish_reply`. `stats` known at the
@@ -370,6 +405,12 @@ class ChatDB:
     def save_rag(self, message_id: int, rag: dict[str, Any]) -> None:
         """A reply's retrieval record (strategy, sources): kept with it, shown after a restart."""
         self._write("UPDATE messages SET rag=? WHERE id=?", (json.dumps(rag), message_id))
+
+    def attachment_files(self) -> set[str]:
+        """Every stored file any message still names (relative to the data dir): what
+        `edgeai.chat.attachments.prune` keeps."""
+        rows = self._read("SELECT attachments FROM messages WHERE attachments != '[]'")
+        return {r["file"] for row in rows for r in json.loads(row["attachments"])}
 
     def delete_from(self, message_id: int) -> None:
         """Delete a message and every later one in its conversation (regenerate, edit-resend)."""

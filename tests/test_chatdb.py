@@ -188,3 +188,39 @@ def test_data_version_moves_only_when_another_connection_writes(tmp_path):
     assert mine.data_version() != seen
     mine.close()
     theirs.close()
+
+
+def _old_chat_db(path, migrations: int) -> None:
+    """A chat.db as an earlier edgeai left it: only the first `migrations` applied."""
+    from edgeai.chatdb import APPLICATION_ID, MIGRATIONS
+    from edgeai.migrate import apply_migrations
+
+    raw = sqlite3.connect(path, isolation_level=None)
+    apply_migrations(raw, MIGRATIONS[:migrations], APPLICATION_ID)
+    raw.execute("INSERT INTO conversations(title, created, updated) VALUES ('old', 1, 1)")
+    raw.execute("INSERT INTO messages(conversation_id, role, content, created) VALUES (1, 'user', 'hi', 1)")
+    raw.close()
+
+
+def test_attachments_are_kept_with_their_message_and_resolved_under_the_data_dir(tmp_path):
+    """#15: an image record travels in the message's own row; its copy's path is resolved
+    against the folder chat.db is in (so a moved data dir still finds it), never stored."""
+    _old_chat_db(tmp_path / "chat.db", 3)  # before m004: the migration adds the column to old rows
+    db = ChatDB(tmp_path / "chat.db")
+    try:
+        assert db.messages(1)[0].attachments == ()
+        record = {"kind": "image", "name": "receipt.png", "file": "attachments/ab12.png", "sha256": "ab12",
+                  "bytes": 10, "width": 80, "height": 120, "path": "/elsewhere/ignored.png"}
+        written = db.add_message(1, "user", "what is the total?", attachments=[record])
+        read = db.messages(1)[-1]
+        assert read.attachments == written.attachments
+        assert read.attachments[0]["path"] == str(tmp_path / "attachments/ab12.png")
+        assert read.images == (tmp_path / "attachments/ab12.png",)
+        stored = db._read("SELECT attachments FROM messages WHERE id=?", (written.id,))[0][0]
+        assert "path" not in stored and "elsewhere" not in stored
+        assert db.attachment_files() == {"attachments/ab12.png"}
+        with pytest.raises(ValueError):  # a record without its stored copy is a bug, not data
+            db.add_message(1, "user", "x", attachments=[{"kind": "image", "name": "a.png"}])
+        assert len(db.messages(1)) == 2  # and nothing was written
+    finally:
+        db.close()

@@ -23,18 +23,19 @@ def history(messages: Iterable[StoredMessage], system: str | None, skip: int | N
     A failed or empty reply is left out together with the question it answered, and a question
     left without any reply gives way to the next one: two user turns in a row make templates
     such as Gemma's `raise_exception`, and every later message would fail. An interrupted
-    reply is kept as far as it got. `skip` is a reply being written now."""
+    reply is kept as far as it got. `skip` is a reply being written now. Images sent with a
+    message travel as its `images` (the stored copies), for the turn's image routing."""
     turns: list[Message] = []
     for m in messages:
         if m.id == skip or m.role not in ("user", "assistant"):
             continue
-        if m.status == "error" or not m.content.strip():
+        if m.status == "error" or not (m.content.strip() or m.attachments):
             if m.role == "assistant" and turns and turns[-1].role == "user":
                 turns.pop()
             continue
         if turns and turns[-1].role == m.role:
             turns.pop()
-        turns.append(Message(m.role, m.content))
+        turns.append(Message(m.role, m.content, images=m.images))  # stored copies (#15)
     return ([Message("system", system)] if system else []) + turns
 
 
