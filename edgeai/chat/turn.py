@@ -13,6 +13,8 @@ Two phases, because the app must show the reply's row before its worker starts:
     run_turn     (a worker thread in the app; the REPL's own thread)
         prepare:  hooks       the seam for the input guard and for media (they see an `Ask`)
                   rag.retrieve  with the turn's question, before the lock: it does not use the model
+        route_images: images stay for a model that sees, else become a fenced description (OCR,
+                      faces, facts; vision/route.py); the labels ("OCR · 42 words") go with the reply
         -- model lock --
         compose_prompt: rag.compose -> fit_to_context;  save_rag;  backend.stream
             every 0.5 s save_partial; `should_stop` polled between chunks
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -51,6 +53,7 @@ from edgeai.rag.context import Source
 from edgeai.runtime.base import chunk_stats, final_chunk
 from edgeai.runtime.loaded import LoadedModel
 from edgeai.types import Chunk, GenParams, Message
+from edgeai.vision.route import image_part, route_images  # light: the image stack loads on use
 
 SAVE_EVERY_S = 0.5  # a kill -9 loses at most this much of a reply
 PUSH_EVERY_S = 0.03  # batch tokens: one UI update per token would queue behind a fast backend
@@ -66,6 +69,7 @@ class Outcome:
     error: str | None = None
     context_used: int | None = None
     rag: dict[str, Any] | None = None  # strategy and sources, when the reply used documents
+    images: list[str] = field(default_factory=list)  # how each image was used: "VLM", "OCR · 42 words"
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,12 @@ def compose_prompt(messages: list[Message], plan: rag.RagPlan | None, backend: A
     context placed, then the history fitted to the window. Returns (messages, turns dropped)."""
     reserve = reply_reserve(params, n_ctx)
     if plan is not None:
+        # RAG rewrites the last question from the plan; a described image stays in front of it
+        last = messages[-1] if messages and messages[-1].role == "user" else None
+        images = image_part(last.content) if last is not None else None
         messages = rag.compose(plan, messages, backend, n_ctx, reserve)
+        if images:
+            messages[-1] = replace(messages[-1], content=f"{images}\n\n{messages[-1].content}")
     return fit_to_context(messages, count_prompt_tokens(backend), n_ctx, reserve)
 
 
@@ -191,6 +200,7 @@ def run_turn(turn: Turn, model: LoadedModel, params: GenParams, settings: Settin
     chat.db and before the KV state is saved (`save_state`, under the same lock). `hooks`
     None runs `default_hooks` (the guard)."""
     out: Outcome | None = None
+    images: list[str] = []
 
     def report(outcome: Outcome) -> Outcome:
         if on_outcome is not None:
@@ -207,12 +217,16 @@ def run_turn(turn: Turn, model: LoadedModel, params: GenParams, settings: Settin
                 checker = output_checker(settings, turn.surface, turn.conversation.system,
                                          params.response_format)
             messages, plan = prepare(turn.ask(), turn.messages, settings, turn.collection, hooks)
+            if any(m.images for m in messages):  # after the hooks: the guard reads the user's own words
+                if on_note is not None:
+                    on_note("reading the image…")
+                messages, images = route_images(messages, model.backend.capabilities)
         except Exception as exc:  # a hook refusing the turn, a deleted collection: said, not raised
             out = _failed(turn, describe(exc) + (RAG_HINT if turn.collection else ""))
             return report(out)
         with model.lock:
             out, keyboard = _stream(turn, model, params, messages, plan, should_stop, on_text,
-                                    on_context, checker)
+                                    on_context, checker, images)
             report(out)
             if keyboard:
                 raise KeyboardInterrupt
@@ -284,7 +298,8 @@ def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Me
             plan: rag.RagPlan | None, should_stop: Callable[[], bool],
             on_text: Callable[[str, str], None],
             on_context: Callable[[dict[str, Any]], None] | None,
-            checker: Callable[[str], Any] | None = None) -> tuple[Outcome, bool]:
+            checker: Callable[[str], Any] | None = None,
+            images: Sequence[str] = ()) -> tuple[Outcome, bool]:
     """The reply itself, lock held by the caller: streamed, saved as it grows, finished.
     Returns the outcome and whether a KeyboardInterrupt cut it (for the caller to re-raise)."""
     db, reply_id = turn.db, turn.reply.id
@@ -343,6 +358,9 @@ def _stream(turn: Turn, model: LoadedModel, params: GenParams, messages: list[Me
     if plan is not None:
         out.text, out.rag = rag.finish(plan, out.text)
     out.stats = _stats(final, model, dropped, stopped, seen)
+    if images:  # kept with the reply, so a surface shows how each image was used after a restart too
+        out.images = list(images)
+        out.stats["images"] = out.images
     if checker is not None and out.text:  # the stored (and finally shown) text is the checked one
         checked = checker(out.text)
         out.text = checked.text
