@@ -1,9 +1,15 @@
-"""`edgeai run [PROMPT]`: one prompt, the reply streamed to stdout (or one JSON object with --json)."""
+"""`edgeai run [PROMPT]`: one prompt, the reply streamed to stdout (or one JSON object with --json).
+
+`--image PATH` (repeatable) sends images with the prompt through `edgeai.vision.route`: a model
+that sees gets them as they are, a text-only one a fenced description (OCR, faces, facts); how
+each was used is printed on stderr ("OCR · 42 words") and is the `images` field of --json.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -43,10 +49,14 @@ def read_prompt(prompt: str | None) -> str:
 @click.option("--json-schema", "json_schema", metavar="FILE",
               help="Constrain the reply to JSON matching this schema.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with text and stats.")
+@click.option("--image", "images", multiple=True, metavar="PATH",
+              type=click.Path(dir_okay=False, path_type=str),
+              help="An image sent with the prompt (repeatable); a text-only model gets its OCR text.")
 @draft_options
 @adapter_option
 def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_schema: str | None,
-        as_json: bool, draft: str, draft_max: int | None, draft_min: int | None, **opts) -> None:
+        as_json: bool, images: tuple[str, ...], draft: str, draft_max: int | None, draft_min: int | None,
+        **opts) -> None:
     """Generate a reply to PROMPT (or stdin) and stream it to stdout."""
     from edgeai.runtime.loader import check_overrides, gen_params
     from edgeai.schema import load_json_schema
@@ -54,6 +64,9 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
     text = read_prompt(prompt)
     if not text.strip():
         raise BadInput("the prompt is empty")
+    missing = next((p for p in images if not Path(p).is_file()), None)
+    if missing is not None:  # before the model loads
+        raise BadInput(f"no such image: {missing}")
     schema = load_json_schema(json_schema) if json_schema else None
     adapter = adapter_from(opts)  # the run's base and the mlx backend, unless given
     settings = settings_from(opts)
@@ -63,9 +76,17 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
     try:
         params = gen_params(spec, {**sampling_from(opts), "stop": stop or None,
                                    "response_format": schema})
+        used: list[str] = []
         if spec.chat:
             head = [Message("system", system)] if system else []
-            request: str | list[Message] = head + [Message("user", text)]
+            request: str | list[Message] = head + [Message("user", text, images=tuple(map(Path, images)))]
+            if images:
+                from edgeai.vision.route import route_images
+
+                request, used = route_images(request, backend.capabilities)
+        elif images:
+            raise BadInput(f"{spec.id} is a base model: it completes text and cannot take images",
+                           "use a chat model (the default model is one)")
         else:  # a base model completes text; it has no conversation format
             request = text
         answer, reasoning, final = [], [], None
@@ -83,6 +104,8 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
     if as_json:
         report = _report(answer, reasoning, final, spec.id, backend.name)
         report["format"] = loaded_format(spec, backend.name)
+        if images:
+            report["images"] = used
         if draft != "off":  # the contract: draft stats whenever drafting was not switched off
             report.update(draft=draft_of(backend),
                           drafted=report["drafted"] or 0, accepted=report["accepted"] or 0)
@@ -91,6 +114,8 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
         click.echo(json.dumps(report))
     else:
         click.echo()
+        if used:
+            click.secho(f"({', '.join(used)})", err=True, dim=True)
 
 
 def loaded_format(spec, backend: str) -> str | None:

@@ -7,6 +7,13 @@ A model is addressed as `http(s)://host:port[/v1][#model-name]`. The server rend
 template and samples; this side maps `GenParams`, parses the SSE stream, applies stop sequences
 and `<think>` splitting (TextStream) and times the reply as the client sees it. Tokenizing uses
 llama-server's /tokenize where the server has it, else Unicode code points (a rough count).
+
+Images on a message go as OpenAI `image_url` content parts (Ollama's /v1, vLLM and llama-server
+take them): a base64 data URL of the image decoded within the vision cap, downscaled to
+`SEND_MAX_PIXELS` and re-encoded (`image_data_url`), so EXIF orientation is applied and no
+metadata leaves the machine. The backend says it sees (`Capabilities.vision`): whether the served
+model really does is the server's to decide, and a text-only one answers with its own error.
+Pillow is imported only when a message carries an image.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +42,10 @@ POLL_S = 0.25  # while the server is silent, yield an empty chunk this often: a 
 ERROR_BYTES = 64 << 10  # most of an error body we read
 API_KEY_VARS = ("EDGEAI_REMOTE_API_KEY", "OPENAI_API_KEY")
 NOT_THERE = (400, 404, 405, 422, 501)  # how servers without llama-server's /tokenize answer it
+# pixels an image is sent with: vision encoders work at 0.1-2 MP (LLaVA 336 px, Qwen2-VL ~1-2 MP),
+# and a 40 MP photo as base64 would be a 50 MB request
+SEND_MAX_PIXELS = 4_000_000
+JPEG_QUALITY = 90
 
 
 def remote_spec(model: str) -> ModelSpec:
@@ -52,7 +64,7 @@ class RemoteBackend:
     name = "remote"
 
     def __init__(self) -> None:
-        self.capabilities = Capabilities(chat_template=True, grammar=True, logits=False)
+        self.capabilities = Capabilities(chat_template=True, vision=True, grammar=True, logits=False)
         self.timeout = _env_timeout()  # tests and impatient users shorten it
         self.base = ""  # http://host:port/v1
         self.root = ""  # the base without /v1: where llama-server's /tokenize lives
@@ -89,7 +101,7 @@ class RemoteBackend:
         self.model = named or models[0]["id"]
         # llama-server accepts any name, so a name missing from the list is not refused here
         entry = next((m for m in models if m["id"] == self.model), {})
-        self.capabilities = Capabilities(chat_template=True, grammar=True, logits=False,
+        self.capabilities = Capabilities(chat_template=True, vision=True, grammar=True, logits=False,
                                          context_length=_context_length(entry))
 
     def _unreachable(self, reason: str, hint: str | None = None) -> BackendUnavailable:
@@ -136,15 +148,17 @@ class RemoteBackend:
         if not self.base:
             raise EdgeAIError("the remote backend is not loaded")
         chat = isinstance(prompt, list)
-        if (chat and not any(m.content.strip() for m in prompt)) or (not chat and not prompt.strip()):
+        empty = not any(m.content.strip() or m.images for m in prompt) if chat else not prompt.strip()
+        if empty:
             raise BadInput("the prompt is empty")
-        if chat and any(m.images or m.audio for m in prompt):
-            raise BadInput("the remote backend sends text only; images and audio are not passed on")
+        if chat and any(m.audio for m in prompt):
+            raise BadInput("the remote backend does not pass audio on",
+                           "transcribe it first: edgeai transcribe")
         body = request_body(params)
         body["model"] = self.model
         if chat:
             path = "/chat/completions"
-            body["messages"] = [{"role": m.role, "content": m.content} for m in prompt]
+            body["messages"] = [{"role": m.role, "content": _content(m)} for m in prompt]
         else:  # a raw string is a completion: no chat template on the server either
             path = "/completions"
             body["prompt"] = prompt
@@ -276,6 +290,37 @@ class RemoteBackend:
             return resp.status, resp.read()
         finally:
             conn.close()
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    """A message's OpenAI content: its text, or with images the text part and one `image_url`
+    part per image (the order OpenAI's own examples use)."""
+    if not message.images:
+        return message.content
+    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}] if message.content else []
+    parts += [{"type": "image_url", "image_url": {"url": image_data_url(path)}} for path in message.images]
+    return parts
+
+
+def image_data_url(path: str | Path, max_pixels: int = SEND_MAX_PIXELS) -> str:
+    """`data:image/...;base64,...` of the image at `path`: decoded within the cap (a corrupt file
+    or a bomb is BadInput), EXIF orientation applied, at most `max_pixels`, re-encoded (JPEG for
+    a JPEG source, PNG for the rest: screenshots and scans keep sharp text)."""
+    import base64
+    import io
+
+    from edgeai.vision.image import open_image
+
+    opened = open_image(path)  # the vision cap (not max_pixels: it also bounds a whole decode)
+    kind = "jpeg" if opened.facts.format in ("JPEG", "MPO") else "png"
+    image = opened.image
+    if image.width * image.height > max_pixels:
+        shrink = (max_pixels / (image.width * image.height)) ** 0.5
+        image = image.resize((max(1, int(image.width * shrink)), max(1, int(image.height * shrink))),
+                             reducing_gap=3.0)
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind.upper(), **({"quality": JPEG_QUALITY} if kind == "jpeg" else {}))
+    return f"data:image/{kind};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def request_body(params: GenParams) -> dict[str, Any]:
