@@ -67,6 +67,7 @@ class LoadOptions:
     draft_min: int = 0  # fewer drafted ids than this are not verified
     draft_path: str | None = None  # the draft model's GGUF, resolved by the loader
     adapter_path: str | None = None  # an mlx-lm adapter folder (`edgeai finetune` OUT); mlx backend only
+    mmproj_path: str | None = None  # a vision projector GGUF (llama.cpp's mmproj); llamacpp backend only
 
 
 @dataclass(frozen=True)

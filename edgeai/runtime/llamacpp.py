@@ -6,13 +6,18 @@ prompts through `decode.ChatPrompt`, and a `TokenStep` on sequence 0 that the sh
 long prompt within one step; the KV cache is kept between calls: a follow-up turn evaluates
 only the tokens after the longest common prefix with what the sequence already holds. The
 context is also the batched step (`decode.BatchedStep`): `evaluate`, `seq_length`, `truncate`.
+With a projector (`LoadOptions.mmproj_path`) a conversation with images goes through
+`llamacpp_mtmd`: mtmd's chunks, image chunks evaluated into sequence 0 by mtmd, text chunks by
+the same step as text (prefix reuse keyed by each image's hash, stop between prefill steps).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from edgeai.config import default_threads
@@ -22,6 +27,8 @@ from edgeai.runtime import templates
 from edgeai.runtime.decode import ByteDetokenizer, ChatPrompt, PromptPlan, SeqInput, common_prefix, run, steps
 from edgeai.runtime.llamacpp_batch import Sampler, Sequences
 from edgeai.runtime.llamacpp_build import import_llama_cpp, model_params, supports_gpu_offload
+from edgeai.runtime.llamacpp_mtmd import has_images
+from edgeai.runtime.textstream import THINK_OPEN
 from edgeai.system import memory_gb
 from edgeai.types import Capabilities, Chunk, GenParams, LoadOptions, Message, ModelSpec
 
@@ -39,6 +46,7 @@ class LlamaCppBackend:
         self._lib = None
         self._model = None  # llama-cpp-python's LlamaModel (the weights and the vocabulary)
         self._seqs: Sequences | None = None
+        self._projector = None  # llamacpp_mtmd.Projector, when an mmproj is loaded
         self._prompt: ChatPrompt | None = None
         self.spec: ModelSpec | None = None
         self.prefill_step = PREFILL_STEP
@@ -95,6 +103,16 @@ class LlamaCppBackend:
         self.capabilities = Capabilities(chat_template=template is not None, grammar=True, logits=True,
                                          context_length=self._seqs.n_ctx)
         self.set_draft(opts.draft, opts.draft_path, opts.draft_max, opts.draft_min)
+        if opts.mmproj_path:
+            from edgeai.runtime.llamacpp_mtmd import Projector
+
+            try:
+                self._projector = Projector(lib, self._model, opts.mmproj_path, threads=self._threads,
+                                            use_gpu=gpu_layers != 0)
+            except BaseException:
+                self.close()
+                raise
+            self.capabilities = replace(self.capabilities, vision=True)
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -105,6 +123,9 @@ class LlamaCppBackend:
         return len(self._model.tokenize(text.encode(), add_bos=False, special=True)) == 1
 
     def close(self) -> None:
+        if self._projector is not None:
+            self._projector.close()  # before the text model it was loaded against
+            self._projector = None
         if self._draft_model is not None:
             self._draft_model.close()
             self._draft_model = None
@@ -138,19 +159,52 @@ class LlamaCppBackend:
         return self._prompt.render(messages)
 
     def prompt_tokens(self, prompt: str | list[Message]) -> list[int]:
-        """The exact tokens a prompt (raw text, or messages through the template) becomes."""
+        """The exact tokens a prompt (raw text, or messages through the template) becomes; with
+        images on a VLM, one negative id per position an image takes (the count is exact)."""
         self._require()
+        if self._projector is not None and has_images(prompt):
+            media = self.media_prompt(prompt)
+            media.close()
+            return media.tokens
         return self._prompt.tokens(prompt)
 
     # -- generation ----------------------------------------------------------------------
     def stream(self, prompt: str | list[Message], params: GenParams) -> Iterator[Chunk]:
         seqs = self._require()
+        if self._projector is not None and has_images(prompt):
+            return self._stream_media(seqs, prompt, params)
         plan = self.plan(prompt, params)
         sampler = self.sampler(params, params.seed)
         if self.draft != "off" and params.response_format is None:
             return self._speculate(seqs, plan, params, sampler)
         return run(_ChatStep(seqs, sampler, self.prefill_step), plan, params, eos=self.end_tokens,
                    detokenizer=self.detokenizer())
+
+    def media_prompt(self, messages: list[Message]):
+        """Messages with images -> a `llamacpp_mtmd.MediaPrompt` (the caller closes it): the
+        template's text with one media marker per image, tokenized by mtmd with the BOS rule of
+        `ChatPrompt`."""
+        from edgeai.runtime.llamacpp_mtmd import with_markers
+
+        self._require()
+        if self._projector is None:
+            raise BadInput(f"model {self.spec.id} has no projector loaded: it cannot see images")
+        text = self._prompt.render(with_markers(messages, self._projector.marker))
+        bos = self._prompt.bos_text
+        images = [path for m in messages for path in m.images]
+        return self._projector.prompt(text, images, add_special=not (bos and text.startswith(bos)))
+
+    def _stream_media(self, seqs: Sequences, messages: list[Message], params: GenParams) -> Iterator[Chunk]:
+        """`stream` for a conversation with images: the same loop and sampler, a step that
+        evaluates image chunks through mtmd (no drafting: drafts would have to see the image)."""
+        media = self.media_prompt(messages)
+        if len(media.tokens) >= seqs.n_ctx:
+            media.close()
+            raise ContextOverflow(len(media.tokens), seqs.n_ctx)
+        plan = PromptPlan(media.tokens, min(params.max_tokens, seqs.n_ctx - len(media.tokens)),
+                          media.text.rstrip().endswith(THINK_OPEN))
+        step = _MediaStep(seqs, self.sampler(params, params.seed), self.prefill_step, self._projector, media)
+        return run(step, plan, params, eos=self.end_tokens, detokenizer=self.detokenizer())
 
     # -- speculative decoding (runtime/speculative.py) ------------------------------------
     def set_draft(self, draft: str, path: str | None = None, draft_max: int | None = None,
@@ -200,6 +254,11 @@ class LlamaCppBackend:
         """The prompt checked and tokenized for a window of `n_ctx` (default: the context's; a
         server's sequence gets its share). `tools` go to the chat template (OpenAI's shape)."""
         seqs = self._require()
+        if self._projector is not None and has_images(prompt):
+            # a plan is plain token ids for the batched step and drafting; images need mtmd's
+            # chunks, which only `stream` evaluates: a clear refusal, never images dropped
+            raise BadInput("images on a llama.cpp VLM are answered one conversation at a time (stream); "
+                           "the batched and drafting paths cannot take them yet")
         return self._prompt.plan(prompt, params, n_ctx or seqs.n_ctx, tools=tools)
 
     def detokenizer(self) -> ByteDetokenizer:
@@ -239,22 +298,30 @@ class LlamaCppBackend:
     # -- KV state on disk (instant resume of a conversation) ------------------------------
     def save_state(self, path: Path) -> int:
         """Save the chat sequence's KV cache to `path`; return the file's size."""
-        from edgeai.runtime.llamacpp_state import model_identity, save_kv
+        from edgeai.runtime.llamacpp_state import save_kv
 
         seqs = self._require()
-        return save_kv(self._lib, seqs.ctx, CHAT_SEQ, seqs.cached[CHAT_SEQ], path,
-                       model_identity(self.spec.artifact("gguf")))
+        return save_kv(self._lib, seqs.ctx, CHAT_SEQ, seqs.cached[CHAT_SEQ], path, self._identity())
 
     def restore_state(self, path: Path) -> int:
         """Load a cache saved for this same model; return the number of tokens restored."""
-        from edgeai.runtime.llamacpp_state import load_kv, model_identity
+        from edgeai.runtime.llamacpp_state import load_kv
 
         seqs = self._require()
         seqs.truncate(CHAT_SEQ, 0)
-        tokens = load_kv(self._lib, seqs.ctx, CHAT_SEQ, path, model_identity(self.spec.artifact("gguf")),
-                         seqs.n_ctx)
+        tokens = load_kv(self._lib, seqs.ctx, CHAT_SEQ, path, self._identity(), seqs.n_ctx)
         seqs.cached[CHAT_SEQ] = tokens
         return len(tokens)
+
+    def _identity(self) -> dict:
+        """What a saved cache must match: the model file, and the projector whose embeddings the
+        cached image positions hold."""
+        from edgeai.runtime.llamacpp_state import model_identity
+
+        identity = model_identity(self.spec.artifact("gguf"))
+        if self._projector is not None:
+            identity["mmproj"] = model_identity(self._projector.path)
+        return identity
 
     def clear_state(self) -> None:
         """Forget what the chat sequence holds (the next prompt is evaluated from scratch)."""
@@ -306,6 +373,42 @@ class _ChatStep:
 
     def close(self) -> None:
         self._sampler.close()
+
+
+class _MediaStep(_ChatStep):
+    """`_ChatStep` over a prompt with images: the common prefix never ends inside an image, text
+    segments go in prefill steps, each image chunk is one mtmd evaluation (one stop point)."""
+
+    def __init__(self, seqs: Sequences, sampler: Sampler, prefill_step: int, projector, media) -> None:
+        super().__init__(seqs, sampler, prefill_step)
+        self._projector, self._media = projector, media
+
+    def prefill(self, tokens: list[int]) -> Iterator[None]:
+        seqs, seq, media = self._seqs, self._seq, self._media
+        seqs.truncate(seq, media.reusable(common_prefix(seqs.cached[seq], tokens[:-1])))
+        keep = seqs.seq_length(seq)
+        for segment in media.segments:
+            if segment.end <= keep:
+                continue  # held in the cache already
+            if segment.chunk is None:
+                for part in steps(tokens[max(keep, segment.start):segment.end], self._size):
+                    seqs.append(seq, part)
+                    yield
+            else:
+                try:
+                    end = self._projector.eval_image(seqs.ctx, segment.chunk, seqs.seq_length(seq), seq,
+                                                     seqs.n_batch)
+                finally:
+                    seqs.cached[seq].extend(tokens[segment.start:segment.end])
+                    if sys.exc_info()[0] is not None:  # a failed image may have left some cells
+                        seqs.truncate(seq, segment.start)
+                if end != seqs.seq_length(seq):  # positions and the cache's bookkeeping must agree
+                    raise EdgeAIError(f"mtmd advanced to position {end}, expected {seqs.seq_length(seq)}")
+                yield
+
+    def close(self) -> None:
+        super().close()
+        self._media.close()
 
 
 def check_context_fits(header, n_ctx: int, memory=memory_gb) -> None:

@@ -80,12 +80,14 @@ def model_spec(settings: Settings, model: str, backend: str | None, progress=Non
 def load_model(settings: Settings, model: str | None = None, backend: str | None = None,
                chat_template: str | None = None, progress=None, n_seq: int = 1,
                chat: bool = False, draft: str | None = "off", draft_max: int | None = None,
-               draft_min: int | None = None, adapter: str | None = None) -> tuple[Backend, ModelSpec]:
+               draft_min: int | None = None, adapter: str | None = None,
+               mmproj: str | None = None) -> tuple[Backend, ModelSpec]:
     """Resolve and load a model. `n_seq` sequences share one context of `n_ctx` × `n_seq` tokens
     (a server's slots: `--ctx` stays what one request may use). Threads and the wait policy
     are the headless surface's unless `settings` were resolved for another
     (`threads.for_surface`: the chat app's). `adapter`: an mlx-lm adapter folder (a fine-tune's
-    OUT), which only the mlx backend applies."""
+    OUT), which only the mlx backend applies. `mmproj`: a vision projector GGUF for a VLM, which
+    only the llamacpp backend loads (its images then go to the model, not through OCR)."""
     model = model or settings.model
     backend = backend or settings.backend
     spec = model_spec(settings, model, backend, progress, chat=chat)  # chat: the chat's tuned artifact
@@ -94,12 +96,14 @@ def load_model(settings: Settings, model: str | None = None, backend: str | None
         raise BadInput(f"--adapter is an MLX adapter: the {chosen} backend cannot apply it",
                        "run it on the mlx backend, or run an export of the tuned model "
                        "(edgeai finetune ... --export gguf:Q4_K_M)")
+    if mmproj and chosen != "llamacpp":
+        raise BadInput(f"--mmproj is a llama.cpp vision projector: the {chosen} backend cannot load it")
     instance = get_backend(chosen)
     settings = for_surface(settings, HEADLESS)  # keeps what the chat's loader resolved for the app
     opts = LoadOptions(n_ctx=settings.n_ctx * n_seq, n_threads=settings.threads,
                        wait_policy=settings.wait_policy, gpu_layers=settings.gpu_layers,
                        chat_template=chat_template, n_batch=max(512, settings.n_batch or 0),
-                       prefill_step=settings.n_batch, n_seq=n_seq, adapter_path=adapter,
+                       prefill_step=settings.n_batch, n_seq=n_seq, adapter_path=adapter, mmproj_path=mmproj,
                        **draft_options(settings, model, instance, draft, draft_max, draft_min))
     instance.load(spec, opts)
     return instance, spec
