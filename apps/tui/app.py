@@ -7,8 +7,9 @@ command palette. The chat itself is `screens/chat.py`. `edgeai chat` opens chat.
 so a broken file fails the constructor as it fails the CLI, before any screen. A model loads
 in a thread worker after the first frame; a new model replaces the old one only once it has
 loaded, so a failed load leaves the previous model in use. Tests inject `loaded=` (a ready
-backend) or `loader=`, a `clock` for chat.db, and `live_stats=False` so snapshots are
-byte-stable.
+backend) or `loader=`, a `clock` for chat.db, `live_stats=False` so snapshots are
+byte-stable, and `media=` (a `MediaKit`: the microphone, speech models and sound output that
+push-to-talk, `/audio` and read-aloud use) so speech runs on a file and a fake sound card.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from edgeai.errors import describe
 from edgeai.runtime.base import Backend
 from edgeai.runtime.loaded import LoadedModel
 from edgeai.tui.loader import Loader, default_loader
+from edgeai.tui.media import MediaKit
 from edgeai.tui.screens.chat import ChatScreen
 from edgeai.tui.screens.help import HelpScreen
 from edgeai.types import ModelSpec
@@ -57,12 +59,15 @@ class EdgeChatApp(App[None]):
                  loaded: tuple[Backend, ModelSpec] | None = None, loader: Loader | None = None,
                  model: str | None = None, backend: str | None = None, system: str | None = None,
                  overrides: Mapping[str, Any] | None = None, chat_template: str | None = None,
-                 clock: Callable[[], float] = time.time, live_stats: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, live_stats: bool = True,
+                 media: MediaKit | None = None, inline_images: bool = True) -> None:
         super().__init__()
         self.settings = settings
         self.db: ChatDB = db if db is not None else open_chat_db(settings, clock=clock)
         self.clock = clock
         self.live_stats = live_stats
+        self.media = media or MediaKit()
+        self.inline_images = inline_images  # False: attachments as their one-line label only
         self.cli_model, self.cli_backend, self.system = model, backend, system
         self.overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
         self.loader = loader or default_loader(settings, chat_template)
@@ -78,6 +83,9 @@ class EdgeChatApp(App[None]):
 
     async def on_unmount(self) -> None:
         await self._stop_turns()
+        if self.chat is not None:
+            self.chat.stop_media()
+        await asyncio.to_thread(self.media.close)
         if self.model is not None:
             # off the event loop and bounded: waiting for the lock here would freeze the UI
             # that a worker may still need, and a stuck worker must not hang the exit

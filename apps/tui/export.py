@@ -3,6 +3,9 @@
 Boundary: stored conversation + messages in, files out. `/export` with no path writes both
 formats into the current directory; a folder gets both; a path ending in .md or .json gets
 that one file. A killed export never leaves a half-written file (temp file, fsync, rename).
+A message's attachments go with it: in Markdown an image link to the stored copy under the data
+dir (with its label as the alt text), in JSON the records with the copy's absolute `path`; a
+reply says how its images were used.
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ from edgeai.chatdb import ChatDB, Conversation, StoredMessage
 from edgeai.errors import BadInput, EdgeAIError
 from edgeai.fileio import atomic_write
 from edgeai.rag.context import source_from_dict
+
+
+def _label(record: dict) -> str:
+    from edgeai.chat.attachments import label
+
+    return label(record).strip("[]")
+
 
 ROLE_TITLES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
@@ -43,6 +53,10 @@ def to_markdown(conversation: Conversation, messages: list[StoredMessage]) -> st
             lines += ["<details><summary>Thinking</summary>", "", message.reasoning.strip(), "",
                       "</details>", ""]
         lines.append(message.content)
+        for record in message.attachments:
+            lines += ["", f"![{_label(record)}]({Path(record['path']).as_uri()})"]
+        if message.stats.get("images"):
+            lines += ["", f"*images used as: {'; '.join(message.stats['images'])}*"]
         if message.rag.get("sources"):  # a RAG reply's citations, as shown under it
             lines += ["", f"*{message.rag.get('label', 'sources')}*", ""]
             lines += [f"- {source_from_dict(s).label}" for s in message.rag["sources"]]
@@ -57,7 +71,8 @@ def to_json(conversation: Conversation, messages: list[StoredMessage]) -> str:
         "params": conversation.params,
         "messages": [{"role": m.role, "content": m.content, "reasoning": m.reasoning,
                       "status": m.status, "stats": m.stats, "created": m.created,
-                      **({"rag": m.rag} if m.rag else {})}
+                      **({"rag": m.rag} if m.rag else {}),
+                      **({"attachments": list(m.attachments)} if m.attachments else {})}
                      for m in messages],
     }
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
@@ -81,7 +96,7 @@ def targets(conversation: Conversation, where: str | None, cwd: Path) -> list[Pa
 def export_conversation(db: ChatDB, conversation_id: int, where: str | None = None,
                         cwd: Path | None = None) -> list[Path]:
     conversation = db.conversation(conversation_id)
-    messages = [m for m in db.messages(conversation_id) if m.content or m.reasoning]
+    messages = [m for m in db.messages(conversation_id) if m.content or m.reasoning or m.attachments]
     written = []
     for path in targets(conversation, where, cwd or Path.cwd()):
         render = to_json if path.suffix.lower() == ".json" else to_markdown

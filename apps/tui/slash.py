@@ -41,6 +41,10 @@ COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand("rag", "[on NAME|off]", "answer from a document collection (no argument: show the state)"),
     SlashCommand("attach", "PATH...", "index files or folders for this conversation and answer from them"),
     SlashCommand("sources", "", "show or hide the sources panel (the last reply's sources)"),
+    SlashCommand("image", "PATH|off", "attach an image to your next message (off: remove it)"),
+    SlashCommand("audio", "PATH", "transcribe an audio file into the prompt"),
+    SlashCommand("speak", "[on|off]", "read replies aloud as they are written (Esc stops)"),
+    SlashCommand("handsfree", "[on|off]", "listen all the time; a pause sends what was said"),
     SlashCommand("help", "", "keys and commands"),
     SlashCommand("quit", "", "leave (also ctrl+q)"),
 )

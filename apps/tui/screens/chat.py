@@ -6,7 +6,9 @@ worker (group "turn") under the model's lock; it streams back as `ReplyText` / `
 messages, posted and never waited for. The model's states and the KV preparation on opening a
 conversation are `screens/lifecycle.py`; the model itself is owned by the app
 (`EdgeChatApp.request_model`). Slash commands live in `screens/commands.py` (RAG's in
-`screens/rag_commands.py`); the sources panel opens a reply's citations.
+`screens/rag_commands.py`); the sources panel opens a reply's citations. Speech and images
+(`/image`, a pasted image path, `/audio`, push-to-talk, hands-free, read-aloud) are
+`screens/media.py`: the images waiting for the next message are `pending`.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from edgeai.chat.conversations import NEW_TITLE, delete_conversation
 from edgeai.chatdb import ChatDB, Conversation
 from edgeai.runtime.loaded import LoadedModel
 from edgeai.tui import slash
-from edgeai.tui.screens import commands, lifecycle, peers, rag_commands, turn_worker
+from edgeai.tui.screens import commands, lifecycle, media, peers, rag_commands, turn_worker
 from edgeai.tui.screens.confirm import ConfirmScreen
 from edgeai.tui.screens.models import ModelPicker, catalog_rows
 from edgeai.tui.screens.rename import RenameScreen
 from edgeai.tui.screens.reply import Job, ReplyContext, ReplyDone, ReplyText
+from edgeai.tui.widgets.attachments import AttachmentBar
 from edgeai.tui.widgets.message import MessageView
 from edgeai.tui.widgets.prompt import Composer, PromptInput
 from edgeai.tui.widgets.sidebar import Sidebar
@@ -53,6 +56,7 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+b,f3", "toggle_sidebar", "Chats"),  # F3: ctrl+b is tmux's prefix
         Binding("ctrl+f", "search", "Search", show=False),
         Binding("f2", "rename", "Rename"),
+        Binding("ctrl+t,f4", "talk", "Talk"),  # push-to-talk: press to record, again to stop
     ]
 
     def __init__(self) -> None:
@@ -65,6 +69,12 @@ class ChatScreen(Screen[None]):
         self.pending_send: str | None = None  # sent once the model being loaded is ready
         self.peer_version: int | None = None  # chat.db's data_version when another window's writes were shown
         self.listed: list[tuple[int, str]] = []  # the sidebar's (id, title) rows as drawn
+        self.pending: list[dict] = []  # images attached to the next message (screens/media.py)
+        self.recording: media.Recording | None = None  # push-to-talk or hands-free in progress
+        self.hands_free = False
+        self.read_aloud = False
+        self.speaker: media.Speaker | None = None  # the reply being read aloud
+        self.send_timer = None  # hands-free: sends the prompt after a pause
 
     @property
     def chat_app(self) -> EdgeChatApp:
@@ -230,8 +240,18 @@ class ChatScreen(Screen[None]):
         self.prompt.clear()
         self.prompt.prompts.append(text)
         edit_from = self.editing
+        attachments, self.pending = list(self.pending), []
         self.cancel_edit()
-        await turn_worker.begin(self, model, params, text, edit_from)
+        self.show_pending()
+        media.stop_speaking(self)  # the previous reply read aloud gives way to the new one
+        await turn_worker.begin(self, model, params, text, edit_from, attachments)
+
+    def show_pending(self) -> None:
+        self.query_one(AttachmentBar).show(self.pending)
+
+    @on(PromptInput.PastedImage)
+    def _pasted_image(self, event: PromptInput.PastedImage) -> None:
+        media.attach(self, str(event.path))
 
     @on(ReplyContext)
     def _reply_context(self, event: ReplyContext) -> None:
@@ -239,10 +259,12 @@ class ChatScreen(Screen[None]):
 
     @on(ReplyText)
     async def _reply_text(self, event: ReplyText) -> None:
+        media.reply_text(self, event.job.reply_id, event.text, current=event.job is self.job)
         await turn_worker.show_text(self, event)
 
     @on(ReplyDone)
     async def _turn_done(self, event: ReplyDone) -> None:
+        media.reply_done(self, event.job.reply_id)
         await turn_worker.finish(self, event)
 
     def set_generating(self, generating: bool) -> None:
@@ -266,6 +288,8 @@ class ChatScreen(Screen[None]):
             self.notify("Wait for the reply to finish (Esc stops it)", severity="warning")
             return
         self.editing = view.message_id
+        self.pending = list(view.stored.attachments)  # the edited message keeps its images
+        self.show_pending()
         self.prompt.load_text(view.content)
         self.prompt.move_cursor(self.prompt.document.end)
         self.prompt.border_title = EDIT_TITLE
@@ -275,6 +299,8 @@ class ChatScreen(Screen[None]):
     def cancel_edit(self) -> None:
         if self.editing is not None:
             self.editing = None
+            self.pending = []
+            self.show_pending()
             self.prompt.clear()
             self.prompt.border_title = None
             self.refresh_bindings()
@@ -344,18 +370,29 @@ class ChatScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
-            return self.job is not None
+            return self.job is not None or media.speaking(self)
         if action == "cancel_edit":
             return self.job is None and self.editing is not None
         return True
 
     def action_stop(self) -> None:
+        media.stop_speaking(self)
         if self.job is not None:
             self.job.stop.set()
             # the view shown now: a reopened conversation shows the reply in a new one
             view = self.transcript.view_for(self.job.reply_id) or self.replies.get(self.job.reply_id)
             if view is not None:
                 view.set_header_note("stopping…")
+
+    def action_talk(self) -> None:
+        media.toggle_talk(self)
+
+    def stop_media(self) -> None:
+        """Leaving: stop a recording and any reading aloud (their workers end with them)."""
+        media.stop_speaking(self)
+        if self.recording is not None:
+            self.recording.stopping = True
+            self.recording.source.stop()
 
     def action_cancel_edit(self) -> None:
         self.cancel_edit()

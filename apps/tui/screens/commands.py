@@ -14,7 +14,7 @@ from edgeai.chat.conversations import NEW_TITLE, clear_conversation
 from edgeai.errors import EdgeAIError, describe
 from edgeai.tui import slash
 from edgeai.tui.export import export_conversation
-from edgeai.tui.screens import rag_commands
+from edgeai.tui.screens import media, rag_commands
 from edgeai.types import GenParams
 
 if TYPE_CHECKING:
@@ -212,9 +212,40 @@ async def _quit(screen: ChatScreen, arg: str) -> None:
     await screen.chat_app.action_quit()
 
 
+async def _image(screen: ChatScreen, arg: str) -> None:
+    media.attach(screen, arg)
+
+
+async def _audio(screen: ChatScreen, arg: str) -> None:
+    media.transcribe_file(screen, arg)
+
+
+def _switch(arg: str, now: bool) -> bool | None:
+    """'on'/'off' -> True/False, nothing -> the other state, anything else -> None."""
+    word = arg.strip().lower()
+    return not now if not word else {"on": True, "off": False}.get(word)
+
+
+async def _speak(screen: ChatScreen, arg: str) -> None:
+    on = _switch(arg, screen.read_aloud)
+    if on is None:
+        screen.transcript.notice("usage: /speak [on|off]", error=True)
+    else:
+        media.set_read_aloud(screen, on)
+
+
+async def _handsfree(screen: ChatScreen, arg: str) -> None:
+    on = _switch(arg, screen.hands_free)
+    if on is None:
+        screen.transcript.notice("usage: /handsfree [on|off]", error=True)
+    else:
+        media.set_hands_free(screen, on)
+
+
 HANDLERS: dict[str, Callable[[ChatScreen, str], Awaitable[None]]] = {
     "new": _new, "system": _system, "model": _model, "set": _set, "unset": _unset,
     "rename": _rename, "delete": _delete, "clear": _clear, "export": _export, "copy": _copy,
     "regen": _regen, "stats": _stats, "draft": _draft, "search": _search, "help": _help, "quit": _quit,
     "rag": rag_commands.rag, "attach": rag_commands.attach, "sources": rag_commands.sources,
+    "image": _image, "audio": _audio, "speak": _speak, "handsfree": _handsfree,
 }

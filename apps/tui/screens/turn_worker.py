@@ -11,8 +11,9 @@ flight stays on the screen (`screen.replies`); the worker never sees a widget.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
 from textual.worker import get_current_worker
@@ -28,11 +29,13 @@ if TYPE_CHECKING:
 
 
 async def begin(screen: ChatScreen, model: LoadedModel, params: GenParams, text: str | None,
-                edit_from: int | None = None) -> None:
+                edit_from: int | None = None, attachments: Sequence[dict[str, Any]] = ()) -> None:
     """Write the turn's start (`begin_turn`), show its messages, start the worker. `text` None
-    regenerates; `edit_from` is the first message replaced (edit-resend, regenerate)."""
+    regenerates; `edit_from` is the first message replaced (edit-resend, regenerate);
+    `attachments` are the images the message carries (records from `/image`)."""
     assert screen.conversation is not None
-    turn = begin_turn(screen.db, screen.conversation, text, model, edit_from=edit_from)
+    turn = begin_turn(screen.db, screen.conversation, text, model, edit_from=edit_from,
+                      attachments=attachments)
     screen.conversation = turn.conversation
     if edit_from is not None:
         await screen.transcript.remove_from(edit_from)

@@ -5,6 +5,9 @@ MarkdownStream, which batches fragments faster than the widget can re-render) an
 by `finish()`. What the keys do (copy, edit, regenerate, open a source) is decided by the
 screen: the view posts `MessageView.Action` upwards. A reply that used documents shows its
 strategy and its citations under the text ([1] file, page or lines); 1-9 open one, s all.
+A user message shows its attachments under its text (`widgets/attachments.py`: the image drawn
+where the app draws images, else its label); a reply says how each image was used
+("image: OCR · 42 words", "image: VLM": the turn's route labels, kept in its stats).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from textual.widgets.markdown import MarkdownStream
 
 from edgeai.chatdb import StoredMessage
 from edgeai.rag.context import Source, source_from_dict
+from edgeai.tui.widgets.attachments import ImagePreview
 
 CODE_BLOCK = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 STATUS_WORDS = {"streaming": "writing…", "interrupted": "interrupted", "error": "failed"}
@@ -47,6 +51,14 @@ def format_sources(rag: dict[str, Any], streaming: bool = False) -> str:
     if consulted:
         lines.append("also consulted: " + " · ".join(s.label for s in consulted))
     return "\n".join(lines)
+
+
+def format_images(stats: dict[str, Any]) -> str:
+    """How the reply's images were used: 'image: OCR · 42 words', 'images: VLM; OCR · 3 words'."""
+    labels = stats.get("images") or []
+    if not labels:
+        return ""
+    return ("image: " if len(labels) == 1 else "images: ") + "; ".join(labels)
 
 
 def format_stats(stats: dict[str, Any]) -> str:
@@ -120,12 +132,18 @@ class MessageView(Vertical, can_focus=True):
             with Collapsible(title=self._thinking_title(), collapsed=True, classes="thinking") as c:
                 c.display = bool(self.reasoning)
                 yield Static(self.reasoning, markup=False, classes="reasoning")
+            used = Static(format_images(self.stats), markup=False, classes="images")
+            used.display = bool(used.content)
+            yield used
             yield Markdown(self.content, classes="body")
             sources = Static(self._sources_text(), markup=False, classes="sources")
             sources.display = bool(self.rag)
             yield sources
         else:
             yield Static(self.content, markup=False, classes="body")
+            draw = getattr(self.app, "inline_images", True)
+            for record in self.stored.attachments:
+                yield ImagePreview(record, draw=draw)
         meta = Static(self._meta(), markup=False, classes="meta")
         meta.display = self._meta_visible()
         yield meta
@@ -168,6 +186,10 @@ class MessageView(Vertical, can_focus=True):
 
     def _refresh_meta(self) -> None:
         self.query_one(".header", Label).update(self._header())
+        if self.role == "assistant":
+            used = self.query_one(".images", Static)
+            used.update(format_images(self.stats))
+            used.display = bool(format_images(self.stats))
         meta = self.query_one(".meta", Static)
         meta.update(self._meta())
         meta.display = self._meta_visible()

@@ -6,6 +6,9 @@ newlines (TextArea inserts a paste as is); Up on the first line recalls earlier 
 While a `/word` is typed the matching commands show above the prompt (`Composer`); Tab or
 Enter takes the highlighted one. Textual 8.2 reads Alt+Enter as Enter on terminals without
 the kitty keyboard protocol (tmux, xterm, VTE: Textualize/textual#6378), hence Ctrl+J first.
+A paste that is nothing but the path of an image file (a file dropped on the terminal) is not
+inserted: `PastedImage` asks the screen to attach it, as `/image PATH` does. The composer
+shows the images waiting for the next message (`AttachmentBar`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from textual.message import Message
 from textual.widgets import Button, OptionList, TextArea
 from textual.widgets.option_list import Option
 
+from edgeai.chat.attachments import looks_like_image_path
 from edgeai.tui import slash
+from edgeai.tui.widgets.attachments import AttachmentBar
 
 PLACEHOLDER = "Message  (Enter sends · Ctrl+J new line · / commands)"
 NEWLINE_KEYS = ("alt+enter", "shift+enter", "ctrl+j")
@@ -28,6 +33,13 @@ class PromptInput(TextArea):
         def __init__(self, text: str) -> None:
             super().__init__()
             self.text = text
+
+    class PastedImage(Message):
+        """A pasted (or dropped) path to an image file: attach it instead of inserting it."""
+
+        def __init__(self, path) -> None:
+            super().__init__()
+            self.path = path
 
     class Suggest(Message):
         """The commands matching what is typed (empty: hide the list), and the highlighted one."""
@@ -93,6 +105,14 @@ class PromptInput(TextArea):
         self._index = (self._index + step) % len(self._matches)
         self.post_message(self.Suggest(self._matches, self._index))
 
+    async def _on_paste(self, event: events.Paste) -> None:
+        path = looks_like_image_path(event.text)
+        if path is None:
+            return  # TextArea's own handler (Textual calls it next, down the MRO) inserts it
+        event.stop()
+        event.prevent_default()
+        self.post_message(self.PastedImage(path))
+
     # -- keys ----------------------------------------------------------------------------
     async def _on_key(self, event: events.Key) -> None:
         key = event.key
@@ -145,6 +165,9 @@ class Composer(Vertical):
         suggestions.can_focus = False
         suggestions.display = False
         yield suggestions
+        pending = AttachmentBar(id="pending")
+        pending.display = False
+        yield pending
         with Horizontal(id="composer-row"):
             yield PromptInput(id="prompt")
             stop = Button("■ Stop", id="stop", variant="error", compact=True)

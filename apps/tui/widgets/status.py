@@ -30,6 +30,7 @@ class StatusState:
     peak_mem_mb: float | None = None
     note: str | None = None  # e.g. "resumed 1,204 cached tokens"
     rag: str | None = None  # the collection answers come from
+    media: str | None = None  # recording (level meter, time), transcribing, speaking
 
 
 def model_text(s: StatusState) -> Text:
@@ -68,6 +69,11 @@ def left_text(s: StatusState) -> Text:
 
 def right_text(s: StatusState, live_stats: bool) -> Text:
     text = Text(style="dim")
+    if s.media:  # what the microphone or the speaker is doing comes first: it is live
+        text.append(s.media, style="bold")
+        if s.generating:
+            text.append(" · generating… esc stops")
+        return text
     if s.generating:
         text.append("generating… esc stops", style="bold")
         return text
