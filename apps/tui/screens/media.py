@@ -42,10 +42,10 @@ BARS = " ▁▂▃▄▅▆▇█"
 HANDS_FREE_SEND_S = 2.0  # silence after committed speech that sends it (hands-free)
 
 
-def _ui(screen: ChatScreen, callback: Callable[..., Any], *args: Any) -> None:
-    """Run `callback(*args)` on the UI thread from a worker; nothing when the app has gone."""
+def _ui(screen: ChatScreen, callback: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run `callback(*args, **kwargs)` on the UI thread from a worker; nothing when the app has gone."""
     try:
-        screen.app.call_from_thread(callback, *args)
+        screen.app.call_from_thread(callback, *args, **kwargs)
     except RuntimeError:
         pass
 
@@ -186,6 +186,9 @@ def toggle_talk(screen: ChatScreen) -> None:
 def set_hands_free(screen: ChatScreen, on: bool) -> None:
     recording = screen.recording
     if not on:
+        if screen.send_timer is not None:  # turned off: nothing more is sent on its own
+            screen.send_timer.stop()
+            screen.send_timer = None
         if recording is not None and recording.hands_free:
             recording.stopping = True
             recording.source.stop()
@@ -268,7 +271,15 @@ def _hands_free(screen: ChatScreen, recording: Recording) -> None:
     except Exception as exc:  # noqa: BLE001
         _ui(screen, _talk_failed, screen, recording, describe(exc))
         return
-    _ui(screen, _talk_done, screen, recording, "")
+    _ui(screen, _hands_free_ended, screen, recording)
+
+
+def _hands_free_ended(screen: ChatScreen, recording: Recording) -> None:
+    """The source ended (or was turned off): what was heard stays, a pending send still goes."""
+    if screen.recording is recording:
+        screen.recording = None
+    screen.hands_free = False
+    screen.status.set(media=None)
 
 
 def _partial(screen: ChatScreen, text: str, final: bool) -> None:
@@ -289,7 +300,7 @@ def _partial(screen: ChatScreen, text: str, final: bool) -> None:
 async def _send_heard(screen: ChatScreen) -> None:
     screen.send_timer = None
     text = screen.prompt.text
-    if screen.hands_free and text.strip() and screen.job is None:
+    if text.strip() and screen.job is None:
         await screen.send(text)
 
 
