@@ -157,19 +157,22 @@ def compose_prompt(messages: list[Message], plan: rag.RagPlan | None, backend: A
 
 
 def begin_turn(db: ChatDB, conversation: Conversation, text: str | None, model: LoadedModel, *,
-               edit_from: int | None = None, attachments: Sequence[Path | str] = (),
+               edit_from: int | None = None, attachments: Sequence[Path | str | Mapping[str, Any]] = (),
                surface: str = "tui") -> Turn:
     """Write the start of a turn (quick: the app calls this on its UI thread).
 
     `text` is the user's message; None regenerates: the reply answers the last question of the
     stored history. `edit_from` first deletes that message and every later one (edit-resend:
-    the edited message; regenerate: the reply it replaces)."""
+    the edited message; regenerate: the reply it replaces). `attachments` are records made by
+    `edgeai.chat.attachments` (an image's stored copy), kept with the user's message; a bare path
+    reaches the hooks only and is not stored."""
     if edit_from is not None:
         db.delete_from(edit_from)
     earlier = db.messages(conversation.id)  # the only read of the history in a turn
     user = None
     if text is not None:
-        user = db.add_message(conversation.id, "user", text)
+        user = db.add_message(conversation.id, "user", text,
+                              attachments=[a for a in attachments if isinstance(a, Mapping)])
         if conversation.title == NEW_TITLE:
             db.rename(conversation.id, title_from(text))
     if conversation.model is None:  # the model it started with becomes the conversation's
@@ -180,7 +183,7 @@ def begin_turn(db: ChatDB, conversation: Conversation, text: str | None, model: 
     asked = [*earlier, user] if user is not None else earlier
     question = text if text is not None else rag.last_question(earlier)
     return Turn(db, conversation, reply, history(asked, conversation.system), question, user,
-                tuple(Path(a) for a in attachments), surface)
+                tuple(Path(a["path"] if isinstance(a, Mapping) else a) for a in attachments), surface)
 
 
 def run_turn(turn: Turn, model: LoadedModel, params: GenParams, settings: Settings, *,
