@@ -1,9 +1,10 @@
 """The ASGI app: routes, the API key, CORS, body limits, errors in OpenAI's shape.
 
 Boundary: Starlette in front of a `ServeEngine`. OpenAI-shaped dicts live in
-`openai_routes.py`, Ollama's in `ollama_routes.py`; this module holds what both share: reading
-a body within its limit, the model check, the API key (every route but /health), /health,
-/metrics, /v1/models, /v1/embeddings and llama-server's /tokenize and /detokenize.
+`openai_routes.py` (and `audio_routes.py` for speech), Ollama's in `ollama_routes.py`; this
+module holds what both share: reading a body within its limit, the model check, the API key
+(every route but /health), /health, /metrics, /v1/models, /v1/embeddings and llama-server's
+/tokenize and /detokenize.
 """
 
 from __future__ import annotations
@@ -43,20 +44,27 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(error_body(exc), status_code=exc.status, headers=exc.headers)
 
 
-def _too_large(limits: Limits) -> ApiError:
-    return ApiError(413, f"the request body is over {limits.max_body:,} bytes", code="request_too_large")
+def _too_large(limits: Limits, most: int | None = None) -> ApiError:
+    return ApiError(413, f"the request body is over {most or limits.max_body:,} bytes",
+                    code="request_too_large")
 
 
-async def read_json(request: Request, limits: Limits) -> dict[str, Any]:
-    """The body as a JSON object, refused past the size limit (413) before it is all read."""
+async def read_json(request: Request, limits: Limits, ceiling: int | None = None) -> dict[str, Any]:
+    """The body as a JSON object, refused past the size limit (413) before it is all read.
+    `ceiling` raises the limit for a body that may carry media (chat images); the caller then
+    holds a body without any to `max_body` (`request.state.body_bytes` says how big it was)."""
+    most = max(limits.max_body, ceiling or 0)
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.max_body:
-        raise _too_large(limits)
+    if declared and declared.isdigit() and int(declared) > most:
+        raise _too_large(limits, most)
     raw = bytearray()
     async for part in request.stream():
         raw += part
-        if len(raw) > limits.max_body:
-            raise _too_large(limits)
+        if len(raw) > most:
+            raise _too_large(limits, most)
+    request.state.body_bytes = len(raw)
+    if len(raw) > limits.max_body and b'"image' not in raw:  # cannot carry media: no need to parse it
+        raise _too_large(limits)
     try:
         body = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):
@@ -64,6 +72,12 @@ async def read_json(request: Request, limits: Limits) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return body
+
+
+def check_body_size(request: Request, limits: Limits, has_media: bool) -> None:
+    """A body read with a media `ceiling` that carries no media is held to `max_body` (413)."""
+    if request.state.body_bytes > limits.max_body and not has_media:
+        raise _too_large(limits)
 
 
 class Served:
@@ -123,7 +137,7 @@ class CountRequests:
 
 
 def create_app(engine: ServeEngine, options: Options = Options()) -> Starlette:
-    from edgeai.serve import ollama_routes, openai_routes
+    from edgeai.serve import audio_routes, ollama_routes, openai_routes
 
     served = Served(engine, options)
 
@@ -145,7 +159,7 @@ def create_app(engine: ServeEngine, options: Options = Options()) -> Starlette:
 
     routes = [Route("/", root, methods=["GET", "HEAD"]), Route("/health", health),
               Route("/metrics", metrics), Route("/v1/models", models),
-              *openai_routes.routes(served), *ollama_routes.routes(served),
+              *openai_routes.routes(served), *audio_routes.routes(served), *ollama_routes.routes(served),
               *_tokenizer_routes(served)]
     middleware = [Middleware(CountRequests, metrics=engine.metrics), Middleware(ApiKey, key=options.api_key)]
     if options.cors:

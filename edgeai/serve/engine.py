@@ -6,15 +6,22 @@ at its end: the RAG plan for citations, tool handling); no HTTP. The prompt is m
 chat engine's own steps (`chat.turn.prepare`: hooks such as the guard, RAG retrieval;
 `chat.turn.compose_prompt`: the RAG context, the window check), so a RAG turn sent here
 produces the same prompt as in the chat app and `chat --plain`.
+
+Images sent with a request are decoded here (a worker thread), kept as files named by their
+content hash in a folder of this server's own (removed at close), and routed like a chat turn's
+(`vision.route.route_images`, after the hooks): pixels for a backend that sees, a fenced OCR
+description for one that reads text; how each was used goes back with the reply (`Run.images`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from edgeai.chat import rag
@@ -26,8 +33,9 @@ from edgeai.guard.pipeline import GuardRefused
 from edgeai.serve import tools as tool_calls
 from edgeai.serve.batcher import Batcher, Event, Job, QueueFull
 from edgeai.serve.metrics import Metrics
-from edgeai.serve.requests import ApiError, ChatRequest
+from edgeai.serve.requests import ApiError, ChatRequest, Image
 from edgeai.types import Message
+from edgeai.vision.route import route_images  # light: the image stack loads on first use
 
 
 @dataclass
@@ -38,6 +46,7 @@ class Run:
     job: Job
     queue: asyncio.Queue
     plan: rag.RagPlan | None = None
+    images: list[str] = field(default_factory=list)  # how each image was used: "VLM", "OCR · 42 words"
 
     @property
     def started(self) -> float:
@@ -70,6 +79,8 @@ class ServeEngine:
                                on_done=self._observe_done)
         self.metrics = Metrics(lambda: self.batcher.queue_depth, lambda: self.batcher.active)
         self._reply_s: float | None = None  # recent reply time, arrival to last token (Retry-After)
+        self._image_dir: Path | None = None  # made on the first image
+        self._image_lock = threading.Lock()
 
     def _observe_step(self, n: int) -> None:
         self.metrics.batch.observe(n)
@@ -89,6 +100,10 @@ class ServeEngine:
 
     def close(self) -> None:
         self.batcher.close()
+        if self._image_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._image_dir, ignore_errors=True)
 
     def start(self, request: ChatRequest, loop: asyncio.AbstractEventLoop) -> Run:
         """Make the prompt and queue the job (a worker thread: tokenizing, the guard and the
@@ -99,9 +114,9 @@ class ServeEngine:
         if request.logprobs is not None and not self.batcher.batched:
             raise ApiError(400, f"logprobs are not available on the {self.backend.name} backend",
                            param="logprobs")
-        prompt, plan = request.prompt, None
+        prompt, plan, images = request.prompt, None, []
         if isinstance(prompt, list):
-            prompt, plan = self._compose(request, prompt)
+            prompt, plan, images = self._compose(request, prompt)
         params = request.params
         if request.forced_tool:
             schema = tool_calls.forced_schema(request.tools, request.tool_choice)
@@ -128,17 +143,23 @@ class ServeEngine:
             if isinstance(exc, BadInput):
                 raise ApiError(400, exc.message) from None
             raise
-        return Run(request, job, queue, plan)
+        return Run(request, job, queue, plan, images)
 
     def _compose(self, request: ChatRequest, messages: list[Message]
-                 ) -> tuple[list[Message], rag.RagPlan | None]:
+                 ) -> tuple[list[Message], rag.RagPlan | None, list[str]]:
         question = next((m.content for m in reversed(messages) if m.role == "user"), None)
         ask = Ask("serve", question, options=request.guard)
+        images: list[str] = []
         try:
+            if request.images:
+                messages = [replace(m, images=tuple(self._image_file(image) for image in request.images[i]))
+                            if i in request.images else m for i, m in enumerate(messages)]
             messages, plan = prepare(ask, messages, self.settings, request.collection, self.hooks)
+            if request.images:  # after the hooks, as in a chat turn: the guard reads the user's words
+                messages, images = route_images(messages, self.backend.capabilities)
         except GuardRefused as exc:
             raise ApiError(400, exc.message, code="guard_refused") from None
-        except EdgeAIError as exc:  # a bad switch, a missing collection
+        except EdgeAIError as exc:  # a bad switch, a missing collection, an unreadable image
             raise ApiError(400, exc.message) from None
         try:
             kept, dropped = compose_prompt(messages, plan, self.backend, self.window, request.params)
@@ -149,7 +170,34 @@ class ServeEngine:
             raise ApiError(400, f"the messages ({count} tokens) and max_tokens "
                            f"({request.params.max_tokens}) do not fit the context window of "
                            f"{self.window} tokens", code="context_length_exceeded", param="messages")
-        return kept, plan
+        return kept, plan, images
+
+    def _image_file(self, image: Image) -> Path:
+        """A sent image as a file named by its content (the same image in every turn of a
+        conversation is written once; routing caches its analysis by the same hash)."""
+        import base64
+        import binascii
+        import hashlib
+        import tempfile
+
+        try:
+            data = base64.b64decode(image.data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "an image is not valid base64", param="messages") from None
+        if not data:
+            raise ApiError(400, "an image is empty", param="messages")
+        with self._image_lock:
+            if self._image_dir is None:
+                self._image_dir = Path(tempfile.mkdtemp(prefix="edgeai-serve-images-"))
+            # named by content (the error for a bad one names this file: short, but unique enough)
+            kind = image.media_type.removeprefix("image/")
+            suffix = "." + (kind if kind.isalnum() and len(kind) <= 5 else "img")
+            path = self._image_dir / f"image-{hashlib.sha256(data).hexdigest()[:16]}{suffix}"
+            if not path.exists():
+                partial = path.with_suffix(".partial")
+                partial.write_bytes(data)
+                partial.replace(path)  # a reader never sees half an image
+        return path
 
     def check_output(self, request: ChatRequest, schema: dict | None, text: str):
         """The guard's check of a finished reply (the chat turn's `output_checker`), with the

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from edgeai import __version__
 from edgeai.errors import describe
-from edgeai.serve.app import Served, read_json
+from edgeai.serve.app import Served, check_body_size, read_json
 from edgeai.serve.batcher import Event
 from edgeai.serve.engine import Run
 from edgeai.serve.openai_routes import Answer, collect, finish, first_event, start
@@ -91,8 +91,10 @@ def routes(served: Served) -> list[Route]:
 
 
 async def _generate(served: Served, request: Request, chat: bool) -> Response:
-    req = ollama_request(await read_json(request, served.options.limits), chat=chat,
-                         limits=served.options.limits, default_max=served.options.limits.max_tokens)
+    limits = served.options.limits
+    body = await read_json(request, limits, ceiling=limits.max_image_body if chat else None)
+    req = ollama_request(body, chat=chat, limits=limits, default_max=limits.max_tokens)
+    check_body_size(request, limits, bool(req.images))  # only images earn the larger room
     if not chat and isinstance(req.prompt, list) and not req.prompt[-1].content:
         # an empty prompt loads the model in Ollama: answer done at once
         return JSONResponse({"model": req.model, "created_at": _now(), "response": "", "done": True})

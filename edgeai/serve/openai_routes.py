@@ -1,4 +1,5 @@
-"""OpenAI's API: /v1/chat/completions, /v1/completions (SSE or one body), /v1/embeddings.
+"""OpenAI's API: /v1/chat/completions (text and `image_url` parts), /v1/completions (SSE or one
+body), /v1/embeddings. Speech (/v1/audio/*) is `audio_routes.py`.
 
 Boundary: the only place OpenAI-shaped dicts are built. A request is read (`requests.py`),
 started on the engine, and its events written as OpenAI's chunks or one completion; a client
@@ -24,7 +25,7 @@ from starlette.routing import Route
 from edgeai.chat import rag
 from edgeai.errors import BadInput, describe
 from edgeai.serve import tools as tool_calls
-from edgeai.serve.app import Served, error_body, read_json
+from edgeai.serve.app import Served, check_body_size, error_body, read_json
 from edgeai.serve.batcher import Event, TokenLogprob
 from edgeai.serve.engine import Run
 from edgeai.serve.requests import ApiError, ChatRequest, openai_request
@@ -134,8 +135,9 @@ def routes(served: Served) -> list[Route]:
 
     async def generate(request: Request, chat: bool) -> Response:
         # OpenAI's own defaults: a chat reply runs to the limit, a raw completion to 16 tokens
-        req = openai_request(await read_json(request, limits), chat=chat, limits=limits,
-                             default_max=limits.max_tokens if chat else 16)
+        body = await read_json(request, limits, ceiling=limits.max_image_body if chat else None)
+        req = openai_request(body, chat=chat, limits=limits, default_max=limits.max_tokens if chat else 16)
+        check_body_size(request, limits, bool(req.images))  # only images earn the larger room
         run = await start(served, req)
         if req.stream:
             return await _sse(served, run, request, chat=chat)
@@ -232,6 +234,8 @@ def _completion(served: Served, run: Run, reply: Answer, chat: bool) -> dict[str
         body["sources"] = reply.sources  # edgeai's extension: the passages the answer may cite
     if reply.guard:
         body["guard"] = reply.guard  # edgeai's extension: what the guard found in the reply
+    if run.images:
+        body["images"] = run.images  # edgeai's extension: how each image was used ("OCR · 42 words")
     return body
 
 
@@ -298,7 +302,10 @@ async def _stream(served: Served, run: Run, first: Event, chat: bool) -> AsyncIt
             yield piece({"tool_calls": _calls(reply.calls, streaming=True)})
         elif hold is not None and hold.held:
             yield piece({"content": hold.held})  # it looked like a call but was not one
-        yield piece({}, reply.finish_reason, **({"guard": reply.guard} if reply.guard else {}))
+        last = {"guard": reply.guard} if reply.guard else {}
+        if run.images:
+            last["images"] = run.images
+        yield piece({}, reply.finish_reason, **last)
         if req.include_usage:
             yield frame([], usage=_usage(reply.final))
         yield "[DONE]"

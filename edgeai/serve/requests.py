@@ -1,7 +1,12 @@
 """Request bodies (OpenAI's and Ollama's) -> the engine's own types, checked.
 
 Boundary: JSON dicts in, `ChatRequest` out, `ApiError` for anything malformed (the route turns
-it into an OpenAI- or Ollama-shaped error body). Nothing here runs a model.
+it into an OpenAI- or Ollama-shaped error body). Nothing here runs a model or touches a file.
+
+Images (OpenAI's `image_url` parts, Ollama's `images`) are checked here for their shape only and
+carried as base64 text (`ChatRequest.images`): decoding and writing them is the engine's, on a
+worker thread. Only inline data URLs are taken: the server is offline-first and never fetches
+an http(s) URL on a client's behalf.
 """
 
 from __future__ import annotations
@@ -34,8 +39,19 @@ class ApiError(Exception):
 @dataclass(frozen=True)
 class Limits:
     max_body: int = 1 << 20  # bytes
+    max_image_body: int = 20 << 20  # bytes of a chat body that carries images (OpenAI takes 20 MB)
+    max_upload: int = 25 << 20  # bytes of an audio upload (OpenAI's limit for transcriptions)
+    max_speech_chars: int = 4096  # characters of /v1/audio/speech input (OpenAI's limit)
     max_tokens: int = 4096  # a reply's ceiling (`max_tokens` above it: 400)
     max_prompt_chars: int = 200_000  # before tokenizing (the window refuses more later)
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image sent inline, not yet decoded: its media type and base64 text."""
+
+    media_type: str  # image/png, image/jpeg, ...
+    data: str  # base64
 
 
 @dataclass
@@ -52,6 +68,7 @@ class ChatRequest:
     logprobs: int | None = None  # None: not asked; else alternatives per token
     collection: str | None = None  # edgeai's extension: answer from this RAG collection
     guard: dict[str, bool] = field(default_factory=dict)  # edgeai's extension: layer switches
+    images: dict[int, tuple[Image, ...]] = field(default_factory=dict)  # message index -> its images
 
     @property
     def forced_tool(self) -> bool:
@@ -72,16 +89,16 @@ def _text(content: Any, where: str) -> str:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, list):  # content parts: the text ones (images are another issue's)
+    if isinstance(content, list):  # content parts: the text ones here, images in `images_from`
         parts = []
         for part in content:
             if not isinstance(part, dict):
                 raise ApiError(400, f"{where}: a content part must be an object")
             if part.get("type") == "text":
                 parts.append(str(part.get("text", "")))
-            else:
+            elif part.get("type") != "image_url":
                 raise ApiError(400, f"{where}: content of type {part.get('type')!r} is not supported "
-                               "by this server (text only)")
+                               "by this server (text and image_url only)")
         return "".join(parts)
     raise ApiError(400, f"{where}: content must be a string or a list of parts")
 
@@ -99,6 +116,39 @@ def messages_from(raw: Any) -> list[Message]:
         out.append(Message(role, _text(m.get("content"), where), tool_calls=calls,
                            tool_call_id=m.get("tool_call_id")))
     return out
+
+
+def images_from(raw: Any) -> dict[int, tuple[Image, ...]]:
+    """The images of a checked message list, by message index: OpenAI's `image_url` content
+    parts (a data URL, as a string or `{"url": ...}`) and Ollama's `images` (base64 strings)."""
+    found: dict[int, tuple[Image, ...]] = {}
+    for i, m in enumerate(raw):
+        where = f"messages[{i}]"
+        parts = m.get("content") if isinstance(m.get("content"), list) else []
+        urls = [p.get("image_url") for p in parts if p.get("type") == "image_url"]
+        images = [_data_url(u.get("url") if isinstance(u, dict) else u, where) for u in urls]
+        ollama = m.get("images") or []
+        if not isinstance(ollama, list) or not all(isinstance(b, str) and b for b in ollama):
+            raise ApiError(400, f"{where}: images must be a list of base64 strings", param="messages")
+        images += [Image("image/*", b) for b in ollama]
+        if images:
+            found[i] = tuple(images)
+    return found
+
+
+def _data_url(url: Any, where: str) -> Image:
+    if not isinstance(url, str) or not url:
+        raise ApiError(400, f"{where}: image_url needs a url", param="messages")
+    if url.startswith(("http://", "https://")):
+        raise ApiError(400, f"{where}: image_url is an http(s) URL; this server is offline-first and "
+                       "does not fetch URLs: send the image inline as a data URL "
+                       "(data:image/png;base64,...)", code="image_url_not_fetched", param="messages")
+    head, comma, data = url.partition(",")
+    media = head.removeprefix("data:").split(";")
+    if not (url.startswith("data:") and comma and media[0].startswith("image/") and "base64" in media[1:]):
+        raise ApiError(400, f"{where}: image_url must be a base64 data URL of an image "
+                       "(data:image/png;base64,...)", param="messages")
+    return Image(media[0], data)
 
 
 def _tool_call(call: Any, where: str) -> ToolCall:
@@ -203,8 +253,10 @@ def openai_request(body: dict, *, chat: bool, limits: Limits, default_max: int) 
     tools, choice = _tools(body) if chat else ([], "none")
     values["response_format"] = _schema(body.get("response_format"))
     params = _params(values, limits, default_max)
+    images = {}
     if chat:
         prompt: str | list[Message] = messages_from(body.get("messages"))
+        images = images_from(body["messages"])
     else:
         raw = body.get("prompt")
         if isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], str):
@@ -228,7 +280,7 @@ def openai_request(body: dict, *, chat: bool, limits: Limits, default_max: int) 
                        stream=bool(body.get("stream")),
                        include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
                        tools=tools if choice != "none" else [], tool_choice=choice, logprobs=logprobs,
-                       collection=collection, guard=guard)
+                       collection=collection, guard=guard, images=images)
 
 
 def ollama_request(body: dict, *, chat: bool, limits: Limits, default_max: int) -> ChatRequest:
@@ -248,8 +300,10 @@ def ollama_request(body: dict, *, chat: bool, limits: Limits, default_max: int) 
     if values["response_format"] is not None and not isinstance(values["response_format"], dict):
         raise ApiError(400, 'format must be "json" or a JSON schema')
     params = _params(values, limits, default_max)
+    images = {}
     if chat:
         prompt: str | list[Message] = messages_from(body.get("messages"))
+        images = images_from(body["messages"])
     else:
         text = body.get("prompt")
         if not isinstance(text, str):
@@ -261,4 +315,5 @@ def ollama_request(body: dict, *, chat: bool, limits: Limits, default_max: int) 
             prompt = ([Message("system", str(system))] if system else []) + [Message("user", text)]
     collection, guard = _extensions(body)
     return ChatRequest(model=str(body.get("model") or ""), prompt=prompt, params=params,
-                       stream=body.get("stream", True) is not False, collection=collection, guard=guard)
+                       stream=body.get("stream", True) is not False, collection=collection, guard=guard,
+                       images=images)
