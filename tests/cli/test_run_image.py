@@ -45,13 +45,6 @@ def test_the_image_reaches_a_text_model_as_its_ocr_text(cli, receipts):
     assert len(data["images"]) == 1 and data["images"][0].startswith("OCR · ")
 
 
-def test_plain_output_names_how_the_image_was_used(cli, receipts):
-    result = cli("run", "--backend", "echo", "--temperature", "0", "--max-tokens", "4000",
-                 "--image", str(receipts["mono"].path), "total?")
-    assert result.returncode == 0, result.stderr.decode()
-    assert "(OCR · " in result.stderr.decode()
-
-
 def test_without_images_the_json_has_no_images_field(cli):
     result = cli("run", "--backend", "echo", "hi", "--json")
     assert result.returncode == 0 and "images" not in json.loads(result.stdout)
@@ -70,8 +63,7 @@ def test_bad_images_are_one_line(cli, tmp_path):
 def test_the_default_model_reads_the_total(cli, receipts, default_gguf):
     """The receipt with a Subtotal and a Tax line above the TOTAL: the total, not the subtotal."""
     receipt = receipts["tax"]
-    result = cli("run", "--image", str(receipt.path), "what is the total?", "--temperature", "0", "--json")
+    result = cli("run", "--image", str(receipt.path), "what is the total?", "--temperature", "0")
     assert result.returncode == 0, result.stderr.decode()
-    data = json.loads(result.stdout)
-    assert receipt.total in data["text"], data["text"]
-    assert data["images"][0].startswith("OCR · ") and data["model"].startswith("qwen2.5-coder-0.5b")
+    assert receipt.total in result.stdout.decode(), result.stdout.decode()
+    assert "(OCR · " in result.stderr.decode()  # how the image was used, beside the answer
