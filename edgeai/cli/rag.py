@@ -52,8 +52,9 @@ def add(paths, collection, include, exclude, max_file_mb) -> None:
             bar.start()
             task.append(bar.add_task("", total=None, chunks=0, rate=0.0, current=""))
         name = Path(p.current).name if p.current else ""
+        detail = p.detail  # a slow file's own progress: "OCR page 3/12"
         bar.update(task[0], total=p.files_total, completed=p.files_done, chunks=p.chunks,
-                   rate=p.chunks_per_s, current=name[:40])
+                   rate=p.chunks_per_s, current=name[:40] + (f" · {detail}" if detail else ""))
 
     try:
         report = api.ingest(settings, collection, list(paths), include=tuple(include),

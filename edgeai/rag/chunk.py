@@ -13,6 +13,10 @@ The boundary: token budgets and passage shapes; no file formats (that is `extrac
   slice for citations. `count_tokens(embed_text) <= max_tokens` holds for every passage
   (measured, not estimated), so a caller whose `count_tokens` counts the special tokens, like
   MiniLM's, can pass the model's own limit.
+- A passage of a recording (sections with `t_start`/`t_end`) spans from its first section's
+  start to its last one's end, and never crosses a `CLIP_S` mark of the recording, so its
+  citation ("at 0:42–0:58") points at something a person can listen to, not at a whole budget's
+  worth (~1.5 minutes) of speech.
 - `count_tokens` is called about once per piece plus once per passage (linear in the text).
 - `units_of(passage)`: the small retrieval units of a long passage (windows of whole sentences,
   each with the heading path), embedded on their own so a short fact is not averaged away by
@@ -43,6 +47,7 @@ _SEPARATORS = {
     "word": re.compile(r"(\s+)"),
 }
 _PROSE = ("para", "sentence", "line", "word", "char")
+CLIP_S = 30.0  # seconds: a recording's passages break at every multiple (Whisper's own window)
 UNIT_MIN_CHARS = 500  # a passage shorter than this is already small: its own vector is precise
 UNIT_CHARS = 260  # about 50 word pieces: two or three sentences
 _VERBATIM = ("para", "line", "word", "char")  # code and tables are never cut at a full stop
@@ -58,6 +63,8 @@ class Passage:
     heading: str | None = None
     line_start: int | None = None
     line_end: int | None = None
+    t_start: float | None = None  # seconds into a recording (audio files)
+    t_end: float | None = None
 
 
 class _Piece(NamedTuple):
@@ -86,7 +93,7 @@ def chunk_sections(sections: Iterable[Section], *, count_tokens: Callable[[str],
 
     ordinal = 0
     kept = (s for s in sections if s.text.strip())
-    for (page, heading), group in itertools.groupby(kept, key=lambda s: (s.page, s.heading)):
+    for (page, heading, _clip), group in itertools.groupby(kept, key=_place):
         prefix, prefix_cost = _prefix(heading, cost, room // 4) if heading_prefix else ("", 0)
         budget = room - prefix_cost
 
@@ -103,9 +110,18 @@ def chunk_sections(sections: Iterable[Section], *, count_tokens: Callable[[str],
         for window, (text, embed_text, n) in _pack(pieces, budget, overlap, measure):
             starts = [p.line_start for p in window if p.line_start is not None]
             ends = [p.line_end for p in window if p.line_end is not None]
+            t_starts = [p.section.t_start for p in window if p.section.t_start is not None]
+            t_ends = [p.section.t_end for p in window if p.section.t_end is not None]
             yield Passage(text, embed_text, n, ordinal, page, heading,
-                          min(starts) if starts else None, max(ends) if ends else None)
+                          min(starts) if starts else None, max(ends) if ends else None,
+                          min(t_starts) if t_starts else None, max(t_ends) if t_ends else None)
             ordinal += 1
+
+
+def _place(section: Section) -> tuple[int | None, str | None, int | None]:
+    """What a passage must not cross: a page, a heading, a `CLIP_S` mark of a recording."""
+    clip = int(section.t_start // CLIP_S) if section.t_start is not None else None
+    return section.page, section.heading, clip
 
 
 def _prefix(heading: str | None, cost: Callable[[str], int], limit: int) -> tuple[str, int]:

@@ -5,8 +5,10 @@ whose content hash matches is skipped after hashing (a `touch`); anything else i
 files that were indexed under a given folder and are gone from it are removed. Resumable: each
 file is one transaction (store.file_writer), so a killed ingest leaves every file wholly indexed
 or not at all, and running the same command again continues with the files still to do.
-Per-file problems (a path that does not exist, binary, encrypted, no text layer, vanished
-mid-run, over the size cap) are collected and reported; they never stop the batch. Memory stays
+Per-file problems (a path that does not exist, binary, encrypted, corrupt, no text found, vanished
+mid-run, over the size cap) are collected and reported; they never stop the batch. Scanned PDF
+pages and images are read by OCR, audio by speech to text (`extract`): slow files, whose progress
+within the file reaches the bar as `Progress.detail`; an unchanged one is never read again. Memory stays
 bounded: sections stream out of the extractor and are embedded and written `BATCH` passages at a
 time.
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from edgeai.errors import EdgeAIError
 from edgeai.fileio import sha256_file
-from edgeai.rag.extract import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES, ExtractError, checked_size, iter_sections
+from edgeai.rag.extract import SUPPORTED_SUFFIXES, ExtractError, checked_size, is_slow, iter_sections
 
 BATCH = 32  # passages per embedding call and insert
 DEFAULT_MAX_MB = 256  # per-file cap; larger files are reported, not read (--max-file-mb raises it)
@@ -55,6 +57,7 @@ class Progress:
     files_done: int = 0
     chunks: int = 0
     current: str = ""
+    detail: str = ""  # how far into the current file a slow one is: "OCR page 3/12", "speech 1:20/4:05"
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -71,7 +74,7 @@ def _matches(path: Path, root: Path, patterns: Iterable[str]) -> bool:
 def walk(paths: Iterable[Path], include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()
          ) -> Iterator[tuple[Path, Path | None]]:
     """(file, the folder it was found under, or None for a file named directly). Folders are
-    walked recursively for the formats we read (and images, to say they have no text layer);
+    walked recursively for the formats we read (images and audio included);
     hidden and tool folders (.git, node_modules, ...) are skipped. A file named directly is
     always tried, whatever its suffix. Globs match the path relative to the folder or the name."""
     seen: set[Path] = set()
@@ -84,7 +87,7 @@ def walk(paths: Iterable[Path], include: tuple[str, ...] = (), exclude: tuple[st
                 for name in sorted(files):
                     path = Path(folder) / name
                     suffix = path.suffix.lower()
-                    if name.startswith(".") or suffix not in SUPPORTED_SUFFIXES | IMAGE_SUFFIXES:
+                    if name.startswith(".") or suffix not in SUPPORTED_SUFFIXES:
                         continue
                     if include and not _matches(path, root, include):
                         continue
@@ -135,11 +138,11 @@ def _screened(passages: Iterable, path: Path, screen: Screen | None, found: dict
 
 def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: list[str],
                on_chunks: Callable[[int], None] = lambda n: None, screen: Screen | None = None,
-               force: bool = False) -> tuple[str, int]:
+               force: bool = False, on_progress: Callable[[str], None] | None = None) -> tuple[str, int]:
     """Index one file if it changed (or `force`): ("unchanged" | "added" | "updated", chunks written).
     Raises ExtractError (or OSError) for a file that cannot be indexed; nothing of it is kept.
     `screen` (the guard's PII layer) sees every passage first: it may redact it; a notice says
-    which kinds of PII the file held."""
+    which kinds of PII the file held. `on_progress(detail)`: how far a slow file (OCR, speech) is."""
     from edgeai.rag.chunk import chunk_sections, units_of
 
     try:
@@ -154,7 +157,11 @@ def index_file(coll, embedder, path: Path, *, max_bytes: int | None, notices: li
     if record and record[0] == digest and not force:
         coll.touch_file(str(path), stat.st_size, stat.st_mtime)
         return "unchanged", 0
-    sections = iter_sections(path, max_bytes=max_bytes, on_notice=notices.append)
+    sections = iter_sections(path, max_bytes=max_bytes, on_notice=notices.append, on_progress=on_progress)
+    if is_slow(path):
+        # OCR and speech take minutes on a long file: read it all (text only, small) before the
+        # write transaction, which holds the collection's lock (a chat searching it would wait)
+        sections = iter(list(sections))
     found: dict[str, bool] = {}
     passages = _screened(chunk_sections(sections, count_tokens=embedder.count_tokens,
                                         max_tokens=embedder.max_tokens), path, screen, found)
@@ -199,11 +206,15 @@ def ingest(coll, embedder, paths: Iterable[Path], *, include: tuple[str, ...] = 
             progress.chunks += n
             on_update(progress)
 
+        def on_progress(detail: str) -> None:
+            progress.detail = detail
+            on_update(progress)
+
         try:
             if not _encodable(path):
                 raise ExtractError(path, "unsupported", "the file name is not valid UTF-8; rename the file")
-            outcome, written = index_file(coll, embedder, path, max_bytes=max_bytes,
-                                          notices=report.notices, on_chunks=on_chunks, screen=screen)
+            outcome, written = index_file(coll, embedder, path, max_bytes=max_bytes, notices=report.notices,
+                                          on_chunks=on_chunks, screen=screen, on_progress=on_progress)
         except (ExtractError, OSError) as exc:
             message = exc.message if isinstance(exc, EdgeAIError) else f"{path}: {exc.strerror or exc}"
             report.errors.append((str(path), message))
@@ -214,6 +225,7 @@ def ingest(coll, embedder, paths: Iterable[Path], *, include: tuple[str, ...] = 
         else:
             setattr(report, outcome, getattr(report, outcome) + 1)
             report.chunks += written
+        progress.detail = ""
         progress.files_done += 1
         on_update(progress)
     named = {os.path.abspath(p.expanduser()) for p in missing}
@@ -244,14 +256,20 @@ def reindex(coll, embedder, *, on_update: Callable[[Progress], None] = lambda p:
             progress.chunks += n
             on_update(progress)
 
+        def on_progress(detail: str) -> None:
+            progress.detail = detail
+            on_update(progress)
+
         try:
             _, written = index_file(coll, embedder, Path(record.path), max_bytes=max_bytes,
-                                    notices=report.notices, on_chunks=on_chunks, screen=screen, force=True)
+                                    notices=report.notices, on_chunks=on_chunks, screen=screen, force=True,
+                                    on_progress=on_progress)
         except (ExtractError, OSError) as exc:
             report.errors.append((record.path, exc.message if isinstance(exc, EdgeAIError) else str(exc)))
         else:
             report.updated += 1
             report.chunks += written
+        progress.detail = ""
         progress.files_done += 1
         on_update(progress)
     coll.reindexed()

@@ -15,7 +15,8 @@
    cosine is the passage's or its best unit's, whichever is higher, and the lexical terms read
    the heading path with the text;
 6. the top k as `Hit`s: score is the rerank score (cosine plus lexical bonuses), or the fused
-   score with rerank off; span is "lines a-b" where the chunk has lines, else its heading path;
+   score with rerank off; span is "lines a-b" where the chunk has lines, "at 0:42–0:51" where it
+   is a passage of a recording, else its heading path;
    `heading` is the heading path.
 """
 
@@ -129,6 +130,10 @@ def rrf(rankings: Sequence[Sequence[int]], k: int = RRF_K) -> dict[int, float]:
 
 
 def span_of(chunk: Any) -> str:
+    if getattr(chunk, "t_start", None) is not None:  # a passage of a recording
+        from edgeai.rag.extract import time_span
+
+        return time_span(chunk.t_start, chunk.t_end)
     if chunk.line_start is not None:
         end = chunk.line_end if chunk.line_end is not None else chunk.line_start
         return f"line {chunk.line_start}" if end == chunk.line_start else f"lines {chunk.line_start}-{end}"

@@ -82,6 +82,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX units_by_chunk ON units(chunk_id);
         INSERT INTO meta(key, value) SELECT 'reindex', 2 WHERE EXISTS (SELECT 1 FROM files);
     """),
+    # where a passage of a recording is: seconds from the start of an audio file (indexed through
+    # speech to text), so its citation says "at 0:42–0:51". Nothing to re-index: collections
+    # before this held no audio, and NULL is what every other passage has.
+    ("m003_time_spans", """
+        ALTER TABLE chunks ADD COLUMN t_start REAL;
+        ALTER TABLE chunks ADD COLUMN t_end REAL;
+    """),
 ]
 # keyword weights of chunks_fts's columns (text, heading): a title names what its section is about
 BM25_WEIGHTS = (1.0, 2.0)
@@ -115,6 +122,8 @@ class StoredChunk:
     heading: str | None
     line_start: int | None
     line_end: int | None
+    t_start: float | None = None  # seconds into a recording (audio files)
+    t_end: float | None = None
 
 
 def check_name(name: str) -> str:
@@ -151,7 +160,7 @@ def describe_embedder(meta: dict[str, Any]) -> str:
 
 def _chunk(row: sqlite3.Row) -> StoredChunk:
     return StoredChunk(row["id"], row["path"], row["ordinal"], row["text"], row["page"],
-                       row["heading"], row["line_start"], row["line_end"])
+                       row["heading"], row["line_start"], row["line_end"], row["t_start"], row["t_end"])
 
 
 class FileWriter:
@@ -163,7 +172,8 @@ class FileWriter:
 
     def add(self, passages: Sequence[Any], vectors: Any,
             units: Sequence[tuple[int, Any]] = ()) -> list[int]:
-        """Insert passages (duck-typed: text, page, heading, line_start, line_end, ordinal) and their
+        """Insert passages (duck-typed: text, page, heading, line_start, line_end, t_start, t_end,
+        ordinal) and their
         vectors (float32, one row each), and the small units of them (`(index into passages,
         vector)`); returns the new chunk ids."""
         import numpy as np
@@ -174,12 +184,20 @@ class FileWriter:
                                   f"got shape {vectors.shape}")
         ids = []
         for passage, vector in zip(passages, vectors, strict=True):
-            cursor = self._db.execute(
-                "INSERT INTO chunks(file_id, ordinal, text, page, heading, line_start, line_end) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.file_id, getattr(passage, "ordinal", self.n_chunks), passage.text,
-                 getattr(passage, "page", None), getattr(passage, "heading", None) or None,
-                 getattr(passage, "line_start", None), getattr(passage, "line_end", None)))
+            row = (self.file_id, getattr(passage, "ordinal", self.n_chunks), passage.text,
+                   getattr(passage, "page", None), getattr(passage, "heading", None) or None,
+                   getattr(passage, "line_start", None), getattr(passage, "line_end", None))
+            times = (getattr(passage, "t_start", None), getattr(passage, "t_end", None))
+            # only a recording's passages name the m003 columns: a text passage is written with
+            # the statement every schema since m001 takes (tests write old-schema collections so)
+            if times != (None, None):
+                cursor = self._db.execute(
+                    "INSERT INTO chunks(file_id, ordinal, text, page, heading, line_start, line_end, "
+                    "t_start, t_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row + times)
+            else:
+                cursor = self._db.execute(
+                    "INSERT INTO chunks(file_id, ordinal, text, page, heading, line_start, line_end) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
             self._db.execute("INSERT INTO vectors(chunk_id, vector) VALUES (?, ?)",
                              (cursor.lastrowid, vector.tobytes()))
             ids.append(cursor.lastrowid)
@@ -285,7 +303,8 @@ class Collection:
         for start in range(0, len(ids), 500):  # SQLite caps bound parameters
             part = ids[start:start + 500]
             rows = self._read(
-                "SELECT c.id, f.path, c.ordinal, c.text, c.page, c.heading, c.line_start, c.line_end "
+                "SELECT c.id, f.path, c.ordinal, c.text, c.page, c.heading, c.line_start, c.line_end, "
+                "c.t_start, c.t_end "
                 f"FROM chunks c JOIN files f ON f.id = c.file_id WHERE c.id IN ({','.join('?' * len(part))})",
                 part)
             found.update((r["id"], _chunk(r)) for r in rows)

@@ -215,8 +215,8 @@ BAD_FILES: dict[str, str | None] = {
     "empty.txt": "empty",
     "encrypted.pdf": "encrypted",
     "restricted.pdf": None,  # an owner password only: opens with the empty user password
-    "scanned.pdf": "no_text",
-    "photo.png": "no_text",
+    "scanned.pdf": None,  # no text layer: read by OCR
+    "photo.png": None,  # read by OCR
     "corrupt.docx": "corrupt",
     "corrupt.pdf": "corrupt",
 }

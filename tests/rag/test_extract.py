@@ -142,8 +142,6 @@ BAD_MESSAGES = {
     "binary.txt": "looks binary, skipped",
     "empty.txt": "empty, nothing to index",
     "encrypted.pdf": "encrypted PDF, skipped: decrypt it first",
-    "scanned.pdf": "no text layer (OCR not available yet)",
-    "photo.png": "no text layer (OCR not available yet)",
     "corrupt.docx": "corrupt DOCX",
     "corrupt.pdf": "corrupt PDF",
 }
@@ -194,7 +192,7 @@ def test_restricted_pdf_opens_with_the_empty_password(bad):
     assert "code word PELICAN" in sections(bad["restricted.pdf"])[0].text
 
 
-def test_pdf_pages_without_text_are_reported_once(tmp_path, corpus, bad):
+def test_pdf_pages_without_text_are_read_by_ocr_with_their_page(tmp_path, corpus, bad):
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter()
@@ -206,8 +204,8 @@ def test_pdf_pages_without_text_are_reported_once(tmp_path, corpus, bad):
         writer.write(handle)
     notices: list[str] = []
     got = sections(path, on_notice=notices.append)
-    assert [s.page for s in got] == [1]
-    assert len(notices) == 1 and "page 2 without a text layer" in notices[0]
+    assert [s.page for s in got] == [1, 2] and "18 florins" in got[1].text
+    assert notices == []
 
 
 def test_size_cap(tmp_path):
@@ -242,9 +240,9 @@ def test_unknown_suffix_is_sniffed(tmp_path, corpus, bad):
         sections(tmp_path / "blob.bin")
     shutil.copy(corpus.path(PDF), tmp_path / "manual.dat")  # a PDF by its magic bytes
     assert [s.page for s in sections(tmp_path / "manual.dat")] == [1, 2, 3, 4]
-    shutil.copy(bad["photo.png"], tmp_path / "photo.unknown")
-    with pytest.raises(ExtractError, match="no text layer"):
-        sections(tmp_path / "photo.unknown")
+    shutil.copy(bad["photo.png"], tmp_path / "photo.unknown")  # an image by its magic bytes: OCR
+    [read] = sections(tmp_path / "photo.unknown")
+    assert read.page == 1 and "18 florins" in read.text
     (tmp_path / "old.doc").write_bytes(b"\xd0\xcf\x11\xe0")
     with pytest.raises(ExtractError, match=r"save it as \.docx"):
         sections(tmp_path / "old.doc")
