@@ -100,3 +100,31 @@ def test_a_recording_is_found_with_a_time_span(tmp_path, cli, edgeai_home):
 
     again = cli("rag", "add", str(docs))
     assert re.search(r"0 added, 0 updated, 1 unchanged", again.stdout.decode()), again.stdout.decode()
+
+
+def test_without_a_speech_engine_each_recording_is_one_line(tmp_path):
+    """faster-whisper missing (blocked as an uninstalled package reads): each recording says so
+    in one line with what to install; the engine is tried once, the text file still indexes."""
+    import math
+    import struct
+    import subprocess
+    import sys
+    import wave
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "pier.txt").write_text("The pier is 300 metres long.\n")
+    for name in ("a.wav", "b.wav"):
+        with wave.open(str(docs / name), "wb") as handle:
+            handle.setnchannels(1)
+            handle.setsampwidth(2)
+            handle.setframerate(16000)
+            handle.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 8))) for i in range(16000)))
+    probe = ("import sys\nsys.modules['faster_whisper'] = None\nfrom edgeai.cli import run_cli\n"
+             f"sys.exit(run_cli(['rag', 'add', {str(docs)!r}]))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "1 added, 0 updated, 0 unchanged, 0 removed, 2 skipped" in result.stdout
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 2 and all(": audio: speech to text is not available (" in line
+                                     and "pip install 'edgeai[speech]'" in line for line in skipped), skipped

@@ -191,3 +191,53 @@ def test_a_mixed_pdf_reads_both_kinds_of_page_with_progress(tmp_path, edgeai_hom
     assert hits[0].page == 2 and "locker nine" in hits[0].text, hits
     hits = api.search(load_settings(), "default", "How often are the pumps descaled?", 3)
     assert hits[0].page == 1 and "ninety days" in hits[0].text, hits
+
+
+def test_text_files_and_text_pdfs_import_no_ocr_or_speech_stack(tmp_path):
+    """pypdfium2, rapidocr, OpenCV, faster-whisper and PyAV load only when a scan, an image or a
+    recording is read: indexing and querying text costs what it did."""
+    import subprocess
+    import sys
+
+    from fpdf import FPDF
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "pier.txt").write_text("The pier is 300 metres long.\n")
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=12)
+    pdf.multi_cell(0, 8, TEXT_PAGE)
+    pdf.output(str(docs / "pumps.pdf"))
+    # (not PIL: pypdf itself imports it)
+    heavy = ("pypdfium2", "rapidocr", "cv2", "onnxruntime", "faster_whisper", "ctranslate2", "av")
+    probe = ("import sys\nfrom edgeai.cli import run_cli\n"
+             f"assert run_cli(['rag', 'add', {str(docs)!r}]) == 0\n"
+             "assert run_cli(['rag', 'query', 'how long is the pier']) == 0\n"
+             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+def test_without_ocr_scans_and_images_are_one_line_each_and_text_still_indexes(tmp_path):
+    """rapidocr missing (blocked here as an uninstalled package reads): each scan and image says
+    so in one line with what to install, the text file is indexed, the exit code is 0."""
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "pier.txt").write_text("The pier is 300 metres long.\n")
+    image_only_pdf(docs / "scan.pdf", [[SCANNED_LINE]])
+    text_png(docs / "note.png", NOTE)
+    probe = ("import sys\nsys.modules['rapidocr'] = None\nfrom edgeai.cli import run_cli\n"
+             f"sys.exit(run_cli(['rag', 'add', {str(docs)!r}]))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "1 added, 0 updated, 0 unchanged, 0 removed, 2 skipped" in result.stdout
+    skipped = sorted(line for line in result.stderr.splitlines() if line.startswith("skipped: "))
+    why = ("OCR is not available (OCR (rapidocr and onnxruntime) [import of rapidocr halted; None in "
+           "sys.modules] is not installed; install it with: pip install 'edgeai[vision]')")
+    assert [line.split(": ", 2)[2] for line in skipped] == [
+        f"image: {why}", f"no text layer (scanned): {why}"], skipped

@@ -73,12 +73,18 @@ def _engine(path: Path):
 
             try:
                 _engines[STT_MODEL] = get_engine(model=STT_MODEL)
-            except EdgeAIError as exc:  # MissingExtra, a model that is not installed, a broken engine
+            except (EdgeAIError, ImportError) as exc:
+                # MissingExtra, a model that is not installed, a broken engine; an ImportError from
+                # the engine's own constructor (it imports faster_whisper there, not at import)
+                if not isinstance(exc, EdgeAIError):
+                    exc = EdgeAIError(f"the speech engine cannot be imported here [{exc}]")
                 _broken[STT_MODEL] = exc
                 raise _unavailable(path, exc) from None
         return _engines[STT_MODEL]
 
 
 def _unavailable(path: Path, exc: EdgeAIError) -> ExtractError:
-    return ExtractError(path, "missing_extra", f"audio: speech to text is not available ({exc.message})",
-                        exc.hint or "install the speech extra: pip install 'edgeai[speech]'")
+    # the hint goes into the line: `rag add` prints one line per skipped file, what to do included
+    hint = exc.hint or "install the speech extra: pip install 'edgeai[speech]'"
+    return ExtractError(path, "missing_extra",
+                        f"audio: speech to text is not available ({exc.message}; {hint})")

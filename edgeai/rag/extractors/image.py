@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from edgeai.errors import BadInput
+from edgeai.errors import BadInput, MissingExtra
 from edgeai.rag.extract import ExtractError, Notice, ProgressNote, Section
 from edgeai.rag.extractors.ocr import OcrUnavailable, page_text, unavailable
 
@@ -22,6 +22,8 @@ def extract(path: Path, notice: Notice, progress: ProgressNote) -> Iterator[Sect
         opened = open_image(path)
     except BadInput as exc:
         raise ExtractError(path, "corrupt", without_name(exc.message, path), exc.hint) from None
+    except MissingExtra as exc:  # no Pillow: the install, not the file
+        raise unavailable(path, OcrUnavailable(exc.message, exc.hint), "image") from None
     progress("OCR")
     try:
         text = page_text(opened.image)

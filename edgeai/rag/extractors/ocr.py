@@ -79,7 +79,9 @@ _broken: OcrUnavailable | None = None
 
 
 def unavailable(path: Path, exc: OcrUnavailable, what: str) -> ExtractError:
-    return ExtractError(path, "missing_extra", f"{what}: OCR is not available ({exc.message})", exc.hint)
+    # the hint goes into the line: `rag add` prints one line per skipped file, what to install included
+    hint = f"; {exc.hint}" if exc.hint else ""
+    return ExtractError(path, "missing_extra", f"{what}: OCR is not available ({exc.message}{hint})")
 
 
 def _ink_box(image: Image) -> tuple[int, int, int, int] | None:

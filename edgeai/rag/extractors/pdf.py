@@ -93,6 +93,9 @@ class _Scans:
                 page.close()
         except (pdfium.PdfiumError, IndexError) as exc:  # a damaged page, or a page tree pdfium reads shorter
             raise _RenderError(str(exc)) from None
+        except ImportError as exc:  # to_pil without Pillow
+            raise OcrUnavailable(f"Pillow is not installed [{exc}]",
+                                 "install it with: pip install 'edgeai[vision]'") from None
         return page_text(image)
 
     def close(self) -> None:
