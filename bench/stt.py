@@ -5,14 +5,19 @@ of every speech engine and model on the same clips, plus the two checks of issue
   joe into a WAV in a temp folder for this run, and any files the user passes (reference text
   from a sibling `.txt`, else no WER). Piper samples noise inside its network, so a sentence is
   synthesized once and that same WAV is heard by every engine, model, beam and repeat.
-- Per engine x model x beam: RTF = seconds in `stt.transcribe(engine, path)` (file reading
-  included, model load not) / seconds of audio, over clips and repeats; WER per clip after
-  openai-whisper's normalizer (`edgeai/speech/wer.py`) and its mean over the clips.
+- Every clip is decoded once, by edgeai's reader (`speech.audio.read_audio`: 16 kHz mono
+  float32), and that same array goes to every engine, so all of them hear identical samples.
+  (faster-whisper's own file reader resamples through 16-bit integers: on a path it hears
+  slightly different samples, and base's greedy text changed on 4 of 12 sentences that way.)
+- Per engine x model x beam: RTF = seconds in `stt.transcribe(engine, samples)` (the model
+  load and the file decoding not included) / seconds of audio, over clips and repeats; WER per
+  clip after openai-whisper's normalizer (`edgeai/speech/wer.py`) and its mean over the clips.
 - edgeai vs faster-whisper called directly: `faster_whisper.WhisperModel` on the same model
   folder with the compute type, threads, beam, VAD rule and language edgeai uses, given the
-  same path, timed around the call and the reading of its segments. Each clip's two runs are
+  same array, timed around the call and the reading of its segments. Each clip's two runs are
   back to back, their order alternating (ABBA over clips and repeats), so a busy machine slows
-  both alike; the overhead is the median of the per-pair ratios.
+  both alike; the overhead is the median of the per-pair ratios. Same input, same settings:
+  the two texts must match (`same_text`).
 - Agreement: openai-whisper (on the checkpoint converted from the same CT2 weights) vs
   faster-whisper, per sentence, at each beam both ran (issue #15 asks for beam 1).
 
@@ -134,22 +139,23 @@ class Direct:
         self.model = WhisperModel(str(folder), device="cpu", compute_type=self.compute_type,
                                   cpu_threads=threads)
 
-    def transcribe(self, clip: Clip, beam: int) -> tuple[float, str, float]:
+    def transcribe(self, samples: Any, beam: int) -> tuple[float, str, float]:
+        from edgeai.speech.audio import RATE
         from edgeai.speech.stt import AUTO_VAD_S
 
-        vad = (clip.seconds or 0.0) > AUTO_VAD_S  # edgeai's rule: the VAD past one Whisper window
+        vad = len(samples) / RATE > AUTO_VAD_S  # edgeai's rule: the VAD past one Whisper window
         start = time.perf_counter()
-        segments, info = self.model.transcribe(str(clip.path), beam_size=beam, language=None,
+        segments, info = self.model.transcribe(samples, beam_size=beam, language=None,
                                                task="transcribe", vad_filter=vad, word_timestamps=False)
         text = " ".join(s.text.strip() for s in segments if s.text.strip())  # decoding happens here
         return time.perf_counter() - start, text, float(info.duration)
 
 
-def _timed(engine: Any, path: Path, beam: int) -> tuple[float, str, float]:
+def _timed(engine: Any, samples: Any, beam: int) -> tuple[float, str, float]:
     from edgeai.speech.stt import Options, transcribe
 
     start = time.perf_counter()
-    result = transcribe(engine, path, Options(beam_size=beam))
+    result = transcribe(engine, samples, Options(beam_size=beam))
     return time.perf_counter() - start, result.text, result.duration
 
 
@@ -205,8 +211,12 @@ def run_stt(settings, files: list[Path], *, sentences: list[int], engines: list[
         result["clips"] = [{"name": c.name, "reference": c.reference,
                             "file": None if c.path.parent == folder else str(c.path)}
                            for c in clips]
+        from edgeai.speech.audio import read_audio
+
+        audio = {clip.name: read_audio(clip.path) for clip in clips}  # decoded once, heard by all
         for model in models:
-            _run_model(result, settings, model, engines, clips, beams, repeats, threads, direct, on_tick)
+            _run_model(result, settings, model, engines, clips, audio, beams, repeats, threads, direct,
+                       on_tick)
     peak = peak_rss_mb()
     for row in result["results"]:
         row["peak_rss_mb"] = peak
@@ -235,8 +245,9 @@ def _quant(engine: Any) -> str:
     return getattr(engine, "compute_type", None) or "float32"  # openai-whisper runs float32 on a CPU
 
 
-def _run_model(result: dict, settings, model: str, engines: list[str], clips: list[Clip], beams: list[int],
-               repeats: int, threads: int, direct: bool, on_tick: Callable[[str], None]) -> None:
+def _run_model(result: dict, settings, model: str, engines: list[str], clips: list[Clip],
+               audio: dict[str, Any], beams: list[int], repeats: int, threads: int, direct: bool,
+               on_tick: Callable[[str], None]) -> None:
     from edgeai.speech.stt import model_files
 
     loaded = {name: engine for name in engines
@@ -252,27 +263,28 @@ def _run_model(result: dict, settings, model: str, engines: list[str], clips: li
         pairs: list[float] = []
         # warm-up, untimed: first calls allocate buffers and compile paths
         for engine in loaded.values():
-            _timed(engine, clips[0].path, beam)
+            _timed(engine, audio[clips[0].name], beam)
         if reference:
-            reference.transcribe(clips[0], beam)
+            reference.transcribe(audio[clips[0].name], beam)
         for rep in range(repeats):
             for k, clip in enumerate(clips):
                 for name, engine in loaded.items():
                     if name == "faster-whisper" and reference:
                         direct_first = (rep + k) % 2 == 1
-                        pairs.append(_pair(series, engine, reference, clip, beam, direct_first, on_tick))
+                        pairs.append(_pair(series, engine, reference, clip, audio[clip.name], beam,
+                                           direct_first, on_tick))
                         continue
-                    series[name].add(clip, *_timed(engine, clip.path, beam))
+                    series[name].add(clip, *_timed(engine, audio[clip.name], beam))
                     on_tick(f"{SHORT[name]} {SHORT.get(model, model)} b{beam} {clip.name}")
         _add_rows(result, series, loaded, clips, beam, threads, pairs)
 
 
-def _pair(series: dict[str, Series], engine: Any, reference: Direct, clip: Clip, beam: int,
+def _pair(series: dict[str, Series], engine: Any, reference: Direct, clip: Clip, samples: Any, beam: int,
           direct_first: bool, on_tick: Callable[[str], None]) -> float:
     """edgeai's and the direct call on one clip, back to back: edgeai seconds / direct seconds."""
     runs = {}
     for side in ((DIRECT, "faster-whisper") if direct_first else ("faster-whisper", DIRECT)):
-        runs[side] = reference.transcribe(clip, beam) if side == DIRECT else _timed(engine, clip.path, beam)
+        runs[side] = reference.transcribe(samples, beam) if side == DIRECT else _timed(engine, samples, beam)
         series[side].add(clip, *runs[side])
         on_tick(f"{SHORT[side]} {SHORT.get(series[side].model, series[side].model)} b{beam} {clip.name}")
     return runs["faster-whisper"][0] / runs[DIRECT][0]
