@@ -2,7 +2,10 @@
 
 `Player.play(audio)` queues a piece and returns; a worker thread writes it to the output stream
 in short blocks, so `stop()` (Esc, or the user starting to talk) silences it within one block and
-drops everything queued. `sounddevice` is imported only when a stream is first opened; without
+drops everything queued. A speaker that synthesizes as it goes calls `wait_for_room()` before
+making the next piece, so synthesis stays one sentence ahead of the voice: a stop wastes at most
+one sentence, and the CPU is not spent on speech nobody may hear while the reply is still being
+written. `sounddevice` is imported only when a stream is first opened; without
 PortAudio or without an output device that is `NoSoundOutput`, one line (exit 2). The stream is
 the one seam: `Player(open_stream=...)` takes any object with sounddevice's RawOutputStream
 methods (start, write, abort, close), which is how the tests play into a fake sound card.
@@ -22,6 +25,7 @@ from edgeai.errors import BadInput
 from edgeai.speech.tts import SAMPLE_WIDTH, Audio
 
 BLOCK_S = 0.05  # stop() is heard within about this much audio (plus the device's own buffer)
+AHEAD = 1  # pieces that may wait behind the one playing before wait_for_room() blocks
 NO_OUTPUT_HINT = "write a file instead: edgeai speak TEXT -o OUT.wav"
 
 
@@ -96,6 +100,7 @@ class Player:
         # stop() bumps the generation; the worker drops every piece queued under an older one
         self._generation = 0
         self._lock = threading.Lock()
+        self._room = threading.Condition()  # notified whenever the worker takes a piece
         self._stream: Any = None
         self._rate: int | None = None
         self._thread: threading.Thread | None = None
@@ -111,12 +116,23 @@ class Player:
         also ends the loop, so the rest of the stream is never synthesized."""
         with self._lock:
             generation = self._generation
-        for audio in audios:
+        pieces = iter(audios)
+        while self._current(generation):
+            audio = next(pieces, None)  # synthesizes the next piece, one ahead of the voice
+            if audio is None:
+                break
             with self._lock:
                 if not self._current(generation):
                     break
                 self._enqueue(generation, audio)
+            self.wait_for_room()
         self.wait()
+
+    def wait_for_room(self) -> None:
+        """Block while AHEAD pieces already wait behind the one playing. A stop drops them, so
+        it ends the wait too; so does a broken player (the next play() raises its error)."""
+        with self._room:
+            self._room.wait_for(lambda: self._queue.qsize() < AHEAD or self.error is not None)
 
     def _enqueue(self, generation: int, audio: Audio) -> None:
         if self.error is not None:
@@ -160,6 +176,8 @@ class Player:
         try:
             while True:
                 item = self._queue.get()
+                with self._room:
+                    self._room.notify_all()
                 try:
                     if item is None:
                         return

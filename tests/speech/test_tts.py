@@ -230,14 +230,15 @@ def test_stop_silences_playback_mid_utterance_and_drops_the_queue(joe):
 
 def test_stop_during_a_streamed_reply_stops_synthesis_too(joe):
     """Read-aloud as the chat runs it: sentences synthesized while earlier ones play; Esc
-    (stop() from the UI thread) cuts the voice and the rest of the reply is never synthesized."""
+    (stop() from the UI thread) cuts the voice and the rest of the reply is never synthesized:
+    synthesis runs one sentence ahead of the voice, however fast the CPU."""
     player = Player(open_stream=lambda rate: card)
     card = FakeSoundCard(joe.rate)
     card.on_first_write = lambda: threading.Timer(0.3, player.stop).start()
     stats = tts.SpeechStats()
     player.play_all(tts.stream_speech(joe, [w + " " for w in REPLY.split(" ")], stats))
     assert 0 < card.seconds < 1.2
-    assert stats.sentences < 3
+    assert stats.sentences == 2  # the one playing and the one waiting behind it
     player.close()
 
 

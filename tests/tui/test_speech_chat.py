@@ -189,7 +189,7 @@ async def test_read_aloud_speaks_each_sentence_and_esc_stops_it(make_app, settle
         assert time.monotonic() - started < 3
         assert speaker.stopped.is_set() and screen.speaker is None
         played_s = sum(log) / 2 / cards[0].rate
-        assert played_s < 2.0 and len(speaker.spoken) < 12
+        assert played_s < 2.0 and len(speaker.spoken) <= 2  # synthesis runs one sentence ahead
         assert cards[0].aborts >= 1
 
 

@@ -385,6 +385,9 @@ def _speak(screen: ChatScreen, speaker: Speaker) -> None:
                 break
             player.play(audio)  # raises what broke the player: NoSoundOutput
             speaker.spoken.append(audio)
+            player.wait_for_room()  # the next sentence is synthesized while this one plays
+            if speaker.stopped.is_set():
+                break
         while player.busy and not speaker.stopped.is_set():
             time.sleep(0.03)
         if player.error is not None:
