@@ -30,7 +30,8 @@ def test_the_chat_app_module_is_light_too():
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["models", "list"], ["transcribe", "--help"],
-                                  ["speak", "--help"], ["see", "--help"]])
+                                  ["speak", "--help"], ["see", "--help"], ["bench", "stt", "--help"],
+                                  ["bench", "tts", "--help"], ["serve", "--help"]])
 def test_no_heavy_imports(args):
     result = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)],
                             capture_output=True, text=True, timeout=60)

@@ -139,6 +139,14 @@ def test_catalog_rows_mark_the_current_model(edgeai_home):
     assert echo.text.startswith("● echo") and echo.enabled
 
 
+def test_the_picker_lists_no_speech_models(edgeai_home):
+    from edgeai.config import load_settings
+
+    requests = [r.request for r in catalog_rows(load_settings(), None)]
+    assert "qwen2.5-coder-0.5b-instruct" in requests
+    assert not any(r.startswith("whisper") for r in requests)  # Whisper is the microphone's model
+
+
 async def test_an_openai_compatible_url_is_a_model_too(make_app, make_echo, send, settle):
     from edgeai_testing.openai_server import serve_backend
 

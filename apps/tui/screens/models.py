@@ -36,6 +36,8 @@ def catalog_rows(settings: Settings, current: str | None) -> list[PickerRow]:
 
     rows = []
     for entry in load_catalog():
+        if entry.role == "speech":  # Whisper: the microphone's model, never the chat's
+            continue
         for art in entry.artifacts:
             request = entry.id if len(entry.artifacts) == 1 else f"{entry.id}:{art.quant}@{art.format}"
             mark = "●" if current in (request, entry.id) else " "
