@@ -47,25 +47,26 @@ _lock = threading.Lock()
 
 
 def route_images(messages: list[Message], capabilities: Capabilities) -> tuple[list[Message], list[str]]:
-    """The messages a backend with `capabilities` can take, and one label per image (in order):
-    "VLM" when it sees them, else how each description was made ("OCR · 42 words", "image
-    facts"). Raises BadInput for an image that cannot be read or analysed."""
+    """The messages a backend with `capabilities` can take, and one label per image of the newest
+    message (in order; earlier turns' images were labelled with their own replies): "VLM" when it
+    sees them, else how each description was made ("OCR · 42 words", "image facts"). Raises
+    BadInput for an image that cannot be read or analysed."""
     if not any(m.images for m in messages):
         return list(messages), []
+    newest = messages[-1].images
     if capabilities.vision:
-        return list(messages), [VLM_LABEL for m in messages for _ in m.images]
+        return list(messages), [VLM_LABEL for _ in newest]
     out: list[Message] = []
     labels: list[str] = []
     for message in messages:
         if not message.images:
             out.append(message)
             continue
-        blocks = []
-        for number, path in enumerate(message.images, 1):
-            description = analysis_of(path).describe(number=number)
-            blocks.append(description.block)
-            labels.append(description.label)
-        out.append(replace(message, content=described(message.content, blocks), images=()))
+        descriptions = [analysis_of(path).describe(number=n) for n, path in enumerate(message.images, 1)]
+        if message is messages[-1]:
+            labels = [d.label for d in descriptions]
+        out.append(replace(message, content=described(message.content, [d.block for d in descriptions]),
+                           images=()))
     return out, labels
 
 

@@ -29,6 +29,15 @@ def test_a_model_that_sees_gets_the_images_unchanged(tmp_path):
     assert out == messages and labels == ["VLM", "VLM"]
 
 
+def test_only_the_newest_messages_images_are_labelled(tmp_path):
+    """An image from an earlier turn stays in the history, but this reply did not use it afresh."""
+    messages = [Message("user", "what is this?", images=(tmp_path / "a.png",)), Message("assistant", "a cat"),
+                Message("user", "and these?", images=(tmp_path / "b.png", tmp_path / "c.png"))]
+    assert route_images(messages, SEES)[1] == ["VLM", "VLM"]
+    thanks = messages[:2] + [Message("user", "thanks")]
+    assert route_images(thanks, SEES) == (thanks, [])
+
+
 def test_messages_without_images_pass_through():
     messages = [Message("user", "hi")]
     assert route_images(messages, TEXT_ONLY) == (messages, [])
@@ -49,6 +58,13 @@ def test_a_text_model_gets_the_receipt_as_fenced_ocr_text(receipts, ocr_engine, 
     assert len(labels) == 1 and labels[0].startswith("OCR · ") and labels[0].endswith("words")
     assert route.image_part(routed.content).endswith("</documents>\n")
     assert route.image_part("what is the total?") is None
+
+
+def test_an_earlier_turns_image_stays_described_without_a_new_label(receipts, ocr_engine):
+    messages = [Message("user", "read this", images=(receipts[0].path,)), Message("assistant", "done"),
+                Message("user", "what is the total?")]
+    out, labels = route_images(messages, TEXT_ONLY)
+    assert labels == [] and out[0].content.startswith(IMAGES_HEAD) and out[2] == messages[2]
 
 
 def test_two_images_are_numbered_and_labelled_in_order(receipts, ocr_engine, tmp_path):
