@@ -150,7 +150,7 @@ async def test_no_microphone_is_one_line_and_the_app_carries_on(make_app, settle
         await pilot.press("ctrl+t")
         await settle(pilot)
         errors = [str(n.render()) for n in app.chat.query(".notice.-error")]
-        assert errors == ["microphone: no microphone: Error querying device -1 "
+        assert errors == ["voice input: no microphone: Error querying device -1 "
                           "(hint: connect an input device)"]
         assert app.chat.recording is None and app.chat.status.state.media is None
         await send(pilot, "still here?")

@@ -207,7 +207,7 @@ def _listen(screen: ChatScreen, hands_free: bool) -> None:
     try:
         source = screen.chat_app.media.source()
     except Exception as exc:  # noqa: BLE001  NoMicrophone from a source that checks at once
-        _fail(screen, "microphone", describe(exc))
+        _fail(screen, "voice input", describe(exc))
         screen.hands_free = False
         return
     screen.recording = recording = Recording(source, hands_free)
@@ -256,7 +256,7 @@ def _talk_failed(screen: ChatScreen, recording: Recording, error: str) -> None:
     if screen.recording is recording:
         screen.recording = None
     screen.hands_free = False
-    _fail(screen, "microphone", error)
+    _fail(screen, "voice input", error)
 
 
 def _hands_free(screen: ChatScreen, recording: Recording) -> None:
