@@ -30,10 +30,13 @@ def ui_settings(settings: Settings) -> Settings:
 
 
 def default_loader(settings: Settings, chat_template: str | None = None,
-                   adapter: tuple[str, str] | None = None) -> Loader:
+                   adapter: tuple[str, str] | None = None,
+                   mmproj: tuple[str, str] | None = None) -> Loader:
     """The real loader: catalog ids, .gguf paths and OpenAI-compatible URLs, via `load_model`.
     `adapter` = (request, OUT): `chat --adapter OUT` applies that fine-tune whenever the app
-    loads that request (its base), and never to another model the user switches to."""
+    loads that request (its base), and never to another model the user switches to. `mmproj` =
+    (request, PATH) likewise: `chat --mmproj PATH` loads that vision projector with that
+    request's GGUF (its images then reach the model), never with another model."""
     settings = ui_settings(settings)
 
     def load(request: str, backend: str | None, progress: Progress | None = None
@@ -41,7 +44,9 @@ def default_loader(settings: Settings, chat_template: str | None = None,
         from edgeai.runtime.loader import load_model
 
         applied = adapter[1] if adapter and request == adapter[0] else None
+        projector = mmproj[1] if mmproj and request == mmproj[0] else None
         return load_model(settings, request, backend, chat_template, progress=progress, chat=True,
-                          draft="auto", adapter=applied)  # drafting where the tune measured a win
+                          draft="auto", adapter=applied,  # drafting where the tune measured a win
+                          mmproj=projector)
 
     return load

@@ -20,6 +20,8 @@ import click
 from edgeai.cli.common import (
     adapter_from,
     adapter_option,
+    mmproj_from,
+    mmproj_option,
     model_options,
     open_model,
     sampling_from,
@@ -162,18 +164,20 @@ class PlainSession:
 @model_options
 @sampling_options
 @adapter_option
+@mmproj_option
 def chat(plain: bool, system: str | None, reset_db: bool, **opts) -> None:
     """Chat with a local model in the terminal."""
     from edgeai.chat.store import open_chat_db  # the app opens chat.db the same way
     from edgeai.runtime.loader import check_overrides
 
     adapter = adapter_from(opts)  # the run's base and the mlx backend, unless given
+    mmproj = mmproj_from(opts)  # a bad projector file exits 2 here, before the screen changes
     settings = settings_from(opts)
     check_overrides(sampling_from(opts))  # bad flags exit 2 here, not on every message
     if plain or not sys.stdin.isatty():  # piped input: the REPL reads one message per line
         if reset_db:
             open_chat_db(settings, reset=True, report=_say_on_stderr).close()
-        return plain_chat(settings, system, opts, adapter)
+        return plain_chat(settings, system, opts, adapter, mmproj)
     from edgeai.tui.app import EdgeChatApp  # the one command that imports the app
     from edgeai.tui.loader import default_loader
 
@@ -182,9 +186,12 @@ def chat(plain: bool, system: str | None, reset_db: bool, **opts) -> None:
 
     # fails here, before the screen changes; the app would open it the same way without db=
     db = open_chat_db(settings, reset=reset_db, report=_say_on_stderr)
-    # the adapter goes with the model it was given for, not with one the app switches to
-    loader = default_loader(settings, opts.get("chat_template"), adapter=(opts["model"], adapter)) \
-        if adapter else None
+    # the adapter and the projector go with the model they were given for, not with one the app
+    # switches to
+    loader = default_loader(settings, opts.get("chat_template"),
+                            adapter=(opts["model"], adapter) if adapter else None,
+                            mmproj=(settings.model, mmproj) if mmproj else None) \
+        if adapter or mmproj else None
     app = EdgeChatApp(settings, db=db, model=opts.get("model"), backend=opts.get("backend"),
                       system=system, overrides=sampling_from(opts),
                       chat_template=opts.get("chat_template"), loader=loader)
@@ -196,12 +203,14 @@ def _say_on_stderr(text: str) -> None:
     click.secho(text, err=True)
 
 
-def plain_chat(settings: Settings, system: str | None, opts: dict, adapter: str | None = None) -> None:
+def plain_chat(settings: Settings, system: str | None, opts: dict, adapter: str | None = None,
+               mmproj: str | None = None) -> None:
     from edgeai.runtime.loaded import LoadedModel
     from edgeai.runtime.loader import gen_params
 
     backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), chat=True,
-                               adapter=adapter, draft="auto")  # what the tune measured; /draft switches
+                               adapter=adapter, mmproj=mmproj,
+                               draft="auto")  # what the tune measured; /draft switches
     try:
         if not spec.chat:
             raise BadInput(f"{spec.id} is a base model: it completes text but cannot chat",

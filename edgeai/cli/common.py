@@ -54,6 +54,24 @@ def adapter_from(opts: dict[str, Any]) -> str | None:
     return str(run.resolve())
 
 
+def mmproj_option(fn: Callable) -> Callable:
+    """`--mmproj PATH`: a VLM's vision projector GGUF, loaded beside the model on llama.cpp."""
+    return click.option("--mmproj", metavar="PATH",
+                        help="The vision projector (mmproj-*.gguf) of a VLM's GGUF: images then go to "
+                             "the model itself instead of through OCR (llamacpp backend).")(fn)
+
+
+def mmproj_from(opts: dict[str, Any]) -> str | None:
+    """The projector `--mmproj` names (None: none), checked from its header before any model
+    loads: a missing, non-GGUF, truncated or non-projector file is one line here, not after the
+    text model has loaded. Whether it fits that model, llama.cpp tells when it loads."""
+    if not opts.get("mmproj"):
+        return None
+    from edgeai.runtime.llamacpp_mtmd import check_projector
+
+    return str(check_projector(opts["mmproj"]).resolve())
+
+
 def sampling_options(fn: Callable) -> Callable:
     options = [
         click.option("--max-tokens", type=int, metavar="N", help="Most tokens to generate."),
@@ -132,12 +150,13 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def open_model(settings: Settings, backend: str | None, chat_template: str | None, n_seq: int = 1,
-               chat: bool = False, adapter: str | None = None, **draft):
+               chat: bool = False, adapter: str | None = None, mmproj: str | None = None, **draft):
     from edgeai.runtime.loader import load_model
 
     with progress_bar("assembling model weights (first use only)") as advance:
         return load_model(settings, settings.model, backend or settings.backend, chat_template,
-                          progress=advance, n_seq=n_seq, chat=chat, adapter=adapter, **draft)
+                          progress=advance, n_seq=n_seq, chat=chat, adapter=adapter, mmproj=mmproj,
+                          **draft)
 
 
 def with_progress(work: Callable):

@@ -1,8 +1,9 @@
 """`edgeai run [PROMPT]`: one prompt, the reply streamed to stdout (or one JSON object with --json).
 
 `--image PATH` (repeatable) sends images with the prompt through `edgeai.vision.route`: a model
-that sees gets them as they are, a text-only one a fenced description (OCR, faces, facts); how
-each was used is printed on stderr ("OCR · 42 words") and is the `images` field of --json.
+that sees (a GGUF with its `--mmproj` projector) gets them as they are, a text-only one a fenced
+description (OCR, faces, facts); how each was used is printed on stderr ("VLM", "OCR · 42
+words") and is the `images` field of --json.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from edgeai.cli.common import (
     adapter_from,
     adapter_option,
     draft_options,
+    mmproj_from,
+    mmproj_option,
     model_options,
     open_model,
     sampling_from,
@@ -51,9 +54,11 @@ def read_prompt(prompt: str | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with text and stats.")
 @click.option("--image", "images", multiple=True, metavar="PATH",
               type=click.Path(dir_okay=False, path_type=str),
-              help="An image sent with the prompt (repeatable); a text-only model gets its OCR text.")
+              help="An image sent with the prompt (repeatable); a text-only model gets its OCR text, "
+                   "a model with --mmproj the image.")
 @draft_options
 @adapter_option
+@mmproj_option
 def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_schema: str | None,
         as_json: bool, images: tuple[str, ...], draft: str, draft_max: int | None, draft_min: int | None,
         **opts) -> None:
@@ -69,10 +74,11 @@ def run(prompt: str | None, system: str | None, stop: tuple[str, ...], json_sche
         raise BadInput(f"no such image: {missing}")
     schema = load_json_schema(json_schema) if json_schema else None
     adapter = adapter_from(opts)  # the run's base and the mlx backend, unless given
+    mmproj = mmproj_from(opts)  # a bad projector file, before the model loads
     settings = settings_from(opts)
     check_overrides(sampling_from(opts))  # before the model loads
     backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), adapter=adapter,
-                               draft=draft, draft_max=draft_max, draft_min=draft_min)
+                               mmproj=mmproj, draft=draft, draft_max=draft_max, draft_min=draft_min)
     try:
         params = gen_params(spec, {**sampling_from(opts), "stop": stop or None,
                                    "response_format": schema})

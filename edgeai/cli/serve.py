@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from edgeai.cli.common import draft_options, model_options, settings_from
+from edgeai.cli.common import draft_options, mmproj_from, mmproj_option, model_options, settings_from
 from edgeai.errors import BadInput, MissingExtra
 from edgeai.runtime.base import draft_of
 
@@ -90,6 +90,7 @@ def bind(host: str, port: int) -> socket.socket:
 @click.option("--max-tokens", "max_tokens", default=4096, show_default=True, type=int,
               help="The most tokens one reply may ask for.")
 @draft_options
+@mmproj_option
 def serve(host: str, port: int, parallel: int, queue_size: int, api_key_file: str | None,
           api_key: str | None, allow_remote: bool, cors: tuple[str, ...], store: bool, max_tokens: int,
           **opts) -> None:
@@ -101,6 +102,7 @@ def serve(host: str, port: int, parallel: int, queue_size: int, api_key_file: st
     if parallel < 1 or queue_size < 0 or max_tokens < 1:
         raise BadInput("--parallel and --max-tokens must be at least 1, --queue at least 0")
     key = read_api_key(api_key_file, api_key)
+    opts["mmproj"] = mmproj_from(opts)  # a bad projector file, before the port is bound
     if not is_loopback(host):
         warn(f"listening on {host}: other machines can reach this server"
              + ("" if key else " and no API key is set"))
@@ -133,7 +135,8 @@ def _run(sock: socket.socket, settings, opts, *, parallel: int, queue: int, opti
 
     with ExitStack() as stack:
         backend, spec = open_model(settings, opts.get("backend"), opts.get("chat_template"), n_seq=parallel,
-                                   draft=opts.get("draft"), draft_max=opts.get("draft_max"),
+                                   mmproj=opts.get("mmproj"), draft=opts.get("draft"),
+                                   draft_max=opts.get("draft_max"),
                                    draft_min=opts.get("draft_min"))  # drafts while one request runs
         stack.callback(backend.close)
         if store:
@@ -153,6 +156,8 @@ def _run(sock: socket.socket, settings, opts, *, parallel: int, queue: int, opti
         kept = ", conversations kept in chat.db" if store else ""
         if draft_of(backend) != "off":
             kept += f", drafting with {backend.draft} while one request runs"
+        if backend.capabilities.vision:
+            kept += ", images go to the model, one such request at a time"
         click.echo(f"serving {engine.model_id} ({backend.name}, {parallel} sequences of "
                    f"{settings.n_ctx} tokens{kept}); Ctrl-C stops", err=True)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",

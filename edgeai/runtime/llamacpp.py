@@ -41,6 +41,7 @@ CHAT_SEQ = 0  # the sequence `stream` generates in
 
 class LlamaCppBackend:
     name = "llamacpp"
+    stream_seq = CHAT_SEQ  # the one sequence `stream` uses (a server's batcher keeps count of it)
 
     def __init__(self) -> None:
         self._lib = None

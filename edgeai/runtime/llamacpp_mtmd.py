@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import re
+import threading
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -90,27 +93,104 @@ class MediaPrompt:
         self.close()
 
 
+def check_projector(path: str | Path) -> Path:
+    """`path` as a vision projector GGUF (`--mmproj`), checked from its header alone (quick, no
+    llama.cpp): it exists, is a GGUF file, is whole, and has a vision encoder. Whether it fits
+    the text model only mtmd can tell, when it loads. One-line `BadInput`s."""
+    from edgeai.errors import ModelFormatError
+    from edgeai.gguf_info import read_header
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise BadInput(f"the projector (--mmproj) {path} {what}",
+                       "pass the mmproj-*.gguf file published with the model")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise BadInput(f"cannot read the projector {path}: {exc.strerror or exc}") from None
+    if magic != b"GGUF":
+        raise BadInput(f"{path.name} is not a GGUF file, so not a projector (--mmproj)",
+                       "pass the mmproj-*.gguf file published with the model")
+    try:
+        header = read_header(path)
+    except ModelFormatError as exc:  # truncated, or a value type this reader does not know
+        message = exc.message.removeprefix("GGUF file ") if exc.message.startswith("GGUF file ") \
+            else f"{path.name} cannot be read: {exc.message}"
+        raise BadInput(f"the projector {message}", "download it again") from None
+    if header.architecture != "clip":
+        raise BadInput(f"{path.name} is a model GGUF ({header.architecture or 'no architecture'}), "
+                       "not a vision projector",
+                       "pass the model as --model and its mmproj-*.gguf as --mmproj")
+    if not header.get("clip.has_vision_encoder"):
+        raise BadInput(f"{path.name} has no vision encoder (no clip.has_vision_encoder key; "
+                       "audio-only projectors are not supported)")
+    return path
+
+
+# mtmd's log callback: everything on to llama-cpp-python's logger (which the backend keeps at
+# errors only), error lines also kept while a projector loads so its refusal can say why
+_ERROR = 4  # ggml_log_level's GGML_LOG_LEVEL_ERROR
+_log_state: dict = {"callback": None, "errors": None}
+_log_lock = threading.Lock()
+_load_lock = threading.Lock()  # one projector load at a time: the kept errors are that load's
+
+
+def _route_logs(mtmd_cpp) -> None:
+    """mtmd and its helpers log every image at INFO level through their own loggers: route them
+    through llama-cpp-python's (once per process; the callback object must stay alive)."""
+    with _log_lock:
+        if _log_state["callback"] is not None:
+            return
+        import llama_cpp
+        from llama_cpp._logger import llama_log_callback
+
+        @llama_cpp.llama_log_callback
+        def callback(level: int, text: bytes, user_data) -> None:
+            errors = _log_state["errors"]
+            if errors is not None and level == _ERROR:
+                errors.append(text.decode("utf-8", errors="replace"))
+            llama_log_callback(level, text, user_data)
+
+        _log_state["callback"] = callback
+        mtmd_cpp.mtmd_log_set(callback, ctypes.c_void_p(0))
+        mtmd_cpp.mtmd_helper_log_set(callback, ctypes.c_void_p(0))
+
+
+@contextmanager
+def _errors_logged():
+    """The error lines mtmd logs while the block runs (one load at a time)."""
+    errors: list[str] = []
+    with _load_lock:
+        _log_state["errors"] = errors
+        try:
+            yield errors
+        finally:
+            _log_state["errors"] = None
+
+
+def _cause(errors: list[str]) -> str:
+    """The first error line mtmd logged, without its function-name prefixes:
+    'mtmd_init_from_file: error: mismatch between text model (n_embd = 64) and mmproj (n_embd = 32)'
+    -> 'mismatch between text model (n_embd = 64) and mmproj (n_embd = 32)'."""
+    for line in errors:
+        line = line.strip().splitlines()[0] if line.strip() else ""
+        line = re.sub(r"^(\w+: )+", "", line).removeprefix("error: ").strip()
+        if line:
+            return line
+    return ""
+
+
 class Projector:
     """An mmproj loaded against a text model: `prompt` tokenizes, `eval_image` evaluates."""
 
     def __init__(self, lib, model, path: str | Path, *, threads: int, use_gpu: bool) -> None:
         from llama_cpp import mtmd_cpp
 
-        from edgeai.gguf_info import read_header
-
-        path = Path(path)
-        if not path.is_file():
-            raise BadInput(f"projector (mmproj) file does not exist: {path}")
-        header = read_header(path)  # a clear error for a non-GGUF or truncated file
-        if not header.get("clip.has_vision_encoder"):
-            raise BadInput(f"{path.name} is not a vision projector (no clip.has_vision_encoder key)")
+        path = check_projector(path)
         self._mtmd, self._lib = mtmd_cpp, lib
-        from llama_cpp._logger import llama_log_callback
-
-        # mtmd and its helpers log every image at INFO level through their own loggers: route them
-        # through llama-cpp-python's, which the backend keeps at errors only
-        mtmd_cpp.mtmd_log_set(llama_log_callback, ctypes.c_void_p(0))
-        mtmd_cpp.mtmd_helper_log_set(llama_log_callback, ctypes.c_void_p(0))
+        _route_logs(mtmd_cpp)
         params = mtmd_cpp.mtmd_context_params_default()
         params.use_gpu = use_gpu
         params.n_threads = threads
@@ -118,13 +198,16 @@ class Projector:
         params.warmup = False  # the first image pays for the graph; loading stays quick
         from llama_cpp._utils import suppress_stdout_stderr
 
-        with suppress_stdout_stderr(disable=False):  # clip.cpp's load log stays off the terminal
+        with _errors_logged() as errors, suppress_stdout_stderr(disable=False):
+            # clip.cpp's load log stays off the terminal; its errors are kept for the message
             ctx = mtmd_cpp.mtmd_init_from_file(str(path).encode(), model.model, params)
         if not ctx:
-            # mtmd logs the cause (unknown projector type, missing tensor, width mismatch) and
-            # returns NULL; the log is silenced above, so name the usual causes
-            raise BadInput(f"llama.cpp could not load the projector {path.name}",
-                           "is it the mmproj made for this model, by a llama.cpp this build supports?")
+            # mtmd logs the cause (a width that does not match the text model, an unknown
+            # projector type, a missing tensor) and returns NULL: the first error line says it
+            cause = _cause(errors)
+            raise BadInput(f"llama.cpp could not load the projector {path.name}"
+                           + (f": {cause}" if cause else ""),
+                           "pass the mmproj made for this model (the file published beside its GGUF)")
         self._ctx = ctx
         if not mtmd_cpp.mtmd_support_vision(ctx):
             self.close()

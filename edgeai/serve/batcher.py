@@ -11,6 +11,12 @@ its own sampler chain and keeps its tokens after its reply: the next job goes to
 sequence that holds the longest prefix of its prompt (a returning conversation lands where its
 history is). A backend without the batched step is served one job at a time through its `stream`.
 
+Images on a backend that sees (a llama.cpp VLM: mtmd's image chunks, which only `stream`
+evaluates) are not batched: such a job waits, first come first served, until the running batch
+has finished, then runs alone through `stream`; the jobs that arrived after it wait for it. The
+sequence `stream` used (`backend.stream_seq`; every sequence where a backend does not say) is
+then treated as holding unknown tokens, so no later job reuses a prefix from it by mistake.
+
 Waiting jobs are bounded (`QueueFull` at once, never a hang); a cancelled job (its client left)
 gives its sequence back before the next step.
 
@@ -31,10 +37,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edgeai.errors import EdgeAIError
+from edgeai.errors import BadInput, EdgeAIError
 from edgeai.runtime.base import draft_of
 from edgeai.runtime.decode import BatchedStep, PromptPlan, Reply, SeqInput, common_prefix
 from edgeai.types import Chunk, GenParams, Message
+
+_UNKNOWN = -1  # a held position whose token the batcher does not know: never a prompt's token
+
+
+def _has_images(prompt) -> bool:
+    return isinstance(prompt, list) and any(m.images for m in prompt)
 
 
 class QueueFull(Exception):
@@ -77,6 +89,7 @@ class Job:
     drafted: int = 0
     accepted: int = 0
     pending_logprobs: list[TokenLogprob] = field(default_factory=list)
+    alone: bool = False  # served through `stream` with nothing else running (images on a VLM)
 
 
 class Batcher:
@@ -108,7 +121,11 @@ class Batcher:
         """Tokenize and check the prompt, build its sampler (raises BadInput, ContextOverflow):
         done on the request's thread, so a bad request fails before it waits. Tokenizing reads
         only the vocabulary, which the running batch never changes."""
-        if self.batched:
+        if self.batched and _has_images(job.prompt):
+            if job.logprobs is not None:
+                raise BadInput("logprobs are not available for a request with images")
+            job.alone = True  # the backend's stream checks and evaluates it, when it runs
+        elif self.batched:
             job.plan = self.backend.plan(job.prompt, job.params, self.window, tools=tools)
             job.sampler = self.backend.sampler(job.params, job.params.seed)
         return job
@@ -166,16 +183,16 @@ class Batcher:
                 if self._closing:
                     return
                 if self.batched:
-                    self._admit()
-                    job = None
+                    job = self._admit()  # a job to serve alone, once nothing else runs
                 else:
                     job = self._waiting.popleft() if self._waiting else None
             try:
-                if self.batched:
-                    if self._active:
-                        self._step()
-                elif job is not None:
+                if job is not None:
                     self._serve_alone(job)
+                    if self.batched:
+                        self._forget_stream_seq()
+                elif self.batched and self._active:
+                    self._step()
             except Exception as exc:  # a bug must not stop the server: its jobs fail, it goes on
                 for failed in list(self._active):
                     self._fail(failed, exc)
@@ -185,10 +202,13 @@ class Batcher:
         for job in [j for j in self._active if j.cancelled]:
             self._active.remove(job)  # its sequence is free; what it holds stays reusable
 
-    def _admit(self) -> None:
+    def _admit(self) -> Job | None:
         """Waiting jobs into free sequences, first come first served; each to the free sequence
-        holding the longest prefix of its prompt (ties: the one idle longest)."""
+        holding the longest prefix of its prompt (ties: the one idle longest). A job to be
+        served alone is returned once nothing runs; until then it and the jobs behind it wait."""
         while self._waiting and len(self._active) < self.slots:
+            if self._waiting[0].alone:
+                return None if self._active else self._waiting.popleft()
             job = self._waiting.popleft()
             busy = {j.seq for j in self._active}
             free = [s for s in range(self.slots) if s not in busy]
@@ -209,6 +229,15 @@ class Batcher:
             if self.drafting and job.params.response_format is None:  # a grammar cannot be rewound
                 job.drafter, job.history = self.backend.drafter(), list(tokens)
             self._active.append(job)
+        return None
+
+    def _forget_stream_seq(self) -> None:
+        """After a job served through `stream`: what its sequence holds is not known here, so no
+        prefix of it is reused (the next job there truncates it to nothing)."""
+        seq = getattr(self.backend, "stream_seq", None)
+        for s in range(self.slots) if seq is None else (seq,):
+            self._held[s] = [_UNKNOWN] * self.backend.seq_length(s)
+            self._used[s] = time.perf_counter()
 
     def _step(self) -> None:
         """One model call: a token for every decoding sequence, prompt tokens for the others."""
