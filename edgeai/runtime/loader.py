@@ -32,6 +32,10 @@ def pick_backend(spec: ModelSpec, requested: str | None) -> str:
         return "echo"
     if spec.family == "remote":
         return "remote"
+    if "ct2" in spec.artifacts:  # Whisper in CTranslate2's layout: edgeai.speech's, not a chat backend's
+        name = spec.id.partition(":")[0]
+        raise BadInput(f"{name} is a speech-to-text model, not a chat model",
+                       f"transcribe with it: edgeai transcribe FILE --model {name}")
     raise BadInput(f"no backend runs model {spec.id} here", "pass --backend NAME")
 
 

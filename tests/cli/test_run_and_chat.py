@@ -49,6 +49,14 @@ def test_run_json_schema_with_the_real_model(cli, default_gguf, tmp_path):
     assert isinstance(json.loads(result.stdout)["city"], str)
 
 
+def test_a_whisper_model_given_to_run_says_it_transcribes(cli):
+    result = cli("run", "--model", "whisper-base", "hello")
+    assert result.returncode == 2
+    lines = result.stderr.decode().strip().splitlines()
+    assert lines[0] == "edgeai: error: whisper-base is a speech-to-text model, not a chat model"
+    assert "edgeai transcribe FILE --model whisper-base" in lines[1]
+
+
 def test_chat_plain_holds_a_two_turn_conversation(cli, default_gguf):
     script = "My name is Zorblat. Just say OK.\nWhat is my name? Answer with the name only.\n"
     result = cli("chat", "--plain", "--temperature", "0", "--max-tokens", "30", input=script)
