@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("PIL")
 
+from edgeai_testing.cli_errors import one_line_error  # noqa: E402
 from edgeai_testing.tiny_vlm import build_projector, build_text_model  # noqa: E402
 
 DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -37,15 +38,6 @@ def vlm(tmp_path_factory):
     return {"text": build_text_model(d / "text.gguf"), "mmproj": build_projector(d / "mmproj.gguf"),
             "image": write_words(d / "words.png"), "dir": d}
 
-
-def one_line_error(result) -> str:
-    """Exit 2, no traceback, the error on one line (a hint may follow on a second)."""
-    err = result.stderr.decode()
-    assert result.returncode == 2, err
-    assert "Traceback" not in err and result.stdout == b""
-    lines = err.strip().splitlines()
-    assert lines[0].startswith("edgeai: error: ") and len(lines) <= 2, err
-    return lines[0]
 
 
 def run_args(vlm, *extra: str) -> list[str]:

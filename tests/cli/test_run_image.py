@@ -4,35 +4,17 @@ through OCR to a text-only model, how it was used in --json's `images`, bad imag
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-VISION_HELPERS = Path(__file__).parents[1] / "vision" / "conftest.py"
+from edgeai_testing.cli_errors import one_line_error
+from edgeai_testing.receipts import render_receipts
 
 
 @pytest.fixture(scope="module")
 def receipts(tmp_path_factory):
-    """The receipts tests/vision renders (its conftest is not visible from here: loaded by path)."""
-    spec = importlib.util.spec_from_file_location("vision_receipts", VISION_HELPERS)
-    helpers = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = helpers  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(helpers)
-    folder = tmp_path_factory.mktemp("receipts")
-    return {layout: helpers.render_receipt(folder / f"receipt-{layout}.png", layout, seed)
-            for seed, layout in enumerate(helpers.LAYOUTS)}
+    return {r.layout: r for r in render_receipts(tmp_path_factory.mktemp("receipts"))}
 
-
-def one_line_error(result) -> str:
-    err = result.stderr.decode()
-    assert result.returncode == 2, err
-    assert "Traceback" not in err and result.stdout == b""
-    lines = err.strip().splitlines()
-    assert lines[0].startswith("edgeai: error: ") and len(lines) <= 2, err
-    return lines[0]
 
 
 def test_the_image_reaches_a_text_model_as_its_ocr_text(cli, receipts):

@@ -6,34 +6,25 @@ how each was used in the reply, http(s) URLs and malformed images refused with O
 from __future__ import annotations
 
 import base64
-import importlib.util
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 from edgeai_testing.echo import echo_model, record_streams
+from edgeai_testing.receipts import render_receipts
 from edgeai_testing.serve import serving
 
 from edgeai.serve.app import Options
 from edgeai.serve.requests import Limits
 
 openai = pytest.importorskip("openai")
-VISION_HELPERS = Path(__file__).parents[1] / "vision" / "conftest.py"
 QUESTION = "What is the total?"
 
 
 @pytest.fixture(scope="module")
 def receipts(tmp_path_factory):
-    """The receipts tests/vision renders (its conftest is not visible from here: loaded by path)."""
-    spec = importlib.util.spec_from_file_location("vision_receipts_serve", VISION_HELPERS)
-    helpers = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = helpers  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(helpers)
-    folder = tmp_path_factory.mktemp("receipts")
-    return {layout: helpers.render_receipt(folder / f"receipt-{layout}.png", layout, seed)
-            for seed, layout in enumerate(helpers.LAYOUTS)}
+    return {r.layout: r for r in render_receipts(tmp_path_factory.mktemp("receipts"))}
 
 
 def data_url(path: Path, kind: str = "png") -> str:

@@ -10,21 +10,11 @@ import sys
 import time
 
 import pytest
+from edgeai_testing.cli_errors import one_line_error
 
 from edgeai.vision.image import MAX_PIXELS
 
 IMAGE_STACK = ("PIL", "cv2", "rapidocr", "onnxruntime", "numpy")
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> str:
-    """Exit 2, no traceback, the error on one line (a hint may follow on a second)."""
-    err = result.stderr.decode()
-    assert result.returncode == 2, err
-    assert "Traceback" not in err and result.stdout == b""
-    lines = err.strip().splitlines()
-    assert lines[0].startswith("edgeai: error: ") and len(lines) <= 2, err
-    assert all(n in lines[0] for n in needles), err
-    return lines[0]
 
 
 def test_json_has_the_text_in_reading_order_objects_and_size(cli, receipts, find_total_line):
@@ -64,20 +54,20 @@ def test_the_plain_output_is_the_description(cli, astronaut):
 def test_a_corrupt_image_is_one_line(cli, tmp_path):
     path = tmp_path / "photo.jpg"
     path.write_bytes(b"\xff\xd8\xff\xe0" + b"not really a jpeg" * 20)
-    assert_one_line_error(cli("see", str(path)), "photo.jpg")
+    one_line_error(cli("see", str(path)), "photo.jpg")
 
 
 def test_a_decompression_bomb_is_one_line_naming_the_cap(cli, tmp_path, header_only_png):
     bomb = header_only_png(tmp_path / "bomb.png", 9500, 9500)  # 90 MP claimed in ~100 bytes
-    line = assert_one_line_error(cli("see", str(bomb), "--json"), "bomb.png")
+    line = one_line_error(cli("see", str(bomb), "--json"), "bomb.png")
     assert f"{MAX_PIXELS // 1_000_000} MP cap" in line
     bigger = header_only_png(tmp_path / "bigger.png", 30000, 30000)  # Pillow's own error
-    assert_one_line_error(cli("see", str(bigger)), "decompression bomb", f"{MAX_PIXELS // 1_000_000} MP cap")
+    one_line_error(cli("see", str(bigger)), "decompression bomb", f"{MAX_PIXELS // 1_000_000} MP cap")
 
 
 def test_a_missing_image_and_an_empty_question_are_bad_input(cli, tmp_path, receipts):
-    assert_one_line_error(cli("see", str(tmp_path / "nope.png")), "no such image")
-    assert_one_line_error(cli("see", str(receipts[0].path), "  "), "question is empty")
+    one_line_error(cli("see", str(tmp_path / "nope.png")), "no such image")
+    one_line_error(cli("see", str(receipts[0].path), "  "), "question is empty")
 
 
 PROBE = """
