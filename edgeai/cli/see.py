@@ -15,6 +15,7 @@ import json
 
 import click
 
+from edgeai.cli.common import mmproj_from, mmproj_option
 from edgeai.errors import BadInput
 
 # an answer about one image is a sentence or two; this bounds a model that starts to ramble
@@ -30,15 +31,11 @@ CHARS_PER_TOKEN = 3
 @click.argument("question", required=False)
 @click.option("--model", "-m", metavar="ID|PATH|URL",
               help="The chat model that answers (default: the default model).")
-@click.option("--mmproj", metavar="PATH",
-              help="The vision projector (mmproj-*.gguf) of a VLM given as --model: the model then "
-                   "sees the image itself instead of its OCR text.")
+@mmproj_option
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object: text, lines, objects, size, colours, used (and answer).")
 def see(image: str, question: str | None, model: str | None, mmproj: str | None, as_json: bool) -> None:
     """Describe IMAGE (OCR text, faces, size, colours), or answer QUESTION about it."""
-    from edgeai.cli.common import mmproj_from
-
     if question is not None and not question.strip():
         raise BadInput("the question is empty")
     if mmproj and question is None:
