@@ -22,6 +22,7 @@ Contract of `iter_sections` (a generator: nothing happens until the first `next(
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +158,9 @@ def clock(seconds: float | None) -> str:
 
 
 def time_span(start: float, end: float | None) -> str:
-    """'at 0:42–0:51' (or 'at 0:42'): where a passage of a recording is, for its citation."""
-    a, b = clock(start), clock(end if end is not None else start)
+    """'at 0:42–0:51' (or 'at 0:42'): where a passage of a recording is, for its citation. The
+    end rounds up, so the span a person seeks to covers the whole passage (35.6 s shows 0:36)."""
+    a, b = clock(start), clock(math.ceil(end) if end is not None else start)
     return f"at {a}" if a == b else f"at {a}–{b}"
 
 
