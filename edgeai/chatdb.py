@@ -146,7 +146,7 @@ class ChatDB:
         self.persistent = str(path) != MEMORY
         self.path = Path(path)
         # what attachment records' relative "file" names are under: the data dir chat.db is in
-        # (an in-memory chat.db is given absolute ones, which a join leaves as they are)
+        # (an in-memory one's is given to `in_memory`; absolute names are left as they are)
         self.base = self.path.parent if self.persistent else Path("/")
         self.clock = clock
         self._lock = threading.Lock()
@@ -159,11 +159,15 @@ class ChatDB:
         self._db = self._open()
 
     @classmethod
-    def in_memory(cls, clock: Callable[[], float] = time.time) -> ChatDB:
+    def in_memory(cls, clock: Callable[[], float] = time.time, home: Path | None = None) -> ChatDB:
         """A chat.db that is never written to disk (gone on close): the same migrations and
         methods, for a session that keeps no history. Its ids are not unique beyond it, so
-        nothing on disk (a KV file, a chat collection) may be named after them."""
-        return cls(MEMORY, clock)
+        nothing on disk (a KV file, a chat collection) may be named after them. `home` is the
+        data dir its attachments were copied into (`edgeai.chat.attachments`)."""
+        db = cls(MEMORY, clock)
+        if home is not None:
+            db.base = Path(home)
+        return db
 
     # -- opening, migrations, recovery ---------------------------------------------------
     def _open(self) -> sqlite3.Connection:

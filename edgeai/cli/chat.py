@@ -39,14 +39,25 @@ HELP = """commands:
   /system TEXT   set the system prompt (clears nothing)
   /rag on NAME   answer from the documents of collection NAME (`edgeai rag add`); /rag off
   /draft [WHAT]  speculative decoding: ngram, off, auto or a draft MODEL (no argument: the state)
+  /image PATH    send an image with your next message (a pasted image path does too); /image off
+  /audio PATH    transcribe a recording: its text becomes your next message, to edit on a terminal
   /clear         forget the conversation
   /bye           leave (also /exit, Ctrl-D)
   \"\"\"            start and end a multi-line message"""
 
 
-def read_message(interactive: bool) -> str:
+def read_message(interactive: bool, draft: str | None = None) -> str:
+    """One message from the user; `draft` (a transcript) is put on the line to edit first."""
     prompt = ">>> " if interactive else ""
-    line = input(prompt)
+    if draft:
+        import readline
+
+        readline.set_startup_hook(lambda: readline.insert_text(draft))
+    try:
+        line = input(prompt)
+    finally:
+        if draft:
+            readline.set_startup_hook(None)
     if line.strip() != '"""':
         return line
     lines = []
@@ -81,6 +92,17 @@ def handle_command(line: str, session: PlainSession) -> bool:
     elif name == "/system":
         session.set_system(arg.strip() or None)
         click.secho("(system prompt set)" if arg.strip() else "(system prompt removed)", dim=True)
+    elif name in ("/image", "/audio"):
+        if not arg.strip():
+            click.echo(f"usage: {name} PATH" + (", or /image off" if name == "/image" else ""))
+            return True
+        try:
+            click.secho(f"({session.attach(arg.strip()) if name == '/image' else session.hear(arg.strip())})",
+                        dim=True)
+        except EdgeAIError as exc:  # a bad file keeps the REPL and what was attached
+            click.echo(f"edgeai: error: {exc.message}", err=True)
+        except KeyboardInterrupt:  # Ctrl-C stops a long transcription, not the REPL
+            click.secho("\n(stopped)", dim=True)
     else:
         click.echo(HELP)
     return True
@@ -94,10 +116,13 @@ class PlainSession:
         from edgeai.chatdb import ChatDB
 
         self.settings, self.model, self.params = settings, model, params
-        self.db = ChatDB.in_memory()
+        self.db = ChatDB.in_memory(home=settings.home)  # /image copies go to the data dir
         self.conversation = self.db.create_conversation(system=system, model=model.request,
                                                         backend=model.backend_name)
         self.last_stats: dict = {}
+        self.pending: list[dict] = []  # images for the next message (`/image`, a pasted path)
+        self.heard: str | None = None  # a transcript (`/audio`) waiting to be the next message
+        self.stt = None  # the speech engine, loaded by the first `/audio`
 
     def clear(self) -> None:
         from edgeai.chat.conversations import clear_conversation
@@ -124,6 +149,36 @@ class PlainSession:
         note = draft_note(self.last_stats)
         return f"drafting: {now}" + (f"; last reply: {note}" if note else "")
 
+    def attach(self, path: str) -> str:
+        """`/image PATH`: copy the image into the data dir (as the app does) for the next message."""
+        from edgeai.chat.attachments import attach_image, label
+
+        if path.lower() in ("off", "none", "clear"):
+            self.pending.clear()
+            return "no image attached"
+        record = attach_image(self.settings.home, path.strip("'\""))
+        if all(r["sha256"] != record["sha256"] for r in self.pending):
+            self.pending.append(record)
+        return f"attached {' '.join(map(label, self.pending))} · sent with your next message"
+
+    def hear(self, path: str) -> str:
+        """`/audio PATH`: transcribe a recording with the default speech model; the text waits to
+        be the next message."""
+        from pathlib import Path
+
+        from edgeai.speech.stt import get_engine, transcribe
+
+        source = Path(path.strip("'\"")).expanduser()
+        if not source.is_file():  # before the model loads: a typo is said at once
+            raise BadInput(f"no such audio file: {source}")
+        if self.stt is None:
+            self.stt = get_engine(settings=self.settings)
+        text = transcribe(self.stt, source).text.strip()
+        if not text:
+            return f"{source.name}: nothing was heard"
+        self.heard = text
+        return f"heard {source.name}: {text}"
+
     def say(self, text: str) -> None:
         from edgeai.chat.turn import begin_turn, run_turn
 
@@ -133,7 +188,9 @@ class PlainSession:
             click.echo(text, nl=False)
 
         outcomes = []
-        turn = begin_turn(self.db, self.conversation, text, self.model, surface="plain")
+        turn = begin_turn(self.db, self.conversation, text, self.model, surface="plain",
+                          attachments=self.pending)
+        self.pending = []
         self.conversation = turn.conversation
         try:
             out = run_turn(turn, self.model, self.params, self.settings, on_text=show,
@@ -146,6 +203,8 @@ class PlainSession:
         self.last_stats = dict(out.stats) if out is not None else {}
         if out is not None and out.error:  # one bad turn (a dropped endpoint, a template) keeps the REPL
             click.echo(f"edgeai: error: {out.error}", err=True)
+        if out is not None and out.images:  # how each image was used, as `run --image` says it
+            click.secho(f"({', '.join(out.images)})", dim=True, err=True)
         dropped = out.stats.get("dropped") if out is not None else None
         if dropped:
             click.secho(f"(dropped {dropped} old messages to fit the {self.model.n_ctx}-token window)",
@@ -205,6 +264,7 @@ def _say_on_stderr(text: str) -> None:
 
 def plain_chat(settings: Settings, system: str | None, opts: dict, adapter: str | None = None,
                mmproj: str | None = None) -> None:
+    from edgeai.chat.attachments import looks_like_image_path
     from edgeai.runtime.loaded import LoadedModel
     from edgeai.runtime.loader import gen_params
 
@@ -227,8 +287,12 @@ def plain_chat(settings: Settings, system: str | None, opts: dict, adapter: str 
                         dim=True)
         try:
             while True:
+                heard, session.heard = session.heard, None
+                if heard and not interactive:  # piped: a transcript is the next message as heard
+                    session.say(heard)
+                    continue
                 try:
-                    text = read_message(interactive)
+                    text = read_message(interactive, heard)
                 except EOFError:
                     break
                 except KeyboardInterrupt:
@@ -237,6 +301,8 @@ def plain_chat(settings: Settings, system: str | None, opts: dict, adapter: str 
                 if text.startswith("/"):
                     if not handle_command(text, session):
                         break
+                elif (image := looks_like_image_path(text)) is not None:  # pasted or dropped: as /image
+                    handle_command(f"/image {image}", session)
                 elif text.strip():
                     session.say(text)
         finally:
