@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -164,8 +165,6 @@ class PlainSession:
     def hear(self, path: str) -> str:
         """`/audio PATH`: transcribe a recording with the default speech model; the text waits to
         be the next message."""
-        from pathlib import Path
-
         from edgeai.speech.stt import get_engine, transcribe
 
         source = Path(path.strip("'\"")).expanduser()
